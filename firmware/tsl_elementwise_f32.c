@@ -1,0 +1,64 @@
+/* tsl_elementwise_f32.c -- quantize, embed, RoPE, KV store and the MLP nonlinearities. */
+#include "tsl_kernels.h"
+
+float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n)
+{
+    float amax = 0.0f;
+    for (int32_t i = 0; i < n; i++) {
+        const float a = x[i] >= 0.0f ? x[i] : -x[i];
+        amax = a > amax ? a : amax;
+    }
+    if (amax == 0.0f) {
+        for (int32_t i = 0; i < n; i++) q[i] = 0;
+        return 0.0f;
+    }
+    const float inv = 127.0f / amax;
+    for (int32_t i = 0; i < n; i++) q[i] = tsl_quant_f32(x[i] * inv);
+    return amax / 127.0f;
+}
+
+void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *dst, int32_t n,
+                  int32_t accumulate)
+{
+    const int8_t *r = table + (intptr_t)row * n;
+    const float s = scale[row];
+    for (int32_t i = 0; i < n; i++) {
+        const float v = (float)r[i] * s;
+        dst[i] = accumulate ? dst[i] + v : v;
+    }
+}
+
+void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cs,
+                  const float *sn, int32_t interleaved)
+{
+    const int32_t half = rot / 2;
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *p = v + h * hs;
+        for (int32_t i = 0; i < half; i++) {
+            const int32_t i0 = interleaved ? 2 * i : i;
+            const int32_t i1 = interleaved ? 2 * i + 1 : i + half;
+            const float a = p[i0], b = p[i1];
+            p[i0] = a * cs[i] - b * sn[i];
+            p[i1] = b * cs[i] + a * sn[i];
+        }
+    }
+}
+
+void tsl_kv_store_s8(const float *x, const float *inv_s, int8_t *cache, int32_t n_heads,
+                     int32_t hs, int32_t max_seq, int32_t pos)
+{
+    for (int32_t h = 0; h < n_heads; h++) {
+        int8_t *dst = cache + ((intptr_t)h * max_seq + pos) * hs;
+        for (int32_t i = 0; i < hs; i++) dst[i] = tsl_quant_f32(x[h * hs + i] * inv_s[h]);
+    }
+}
+
+void tsl_swiglu_f32(const float *g, const float *u, float *h, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) h[i] = tsl_silu(g[i]) * u[i];
+}
+
+void tsl_gelu_f32(const float *x, float *y, int32_t n, int32_t erf_form)
+{
+    for (int32_t i = 0; i < n; i++) y[i] = erf_form ? tsl_gelu_erf(x[i]) : tsl_gelu_tanh(x[i]);
+}

@@ -1,0 +1,72 @@
+/* tsl_kernels.h -- the kernel API of tinyslm.
+ *
+ * One C file per op and dtype. Inside each, the ISA paths sit in one #if chain selected by the
+ * feature macros of tsl_arch.h; every path ends in the portable scalar tail and rounds through
+ * tsl_numerics.h, so all paths are bit-identical. Operand ranges:
+ *   x, w (s8)     [-128, 127]; activations produced by tinyslm are in [-127, 127]
+ *   w (s4)        [-8, 7], two per byte, even k in the low nibble
+ *   K             any >= 0 (tails of every length are handled by the scalar loop)
+ *   accumulators  int32; callers keep K * 128 * 128 (* 255 for s4 group scales) < 2^31
+ */
+#ifndef TSL_KERNELS_H
+#define TSL_KERNELS_H
+#include <stdint.h>
+#include "tsl_arch.h"
+#include "tsl_numerics.h"
+
+#define TSL_S4_GROUP 32
+
+/* dst[n] = sum_k w[n*K + k] * x[k], n in [0, N) */
+void tsl_matvec_s8_s32(const int8_t *x, const int8_t *w, int32_t *dst, int32_t N, int32_t K);
+
+/* v_n = ((float)acc_n * sx) * ws[n] (+ bias[n]); dst[n] = accumulate ? dst[n] + v_n : v_n */
+void tsl_matvec_s8_f32(const int8_t *x, float sx, const int8_t *w, const float *ws,
+                       const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
+
+/* w: s4 [N][K/2] bytes, gs: u8 [N][K/TSL_S4_GROUP]; K % TSL_S4_GROUP == 0.
+ * acc_n = sum_g gs[n][g] * sum_{k in g} w4[n][k] * x[k]; epilogue as tsl_matvec_s8_f32. */
+void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const uint8_t *gs,
+                       const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
+                       int32_t accumulate);
+
+/* q[i] = tsl_quant_f32(x[i] * (127 / amax)), amax = max |x|; returns amax / 127 (0 if amax == 0). */
+float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n);
+
+/* y = x / rms(x) * g, sums in index order. */
+void tsl_rmsnorm_f32(const float *x, const float *g, float eps, float *y, int32_t n);
+/* y = (x - mean) / std * g + b, sums in index order. */
+void tsl_layernorm_f32(const float *x, const float *g, const float *b, float eps, float *y, int32_t n);
+
+/* dst[i] = (accumulate ? dst[i] : 0) + (float)table[row * n + i] * scale[row] */
+void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *dst, int32_t n,
+                  int32_t accumulate);
+
+/* In place over n_heads heads of hs values; the first rot dims of each head rotate by the
+ * angles of one position: cs, sn [rot / 2]. interleaved: pairs (2i, 2i+1); else (i, i + rot/2). */
+void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cs,
+                  const float *sn, int32_t interleaved);
+
+/* cache[h][pos][i] = tsl_quant_f32(x[h*hs + i] * inv_s[h]); cache [n_heads][max_seq][hs] */
+void tsl_kv_store_s8(const float *x, const float *inv_s, int8_t *cache, int32_t n_heads,
+                     int32_t hs, int32_t max_seq, int32_t pos);
+
+/* Causal attention of one query position over cache positions [0, pos].
+ * q f32 [n_heads][hs]; kc, vc s8 [n_kv][max_seq][hs]; out s8 [n_heads][hs].
+ * per head h (kv head h / (n_heads / n_kv)):
+ *   qq = tsl_quant_f32(q * q_inv[h]);  s_t = qq . k_t (int32)
+ *   e_t = exp_tab[tsl_requant(max_s - s_t, sm[h], ss[h])] or 0 past exp_len   (Q15, exp_tab[0] = 32768)
+ *   p_t = (e_t * 32768 + sum/2) / sum     (Q15, unsigned)
+ *   out = tsl_requant_s8(sum_t p_t * v_t, om[h], os[h])
+ * scratch: qq s8 [hs], sc int32 [pos + 1]. */
+void tsl_attention_s8(const float *q, const int8_t *kc, const int8_t *vc, int8_t *out,
+                      int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq, int32_t pos,
+                      const float *q_inv, const int32_t *sm, const int32_t *ss,
+                      const int32_t *om, const int32_t *os, const uint16_t *exp_tab,
+                      int32_t exp_len, int8_t *qq, int32_t *sc);
+
+/* h[i] = silu(g[i]) * u[i] */
+void tsl_swiglu_f32(const float *g, const float *u, float *h, int32_t n);
+/* y[i] = gelu(x[i]); erf_form selects the exact (erf) GELU over the tanh form */
+void tsl_gelu_f32(const float *x, float *y, int32_t n, int32_t erf_form);
+
+#endif

@@ -1,0 +1,154 @@
+"""Codegen: Program + Plan -> a self-contained C project in a directory.
+
+Everything C needs is computed here as plain data (offsets, argument lists, defines); the
+templates in codegen_templates/ only loop and print.
+"""
+import hashlib
+import json
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from . import __version__
+from .ir import C_TYPES, DTYPES
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "codegen_templates"
+FIRMWARE = ROOT / "firmware"
+MAGIC, VERSION, HEADER = 0x574C5354, 1, 32      # "TSLW"
+NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t",
+        np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float"}
+RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_matvec_s8.c", "tsl_matvec_s4.c",
+           "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
+           "tsl_sampler.c"]
+
+
+def arch_hash(meta):
+    """What a weight blob must agree with to be loadable: every shape of the architecture."""
+    keys = ("family", "vocab", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden",
+            "max_seq", "weights", "act", "pos")
+    return zlib.crc32(json.dumps({k: meta[k] for k in keys}, sort_keys=True).encode())
+
+
+def pack_weights(prog):
+    """-> (blob bytes, {name: offset}). Header: magic, version, bytes, arch hash, payload crc32."""
+    offsets, parts, off = {}, [], HEADER
+    for name, arr in prog.weights.items():
+        off = (off + 15) // 16 * 16
+        offsets[name] = off
+        parts.append((off, np.ascontiguousarray(arr).tobytes()))
+        off += arr.nbytes
+    total = (off + 15) // 16 * 16
+    blob = bytearray(total)
+    for o, b in parts:
+        blob[o:o + len(b)] = b
+    crc = zlib.crc32(bytes(blob[HEADER:]))
+    blob[:20] = struct.pack("<5I", MAGIC, VERSION, total, arch_hash(prog.meta), crc)
+    return bytes(blob), offsets
+
+
+def _calls(prog, plan, woff):
+    """One (lhs, fn, args) per op: the C call that runs it."""
+    def a(name, ctype=None):
+        b = prog.bufs[name]
+        if b.kind == "kv":
+            return f"KV({plan.kv_offsets[name]})"
+        return f"A({ctype or C_TYPES[b.dtype]}, {plan.offsets[name]})"
+
+    def w(name, suffix=""):
+        if name is None:
+            return "NULL"
+        return f"W({NP_C[prog.weights[name].dtype]}, {woff[name]}){suffix}"
+
+    out = []
+    for op in prog.ops:
+        t, lhs = op.attrs, ""
+        k = op.kind
+        if k == "embed":
+            fn, args = "tsl_embed_s8", [w(t["table_w"]), w(t["scale_w"]), "token" if t["src"] == "token" else "pos",
+                                        a(op.outs[0]), t["n"], t["accumulate"]]
+        elif k == "rmsnorm":
+            fn, args = "tsl_rmsnorm_f32", [a(op.ins[0]), w(t["g_w"]), _f(t["eps"]), a(op.outs[0]), t["n"]]
+        elif k == "layernorm":
+            fn, args = "tsl_layernorm_f32", [a(op.ins[0]), w(t["g_w"]), w(t["b_w"]), _f(t["eps"]), a(op.outs[0]), t["n"]]
+        elif k == "quant":
+            lhs = f"*{a(op.outs[1])} = "
+            fn, args = "tsl_quant_dynamic_f32", [a(op.ins[0]), a(op.outs[0]), t["n"]]
+        elif k == "matvec":
+            sx = _f(t["sx_const"]) if t["sx"] is None else f"*{a(t['sx'])}"
+            if t["fmt"] == "s4":
+                fn, args = "tsl_matvec_s4_f32", [a(op.ins[0]), sx, w(t["w_w"]), w(t["gs_w"]), w(t["ws_w"])]
+            else:
+                fn, args = "tsl_matvec_s8_f32", [a(op.ins[0]), sx, w(t["w_w"]), w(t["ws_w"])]
+            args += [w(t["bias_w"]), a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
+        elif k == "rope":
+            half = t["rot"] // 2
+            fn, args = "tsl_rope_f32", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"],
+                                        w(t["cos_w"], f" + pos * {half}"), w(t["sin_w"], f" + pos * {half}"),
+                                        t["interleaved"]]
+        elif k == "kv_store":
+            fn, args = "tsl_kv_store_s8", [a(op.ins[0]), w(t["inv_w"]), a(op.outs[0]), t["n_heads"], t["hs"],
+                                           t["max_seq"], "pos"]
+        elif k == "attention":
+            fn, args = "tsl_attention_s8", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2]), a(op.outs[0]),
+                                            t["n_heads"], t["n_kv"], t["hs"], t["max_seq"], "pos",
+                                            w(t["qinv_w"]), w(t["sm_w"]), w(t["ss_w"]), w(t["om_w"]),
+                                            w(t["os_w"]), w(t["exp_w"]), t["exp_len"], a(op.outs[1]), a(op.outs[2])]
+        elif k == "swiglu":
+            fn, args = "tsl_swiglu_f32", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"]]
+        elif k == "gelu":
+            fn, args = "tsl_gelu_f32", [a(op.ins[0]), a(op.outs[0]), t["n"], t["erf"]]
+        else:
+            raise AssertionError(k)
+        out.append(dict(name=op.name, lhs=lhs, fn=fn, args=[str(x) for x in args]))
+    return out
+
+
+def _f(v):
+    return repr(float(np.float32(v))) + "f"
+
+
+def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=None):
+    """Write the C project into `out` (an existing, empty directory). Returns the manifest."""
+    out = Path(out)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    blob, woff = pack_weights(prog)
+    (out / "model").mkdir()
+    (out / "runtime").mkdir()
+    (out / "model" / "tsl_weights.bin").write_bytes(blob)
+    ahash = arch_hash(prog.meta)
+    defines = [("TSL_VOCAB", prog.meta["vocab"]), ("TSL_DIM", prog.meta["dim"]),
+               ("TSL_N_LAYERS", prog.meta["n_layers"]), ("TSL_MAX_SEQ", prog.meta["max_seq"]),
+               ("TSL_N_OPS", len(prog.ops)), ("TSL_ARENA_BYTES", max(plan.arena_bytes, 16)),
+               ("TSL_KV_BYTES", max(plan.kv_bytes, 16)), ("TSL_LOGITS_OFFSET", plan.offsets["logits"]),
+               ("TSL_WEIGHTS_BYTES", len(blob)), ("TSL_WEIGHTS_MAGIC", f"0x{MAGIC:08x}u"),
+               ("TSL_WEIGHTS_VERSION", VERSION), ("TSL_ARCH_HASH", f"0x{ahash:08x}u")]
+    ctx = dict(version=__version__, source=Path(source).name, board=board, defines=defines,
+               ops=_calls(prog, plan, woff), arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
+               kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="model/tsl_weights.bin",
+               note_gnu_stack=cc in ("cc", "gcc", "clang") or "linux" in cc)
+    for tpl, dst in (("tsl_model.h.j2", "model/tsl_model.h"), ("tsl_model.c.j2", "model/tsl_model.c"),
+                     ("tsl_weights.S.j2", "model/tsl_weights.S")):
+        (out / dst).write_text(env.get_template(tpl).render(**ctx))
+    for f in RUNTIME:
+        shutil.copy(FIRMWARE / f, out / "runtime" / f)
+    sources = ["model/tsl_model.c", "model/tsl_weights.S"] + [f"runtime/{f}" for f in RUNTIME if f.endswith(".c")]
+    (out / "Makefile").write_text(env.get_template("Makefile.j2").render(
+        version=__version__, board=board, cc=cc, ar=ar, cflags=cflags, sources=sources))
+    manifest = dict(
+        tinyslm=__version__, board=board, source=str(source), model=prog.meta,
+        arch_hash=f"0x{ahash:08x}", weights_sha256=hashlib.sha256(blob).hexdigest(),
+        weights=dict(bytes=len(blob), tensors={n: dict(offset=woff[n], dtype=str(a.dtype), shape=list(a.shape))
+                                                for n, a in prog.weights.items()}),
+        memory=dict(arena_bytes=plan.arena_bytes, arena_lower_bound=plan.lower_bound, kv_bytes=plan.kv_bytes,
+                    buffers={n: dict(offset=plan.offsets.get(n, plan.kv_offsets.get(n)), bytes=b.nbytes,
+                                     dtype=b.dtype, kind=b.kind, life=plan.lifetimes.get(n))
+                             for n, b in prog.bufs.items()}),
+        ops=[dict(name=op.name, kind=op.kind, layer=op.layer, ins=op.ins, outs=op.outs) for op in prog.ops],
+        sources=sources, cflags=cflags, cc=cc)
+    return manifest

@@ -1,0 +1,2 @@
+class TslError(Exception):
+    """A user-facing error: one line, exit status 2."""

@@ -1,0 +1,500 @@
+"""ONNX frontend: a decoder-only LM graph -> ModelSpec (float weights and hyperparameters).
+
+How it recognizes a model, independent of node names and of the exporter's spelling:
+1. Run the graph once on a probe sequence (T_PROBE tokens) with every intermediate kept. A value
+   that does not depend on the token ids (weights, shape arithmetic, masks, RoPE tables) is a
+   constant for that T; everything else is "live".
+2. Linear layers are MatMul/Gemm nodes with one live input and one constant 2-D operand. Those
+   sharing an input form a group; a decoder repeats [attention in, o, MLP in, down] per layer,
+   then the LM head.
+3. Each piece is then identified by what it computes, checked on the probe values: norms (their
+   weights, bias and eps read from the graph), RoPE (frequencies read off the cos/sin tables,
+   rotate-half or interleaved by which reproduces the softmax input), the attention scale, the MLP
+   activation.
+4. Finally the float model of model.py must reproduce the graph's logits on fresh token ids, or
+   the compile stops: nothing is compiled from a guess.
+"""
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import TslError
+from .model import Layer, ModelSpec, Norm, forward
+
+T_PROBE = 6
+LINEAR = ("MatMul", "Gemm")
+FUSED_NORMS = ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization",
+               "SkipSimplifiedLayerNormalization", "SkipLayerNormalization")
+SUPPORTED_OPS = {
+    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "ReduceMean", "ReduceSum", "MatMul", "Gemm",
+    "Gather", "Reshape", "Transpose", "Unsqueeze", "Squeeze", "Concat", "Slice", "Split", "Shape", "Size",
+    "Cast", "CastLike", "Constant", "ConstantOfShape", "Range", "Expand", "Where", "Equal", "Less",
+    "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Trilu", "IsNaN", "IsInf", "Softmax",
+    "Neg", "Sin", "Cos", "Sigmoid", "Tanh", "Erf", "Gelu", "Relu", "Max", "Min", "Identity", "Flatten",
+    "Tile", "LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "Abs", "Exp", "Log",
+    "Mod", "Floor", "Ceil", "Clip", "ScatterND", "GatherElements", "ArgMax", "ReduceMax", "Dropout",
+    "Einsum", "Sign", "Round", "Not", "Xor", "HardSigmoid",
+}
+
+
+def load_onnx(path):
+    path = Path(path)
+    if not path.is_file():
+        raise TslError(f"{path}: no such file")
+    data = path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as e:  # protobuf says little; the length and head say more
+        raise TslError(f"{path}: not an ONNX model ({len(data)} bytes, cannot parse: {str(e)[:80]})")
+    if not model.graph.node:
+        raise TslError(f"{path}: not an ONNX model (no graph nodes; truncated or another format?)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise TslError(f"{path}: invalid ONNX model: {str(e).splitlines()[0][:160]}")
+    return model
+
+
+def unsupported_nodes(model):
+    """[(name, op_type, domain)] of nodes the frontend cannot take."""
+    return [(n.name, n.op_type, n.domain or "ai.onnx") for n in model.graph.node
+            if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")]
+
+
+class Graph:
+    """The graph with every value of one probe run, and which values depend on the token ids."""
+
+    def __init__(self, model, path, ids):
+        self.path = path
+        self.model = model
+        self.nodes = list(model.graph.node)
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers = defaultdict(list)
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.order = {id(n): k for k, n in enumerate(self.nodes)}
+        self.ids_name, feeds = self._feeds(ids)
+        from onnx.reference import ReferenceEvaluator
+        try:
+            self.values = ReferenceEvaluator(model).run(None, feeds, intermediate=True)
+        except Exception as e:
+            raise TslError(f"{path}: cannot evaluate the graph: {str(e).splitlines()[0][:160]}")
+        for init in model.graph.initializer:
+            self.values.setdefault(init.name, numpy_helper.to_array(init))
+        self.live = {self.ids_name}
+        for n in self.nodes:
+            if n.op_type not in ("Shape", "Size") and any(i in self.live for i in n.input):
+                self.live.update(n.output)
+
+    def _feeds(self, ids):
+        inits = {i.name for i in self.model.graph.initializer}
+        inputs = [i for i in self.model.graph.input if i.name not in inits]
+        ints = [i for i in inputs if i.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)]
+        named = [i for i in ints if "input_ids" in i.name or "tokens" in i.name] or ints
+        if not named:
+            raise TslError(f"{self.path}: not a decoder LM: no integer token-id input "
+                           f"(inputs: {', '.join(i.name for i in inputs) or 'none'})")
+        tok = named[0]
+        T = len(ids)
+        feeds = {}
+        for i in inputs:
+            dt = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            rank = len(i.type.tensor_type.shape.dim)
+            if i.name == tok.name:
+                feeds[i.name] = np.asarray(ids, dt).reshape((1, T) if rank == 2 else (T,))
+            elif "position" in i.name:
+                feeds[i.name] = np.arange(T, dtype=dt).reshape(1, T)
+            elif "mask" in i.name:
+                feeds[i.name] = np.ones((1, T), dt)
+            else:
+                raise TslError(f"{self.path}: input '{i.name}' is not supported "
+                               f"(expected input_ids, and optionally attention_mask, position_ids)")
+        return tok.name, feeds
+
+    def const(self, name):
+        return None if (not name or name in self.live) else self.values.get(name)
+
+    def val(self, name):
+        return np.asarray(self.values[name])
+
+    def err(self, what):
+        return TslError(f"{self.path}: {what}")
+
+
+def _linear(g, n):
+    """(weight [N, K], bias or None, live input name) of a linear node, or None."""
+    if n.op_type not in LINEAR:
+        return None
+    a, b = n.input[0], n.input[1]
+    if n.op_type == "MatMul":
+        if a in g.live and g.const(b) is not None and np.ndim(g.const(b)) == 2:
+            return np.asarray(g.const(b), np.float64).T, None, a
+        return None
+    at = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+    if at.get("transA", 0) or a not in g.live or g.const(b) is None:
+        return None
+    w = np.asarray(g.const(b), np.float64) * at.get("alpha", 1.0)
+    w = w if at.get("transB", 0) else w.T
+    c = g.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+    return w, (None if c is None else np.asarray(c, np.float64).reshape(-1) * at.get("beta", 1.0)), a
+
+
+def _with_bias(g, out, N):
+    """Follow an Add of a constant [N] after a linear: -> (bias or None, output name)."""
+    cons = g.consumers.get(out, [])
+    if len(cons) == 1 and cons[0].op_type == "Add":
+        other = [i for i in cons[0].input if i != out]
+        c = g.const(other[0]) if other else None
+        if c is not None and np.size(c) == N:
+            return np.asarray(c, np.float64).reshape(-1), cons[0].output[0]
+    return None, out
+
+
+def _flat(v):
+    v = np.asarray(v, np.float64)
+    return v.reshape(-1, v.shape[-1])
+
+
+def _close(a, b, tol=1e-3):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and np.abs(a - b).max() <= tol * max(1.0, np.abs(b).max())
+
+
+def _ancestors(g, name, stop):
+    """Nodes between `stop` (exclusive) and `name`, walking live inputs only."""
+    seen, out, todo = set(), [], [name]
+    while todo:
+        v = todo.pop()
+        if v == stop or v in seen or v not in g.producer:
+            continue
+        seen.add(v)
+        n = g.producer[v]
+        out.append(n)
+        todo.extend(i for i in n.input if i in g.live)
+    return out
+
+
+def _norm(g, x, y, D, where):
+    """The norm mapping live value x to y: read its parameters from the graph, check them."""
+    nodes = _ancestors(g, y, x)
+    fused = [n for n in nodes if n.op_type in FUSED_NORMS]
+    consts = [(n, g.const(i)) for n in nodes for i in n.input if g.const(i) is not None]
+    vec = lambda op: [np.asarray(c, np.float64).reshape(-1) for n, c in consts
+                      if n.op_type == op and np.size(c) == D and np.ndim(c) >= 1]
+    if fused:
+        f = fused[0]
+        at = {a.name: onnx.helper.get_attribute_value(a) for a in f.attribute}
+        kind = "layer" if f.op_type in ("LayerNormalization", "SkipLayerNormalization") else "rms"
+        gw = np.asarray(g.const(f.input[1]), np.float64).reshape(-1)
+        bw = g.const(f.input[2]) if kind == "layer" and len(f.input) > 2 and f.input[2] else None
+        N = Norm(kind, gw, None if bw is None else np.asarray(bw, np.float64).reshape(-1), float(at.get("epsilon", 1e-5)))
+    else:
+        n_mean = sum(n.op_type in ("ReduceMean",) for n in nodes)
+        kind = "layer" if n_mean >= 2 or any(n.op_type == "Sub" for n in nodes) else "rms"
+        eps = [float(np.asarray(c).reshape(-1)[0]) for n, c in consts
+               if n.op_type == "Add" and np.size(c) == 1 and 0 < float(np.asarray(c).reshape(-1)[0]) < 1e-2]
+        gs, bs = vec("Mul"), vec("Add")
+        if not eps:
+            raise g.err(f"{where}: norm without an epsilon constant is not supported")
+        N = Norm(kind, gs[0] if gs else np.ones(D), (bs[0] if bs else None) if kind == "layer" else None, eps[0])
+    xv, yv = _flat(g.val(x)), _flat(g.val(y))
+    from .model import _norm as apply_norm
+    if not _close(apply_norm(N, xv), yv, 1e-3):
+        raise g.err(f"{where}: the subgraph before the projection is not a recognized RMSNorm/LayerNorm")
+    return N
+
+
+def _rope_freqs(g, T, hs):
+    """inv_freq [r/2] read off a constant sin table [T, r] (angles of position 1), or None."""
+    for name, v in g.values.items():
+        if name in g.live or not isinstance(v, np.ndarray) or v.dtype.kind != "f":
+            continue
+        s = np.squeeze(v)
+        if s.ndim != 2 or s.shape[0] != T or s.shape[1] > hs or s.shape[1] % 2 or s.shape[1] < 2:
+            continue
+        if np.abs(s[0]).max() < 1e-6 and np.abs(s).max() <= 1.0 and np.abs(s[1]).max() > 0:
+            c = None
+            for name2, v2 in g.values.items():
+                s2 = np.squeeze(v2) if isinstance(v2, np.ndarray) and v2.dtype.kind == "f" else None
+                if s2 is not None and s2.shape == s.shape and np.allclose(s2[0], 1.0) and np.allclose(s2 ** 2 + s ** 2, 1, atol=1e-4):
+                    c = s2
+                    break
+            if c is None:
+                continue
+            ang = np.arctan2(s[1].astype(np.float64), c[1].astype(np.float64))
+            return ang, s.shape[1]
+    return None
+
+
+def _standard_freqs(ang, r):
+    """If ang[i] is theta^(-2i/r) for some theta, recompute it exactly in float64."""
+    half = len(ang)
+    if half < 2 or ang[1] <= 0:
+        return ang
+    theta = ang[1] ** (-r / 2.0)
+    std = theta ** (-np.arange(half) * 2.0 / r)
+    return std if np.allclose(std, ang, rtol=1e-5, atol=1e-7) else ang
+
+
+def _apply_rope(x, ang, interleaved, r):
+    """x [T, H, hs], ang [r/2] -> rotated copy (positions 0..T-1)."""
+    T = x.shape[0]
+    th = np.arange(T)[:, None] * ang[None, :]
+    c, s = np.cos(th)[:, None, :], np.sin(th)[:, None, :]
+    y = x.copy()
+    if interleaved:
+        a, b = x[..., 0:r:2], x[..., 1:r:2]
+        y[..., 0:r:2], y[..., 1:r:2] = a * c - b * s, b * c + a * s
+    else:
+        a, b = x[..., :r // 2], x[..., r // 2:r]
+        y[..., :r // 2], y[..., r // 2:r] = a * c - b * s, b * c + a * s
+    return y
+
+
+def _attention(g, q, k, hs, H, Hk, T, softmax_in, ang_r, where):
+    """-> (rope kind or None, attn scale) reproducing the softmax input from q, k."""
+    qv, kv = q.reshape(T, H, hs), k.reshape(T, Hk, hs)
+    S = np.asarray(g.val(softmax_in), np.float64).reshape(-1, H, T, T)[0]
+    tri = np.tril(np.ones((T, T), bool))
+    hyps = [(None, qv, kv)]
+    if ang_r is not None:
+        ang, r = ang_r
+        for il in (False, True):
+            hyps.append((("interleaved" if il else "half", ang, r), _apply_rope(qv, ang, il, r), _apply_rope(kv, ang, il, r)))
+    for rope, qr, kr in hyps:
+        kk = np.repeat(kr, H // Hk, axis=1)
+        raw = np.einsum("thd,uhd->htu", qr, kk)
+        m = tri[None] & (np.abs(raw) > 1e-6)
+        if not m.any():
+            continue
+        scale = np.median(S[m] / raw[m])
+        if _close(raw[:, tri] * scale, S[:, tri], 2e-3):
+            return rope, float(scale)
+    raise g.err(f"{where}: attention scores are not q.k^T (with or without RoPE) times a constant")
+
+
+def _act(g, up, gate, m):
+    """-> (activation, gate is None or which input is the gate) reproducing the MLP product m."""
+    from .model import _act as act
+    from .model import ModelSpec as _M
+    probe = lambda kind, x: act(type("S", (), {"act": kind})(), x)
+    if gate is None:
+        for kind in ("gelu_tanh", "gelu_erf", "silu"):
+            if _close(probe(kind, up), m, 2e-3):
+                return kind, False
+        return None, False
+    for swap in (False, True):
+        a, b = (up, gate) if swap else (gate, up)
+        if _close(probe("silu", a) * b, m, 2e-3):
+            return "silu", swap
+    return None, False
+
+
+def recognize(model, path, max_pos_hint=0):
+    """ONNX model -> ModelSpec, checked against the graph's own output."""
+    rng = np.random.default_rng(1234)
+    vocab_guess = None
+    for init in model.graph.initializer:
+        if len(init.dims) == 2:
+            vocab_guess = max(vocab_guess or 0, int(init.dims[0]))
+    ids = rng.integers(0, max(2, min(vocab_guess or 2, 50)), T_PROBE)
+    g = Graph(model, path, ids)
+    T = T_PROBE
+
+    emb = [n for n in g.nodes if n.op_type == "Gather" and n.input[1] in g.live and g.const(n.input[0]) is not None
+           and np.ndim(g.const(n.input[0])) == 2]
+    if not emb:
+        raise g.err("not a decoder LM: no token embedding (Gather of a constant table by the token ids)")
+    tok_emb = np.asarray(g.const(emb[0].input[0]), np.float64)
+    V, D = tok_emb.shape
+
+    lins = []
+    for n in g.nodes:
+        L = _linear(g, n)
+        if L is not None:
+            w, b, x = L
+            b2, out = _with_bias(g, n.output[0], w.shape[0])
+            lins.append(dict(node=n, w=w, b=b if b is not None else b2, x=x, out=out))
+    groups = []
+    for L in lins:
+        if groups and groups[-1][0]["x"] == L["x"]:
+            groups[-1].append(L)
+        else:
+            groups.append([L])
+    if len(groups) < 5 or (len(groups) - 1) % 4:
+        raise g.err(f"not a decoder LM: found {len(lins)} projections in {len(groups)} groups; "
+                    "expected [qkv, o, mlp-in, down] per layer and an LM head")
+    head = groups[-1]
+    if len(head) != 1 or head[0]["w"].shape[0] != V:
+        raise g.err(f"not a decoder LM: the last projection has {head[0]['w'].shape[0]} outputs, vocab is {V}")
+    softmaxes = [n for n in g.nodes if n.op_type == "Softmax" and n.input[0] in g.live]
+    n_layers = (len(groups) - 1) // 4
+    if len(softmaxes) != n_layers:
+        raise g.err(f"attention: found {len(softmaxes)} Softmax nodes for {n_layers} layers "
+                    "(fused attention ops are not supported yet)")
+
+    def residual_in(out):
+        """The stream value added to a projection output: (stream in, stream out)."""
+        for n in g.consumers.get(out, []):
+            if n.op_type == "Add":
+                other = [i for i in n.input if i != out]
+                if other and other[0] in g.live:
+                    return other[0], n.output[0]
+        raise g.err(f"node '{g.producer[out].name}': projection output is not added to a residual stream")
+
+    layers, spec_kw = [], dict(act=None, rope=None, scale=None)
+    ang_r = _rope_freqs(g, T, D)
+    stream = None
+    for li in range(n_layers):
+        qkv, o, up, down = groups[4 * li: 4 * li + 4]
+        where = f"layer {li}"
+        if len(o) != 1 or len(down) != 1:
+            raise g.err(f"{where}: expected one output projection and one down projection")
+        x_in, x_mid = residual_in(o[0]["out"])
+        x_mid2, x_out = residual_in(down[0]["out"])
+        if x_mid2 != x_mid:
+            raise g.err(f"{where}: attention and MLP are not sequential residual blocks (parallel blocks unsupported)")
+        if stream is not None and x_in != stream:
+            raise g.err(f"{where}: residual stream does not continue from the previous layer")
+        stream = x_out
+        attn_norm = _norm(g, x_in, qkv[0]["x"], D, where + " attention norm")
+        ffn_norm = _norm(g, x_mid, up[0]["x"], D, where + " MLP norm")
+
+        # q, k, v: three projections, or one fused [q; k; v]
+        if len(qkv) == 3:
+            (wq, bq), (wk, bk), (wv, bv) = ((L["w"], L["b"]) for L in qkv)
+        elif len(qkv) == 1:
+            W, B = qkv[0]["w"], qkv[0]["b"]
+            if W.shape[0] % 3:
+                raise g.err(f"{where}: fused QKV projection with {W.shape[0]} outputs (only equal q, k, v sizes)")
+            s = W.shape[0] // 3
+            wq, wk, wv = W[:s], W[s:2 * s], W[2 * s:]
+            bq, bk, bv = (None, None, None) if B is None else (B[:s], B[s:2 * s], B[2 * s:])
+        else:
+            raise g.err(f"{where}: {len(qkv)} projections read the attention input; expected 3 or 1")
+        hs = _head_size(g, qkv, wq.shape[0], where)
+        if wq.shape[0] % hs or wk.shape[0] % hs or wk.shape[0] != wv.shape[0]:
+            raise g.err(f"{where}: q/k/v sizes {wq.shape[0]}/{wk.shape[0]}/{wv.shape[0]} do not divide into heads of {hs}")
+        H, Hk = wq.shape[0] // hs, wk.shape[0] // hs
+        if H % Hk:
+            raise g.err(f"{where}: {H} query heads do not divide into {Hk} KV heads")
+        xa = _flat(g.val(qkv[0]["x"]))
+        q = xa @ wq.T + (0 if bq is None else bq)
+        k = xa @ wk.T + (0 if bk is None else bk)
+        rope, scale = _attention(g, q, k, hs, H, Hk, T, softmaxes[li].input[0], ang_r, where)
+        # MLP
+        xm = _flat(g.val(up[0]["x"]))
+        m = _flat(g.val(down[0]["x"]))
+        if len(up) == 2:
+            a, b = (xm @ L["w"].T + (0 if L["b"] is None else L["b"]) for L in up)
+            act, swap = _act(g, b, a, m)
+            gate_L, up_L = (up[1], up[0]) if swap else (up[0], up[1])
+        elif len(up) == 1 and up[0]["w"].shape[0] == 2 * down[0]["w"].shape[1]:
+            W, B = up[0]["w"], up[0]["b"]
+            F = W.shape[0] // 2
+            y = xm @ W.T + (0 if B is None else B)
+            act, swap = _act(g, y[:, F:], y[:, :F], m)
+            gi, ui = (slice(F, None), slice(0, F)) if swap else (slice(0, F), slice(F, None))
+            gate_L = dict(w=W[gi], b=None if B is None else B[gi])
+            up_L = dict(w=W[ui], b=None if B is None else B[ui])
+        else:
+            y = xm @ up[0]["w"].T + (0 if up[0]["b"] is None else up[0]["b"])
+            act, _ = _act(g, y, None, m)
+            gate_L, up_L = None, up[0]
+        if act is None:
+            raise g.err(f"{where}: MLP activation not recognized (supported: SwiGLU, GELU tanh/erf)")
+        for key, val in (("act", act), ("rope", rope), ("scale", scale)):
+            if li == 0:
+                spec_kw[key] = val
+            elif key != "scale" and spec_kw[key] != val:
+                raise g.err(f"{where}: {key} differs from layer 0 ({val} vs {spec_kw[key]})")
+        bias = {k: v for k, v in (("q", bq), ("k", bk), ("v", bv), ("o", o[0]["b"]), ("up", up_L["b"]),
+                                   ("down", down[0]["b"]), ("gate", None if gate_L is None else gate_L["b"]))
+                if v is not None}
+        layers.append(Layer(attn_norm, wq, wk, wv, o[0]["w"], ffn_norm, up_L["w"], down[0]["w"],
+                            None if gate_L is None else gate_L["w"], bias))
+    final_norm = _norm(g, stream, head[0]["x"], D, "final norm")
+    lm = head[0]["w"]
+    tied = lm.shape == tok_emb.shape and np.array_equal(lm, tok_emb)
+    pos_emb = _pos_table(g, emb[0], D)
+    rope = spec_kw["rope"]
+    spec = ModelSpec(
+        family="llama" if rope else "gpt2", vocab=V, dim=D, n_heads=H, n_kv_heads=Hk, head_dim=hs,
+        hidden=layers[0].w_up.shape[0], act=spec_kw["act"], pos="rope" if rope else "learned",
+        tok_emb=tok_emb, layers=layers, final_norm=final_norm, lm_head=tok_emb if tied else lm, tied=tied,
+        lm_head_bias=head[0]["b"], pos_emb=pos_emb,
+        inv_freq=_standard_freqs(rope[1], rope[2]) if rope else None,
+        rope_interleaved=bool(rope and rope[0] == "interleaved"), rotary_dim=rope[2] if rope else 0,
+        attn_scale=spec_kw["scale"], max_pos=(pos_emb.shape[0] if pos_emb is not None else max_pos_hint),
+        source=str(path))
+    if rope is None and pos_emb is None:
+        raise g.err("no position encoding found (neither RoPE tables nor a learned position table)")
+    return spec
+
+
+def _head_size(g, qkv, Nq, where):
+    """Head size from the Reshape that splits the q projection into heads."""
+    out = qkv[0]["out"]
+    todo, seen = [out], set()
+    while todo:
+        v = todo.pop(0)
+        if v in seen:
+            continue
+        seen.add(v)
+        for n in g.consumers.get(v, []):
+            if n.op_type == "Reshape":
+                shp = g.const(n.input[1])
+                if shp is not None and len(shp) >= 3 and int(shp[-1]) > 0:
+                    return int(shp[-1])
+            if n.op_type in ("Split", "Slice", "Add", "Cast"):
+                todo.extend(n.output)
+    raise g.err(f"{where}: cannot find how the q projection is split into heads")
+
+
+def _pos_table(g, tok_gather, D):
+    """A learned position table: a constant [P, D] Gather whose rows are added to the embedding."""
+    for n in g.nodes:
+        if n is tok_gather or n.op_type != "Gather":
+            continue
+        t = g.const(n.input[0])
+        if t is not None and np.ndim(t) == 2 and np.shape(t)[1] == D and n.input[1] not in g.live:
+            return np.asarray(t, np.float64)
+    return None
+
+
+def frontend(path, max_seq=None):
+    """Load, recognize and check an ONNX decoder LM -> ModelSpec."""
+    model = load_onnx(path)
+    bad = unsupported_nodes(model)
+    if bad:
+        lst = "; ".join(f"{n or '?'} ({op}, {dom})" for n, op, dom in bad[:8])
+        raise TslError(f"{path}: {len(bad)} unsupported node(s): {lst}")
+    spec = recognize(model, path)
+    check_against_onnx(model, spec, path)
+    return spec
+
+
+def check_against_onnx(model, spec, path, T=12):
+    """The recognized float model must reproduce the graph's logits on fresh ids."""
+    import onnxruntime as ort
+    ids = np.random.default_rng(99).integers(0, spec.vocab, T)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in sess.get_inputs():
+        dt = np.int64 if "int64" in i.type else np.int32
+        if "position" in i.name:
+            feeds[i.name] = np.arange(T, dtype=dt)[None]
+        elif "mask" in i.name:
+            feeds[i.name] = np.ones((1, T), dt)
+        else:
+            feeds[i.name] = ids.astype(dt).reshape((1, T) if len(i.shape) == 2 else (T,))
+    ref = np.asarray(sess.run(None, feeds)[0], np.float64).reshape(T, -1)
+    ours = forward(spec, ids)
+    err = np.abs(ours - ref).max() / max(1e-6, np.abs(ref).max())
+    if not err < 1e-3:
+        raise TslError(f"{path}: recognized model does not reproduce the ONNX logits "
+                       f"(max rel. diff {err:.2e}); this graph shape is not supported")

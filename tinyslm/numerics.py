@@ -1,0 +1,197 @@
+"""numpy mirror of firmware/tsl_numerics.h and the float kernels: the numerics specification.
+
+Every function here computes the same bits as its C twin. Elementwise float32 ops are IEEE-exact
+in both; reductions are sequential (np.add.accumulate), never numpy's pairwise sum.
+"""
+import numpy as np
+
+f32 = np.float32
+
+
+def seqsum(x, axis=-1):
+    """Sum in index order, float32, like a C loop `s = s + x[i]` starting from 0."""
+    x = np.asarray(x, dtype=f32)
+    if x.shape[axis] == 0:
+        return np.zeros(np.delete(x.shape, axis), f32)
+    return np.add.accumulate(x, axis=axis, dtype=f32).take(-1, axis=axis)
+
+
+def requant(x, mult, shift):
+    """tsl_requant: round(x * mult * 2^(shift-31)), half towards +inf. Returns int64."""
+    rs = 31 - np.asarray(shift, np.int64)
+    p = np.asarray(x, np.int64) * np.asarray(mult, np.int64)
+    return (p + (np.int64(1) << (rs - 1))) >> rs
+
+
+def sat_s8(v):
+    return np.clip(v, -128, 127).astype(np.int8)
+
+
+def requant_s8(x, mult, shift):
+    return sat_s8(requant(x, mult, shift))
+
+
+def quant_f32(v):
+    """tsl_quant_f32: clamp to [-127, 127], round half away from zero."""
+    v = np.clip(np.asarray(v, f32), f32(-127), f32(127))
+    pos = (v + f32(0.5)).astype(np.int32)
+    neg = -((f32(0.5) - v).astype(np.int32))
+    return np.where(v >= 0, pos, neg).astype(np.int8)
+
+
+def quantize_multiplier(real):
+    """real > 0 -> (mult, shift) with real == mult * 2^(shift-31), mult in [2^30, 2^31)."""
+    real = float(real)
+    if not real > 0:
+        raise ValueError(f"multiplier must be positive, got {real}")
+    m, e = np.frexp(real)
+    mult = int(round(m * (1 << 31)))
+    if mult == 1 << 31:
+        mult, e = mult // 2, e + 1
+    if 31 - e > 62:  # below 2^-32: the product rounds to 0 for every int32 input
+        return (1 << 30), -31
+    if 31 - e < 1:
+        raise ValueError(f"multiplier {real} too large")
+    return mult, int(e)
+
+
+def rsqrt(x):
+    x = np.asarray(x, f32)
+    h = f32(0.5) * x
+    y = (np.uint32(0x5F375A86) - (x.view(np.uint32) >> np.uint32(1))).astype(np.uint32).view(f32)
+    for _ in range(3):
+        y = y * (f32(1.5) - (h * y) * y)
+    return y
+
+
+_EXP_POLY = [1.5403530e-4, 1.3333558e-3, 9.6181291e-3, 5.5504109e-2, 2.4022651e-1, 6.9314718e-1, 1.0]
+
+
+def exp_neg(x):
+    x = np.minimum(np.asarray(x, f32), f32(0))
+    t = x * f32(1.44269504)
+    n = t.astype(np.int32)
+    n = np.where(n.astype(f32) > t, n - 1, n)
+    f = t - n.astype(f32)
+    p = np.full_like(f, f32(_EXP_POLY[0]))
+    for c in _EXP_POLY[1:]:
+        p = p * f + f32(c)
+    scale = (np.clip(n + 127, 1, 254).astype(np.uint32) << np.uint32(23)).view(f32)
+    return np.where(x < f32(-87), f32(0), p * scale).astype(f32)
+
+
+def silu(x):
+    x = np.asarray(x, f32)
+    e = exp_neg(np.where(x >= 0, -x, x))
+    return np.where(x >= 0, x / (f32(1) + e), (x * e) / (f32(1) + e)).astype(f32)
+
+
+def tanh(z):
+    z = np.asarray(z, f32)
+    a = np.abs(z)
+    e = exp_neg(f32(-2) * a)
+    t = (f32(1) - e) / (f32(1) + e)
+    return np.where(z >= 0, t, -t).astype(f32)
+
+
+def gelu_tanh(x):
+    x = np.asarray(x, f32)
+    u = f32(0.7978845608) * (x + ((f32(0.044715) * x) * x) * x)
+    return (f32(0.5) * x) * (f32(1) + tanh(u))
+
+
+def gelu_erf(x):
+    x = np.asarray(x, f32)
+    z = x * f32(0.70710678)
+    a = np.abs(z)
+    t = f32(1) / (f32(1) + f32(0.3275911) * a)
+    p = np.full_like(t, f32(1.061405429))
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        p = p * t + f32(c)
+    erf_a = f32(1) - (p * t) * exp_neg(-(a * a))
+    erf_z = np.where(z >= 0, erf_a, -erf_a)
+    return (f32(0.5) * x) * (f32(1) + erf_z)
+
+
+# ---- float kernels (tsl_norm_f32.c, tsl_elementwise_f32.c) ----
+
+def quant_dynamic(x):
+    """-> (q int8, scale float32); tsl_quant_dynamic_f32."""
+    x = np.asarray(x, f32)
+    amax = np.max(np.abs(x)) if x.size else f32(0)
+    if amax == 0:
+        return np.zeros(x.shape, np.int8), f32(0)
+    return quant_f32(x * (f32(127) / amax)), f32(amax / f32(127))
+
+
+def rmsnorm(x, g, eps):
+    ss = seqsum(x * x)
+    r = rsqrt(ss / f32(x.shape[-1]) + f32(eps))
+    return (x * r) * g
+
+
+def layernorm(x, g, b, eps):
+    n = f32(x.shape[-1])
+    mean = seqsum(x) / n
+    d = x - mean
+    r = rsqrt(seqsum(d * d) / n + f32(eps))
+    return ((d * r) * g) + b
+
+
+def rope(v, n_heads, hs, rot, cs, sn, interleaved):
+    v = v.reshape(n_heads, hs).copy()
+    half = rot // 2
+    i0 = np.arange(half) * 2 if interleaved else np.arange(half)
+    i1 = i0 + 1 if interleaved else i0 + half
+    a, b = v[:, i0], v[:, i1]
+    v[:, i0] = a * cs - b * sn
+    v[:, i1] = b * cs + a * sn
+    return v.reshape(-1)
+
+
+def epilogue(acc, sx, ws, bias=None, dst=None):
+    """tsl_matvec_*_f32 epilogue: ((float)acc * sx) * ws (+ bias) (+ dst)."""
+    v = (np.asarray(acc, np.int32).astype(f32) * f32(sx)) * ws
+    if bias is not None:
+        v = v + bias
+    return v if dst is None else dst + v
+
+
+def matvec_s8_s32(x, w):
+    """w [N, K] int8, x [K] int8 -> int32 [N]; exact in int64."""
+    return (w.astype(np.int64) @ x.astype(np.int64)).astype(np.int32)
+
+
+def unpack_s4(w4, K):
+    """[N, K/2] bytes, even k in the low nibble -> int8 [N, K]."""
+    lo = (w4.astype(np.int8) << 4).astype(np.int8) >> 4
+    hi = w4.astype(np.int8) >> 4
+    out = np.empty((w4.shape[0], K), np.int8)
+    out[:, 0::2], out[:, 1::2] = lo, hi
+    return out
+
+
+def matvec_s4_s32(x, w4, gs, group):
+    """acc_n = sum_g gs[n, g] * (w4[n, g] . x[g])."""
+    w = unpack_s4(w4, x.shape[0]).astype(np.int64).reshape(w4.shape[0], -1, group)
+    part = np.einsum("ngk,gk->ng", w, x.astype(np.int64).reshape(-1, group))
+    return (part * gs.astype(np.int64)).sum(1).astype(np.int32)
+
+
+def attention(q, kc, vc, pos, q_inv, sm, ss, om, os_, exp_tab):
+    """tsl_attention_s8. q [H*hs] f32; kc, vc [n_kv, max_seq, hs] int8 -> out int8 [H*hs]."""
+    n_kv, _, hs = kc.shape
+    H = q.shape[0] // hs
+    group = H // n_kv
+    T = pos + 1
+    out = np.empty(H * hs, np.int8)
+    for h in range(H):
+        k, v = kc[h // group, :T].astype(np.int64), vc[h // group, :T].astype(np.int64)
+        qq = quant_f32(q[h * hs:(h + 1) * hs] * f32(q_inv[h])).astype(np.int64)
+        s = k @ qq
+        idx = requant(s.max() - s, sm[h], ss[h])
+        e = np.where(idx < len(exp_tab), exp_tab[np.minimum(idx, len(exp_tab) - 1)], 0).astype(np.int64)
+        total = int(e.sum())
+        p = (e * 32768 + total // 2) // total
+        out[h * hs:(h + 1) * hs] = requant_s8(p @ v, om[h], os_[h])
+    return out

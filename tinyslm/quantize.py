@@ -1,0 +1,173 @@
+"""Quantize a float ModelSpec and lower it to the integer IR (one decode step).
+
+Scheme (all symmetric, zero point 0):
+  weights     int8 per output channel, or int4 with uint8 group scales (groups of 32 along K)
+              under one float scale per output channel; embeddings and LM head stay int8
+  matvec in   int8 with a dynamic per-token scale (norm and MLP outputs), or the static scale
+              of the attention output
+  q, K, V     int8 with static per-head scales from calibration; K and V live in the int8 cache
+  softmax     integer, exp by a Q15 table in steps of 1/EXP_STEPS nat
+  residual    float32, norms float32, RoPE float32 with compiler-computed tables
+"""
+import numpy as np
+
+from .errors import TslError
+from .ir import Program
+from .model import forward, rope_tables
+from .numerics import quantize_multiplier
+
+EXP_STEPS = 64        # table index unit: 1/64 nat
+GROUP = 32            # int4 group length along K
+
+
+def exp_table():
+    """Q15 e^(-i/EXP_STEPS) until it rounds to 0; [0] == 32768."""
+    n = int(np.ceil(np.log(65536.0) * EXP_STEPS)) + 1
+    tab = np.round(32768.0 * np.exp(-np.arange(n) / EXP_STEPS)).astype(np.int64)
+    return tab[tab > 0].astype(np.uint16)
+
+
+def quant_rows_s8(w):
+    """w [N, K] -> (int8 [N, K], float32 scale [N])"""
+    amax = np.abs(w).max(1)
+    s = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.round(w / s[:, None].astype(np.float64)), -127, 127).astype(np.int8)
+    return q, s
+
+
+def quant_rows_s4(w, where):
+    """w [N, K] -> (packed uint8 [N, K/2], group scales uint8 [N, K/32], float32 scale [N])"""
+    N, K = w.shape
+    if K % GROUP:
+        raise TslError(f"{where}: int4 needs K divisible by {GROUP}, K = {K}; use --weights int8")
+    if K * 8 * 127 * 255 >= 2 ** 31:
+        raise TslError(f"{where}: K = {K} overflows the int4 accumulator; use --weights int8")
+    wg = w.reshape(N, K // GROUP, GROUP).astype(np.float64)
+    f = np.abs(wg).max(2) / 7.0                               # float scale per group
+    ws = np.where(f.max(1) > 0, f.max(1) / 255.0, 1.0)
+    gs = np.clip(np.round(f / ws[:, None]), 1, 255)
+    q = np.clip(np.round(wg / (gs * ws[:, None])[:, :, None]), -8, 7).astype(np.int8).reshape(N, K)
+    packed = ((q[:, 0::2] & 0xF) | ((q[:, 1::2] & 0xF) << 4)).astype(np.uint8)
+    return packed, gs.astype(np.uint8), ws.astype(np.float32)
+
+
+def calibrate(spec, calib_ids, max_seq):
+    """Max |.| of q, k (after RoPE), v per head and of the attention output per layer."""
+    stats = {k: [np.zeros(n) for _ in spec.layers] for k, n in
+             (("q", spec.n_heads), ("k", spec.n_kv_heads), ("v", spec.n_kv_heads), ("attn", 1))}
+    for chunk in calib_ids:
+        taps = {}
+        forward(spec, chunk[:max_seq], taps)
+        for li in range(spec.n_layers):
+            for k in ("q", "k", "v"):
+                stats[k][li] = np.maximum(stats[k][li], np.abs(taps[k][li]).max((0, 2)))
+            stats["attn"][li] = np.maximum(stats["attn"][li], np.abs(taps["attn"][li]).max())
+    return stats
+
+
+def _scale(amax):
+    return np.where(amax > 0, amax / 127.0, 1.0 / 127.0).astype(np.float32)
+
+
+def quantize(spec, calib_ids, max_seq, weights="int8"):
+    """-> Program for one decode step of `spec` with a static KV cache of max_seq positions."""
+    D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
+    st = calibrate(spec, calib_ids, max_seq)
+    P = Program(meta={}, bufs={}, ops=[], weights={})
+    etab = P.weight("exp_tab", exp_table())
+
+    def matvec(name, w, x, sx, out, layer, bias=None, accumulate=0, fmt="s8", sx_const=None):
+        N, K = w.shape
+        attrs = dict(N=N, K=K, accumulate=accumulate, fmt=fmt, sx=sx, sx_const=sx_const)
+        if fmt == "s4":
+            q, gs, s = quant_rows_s4(w, name)
+            attrs["gs_w"] = P.weight(name + ".gs", gs)
+        else:
+            q, s = quant_rows_s8(w)
+        attrs["w_w"], attrs["ws_w"] = P.weight(name + ".w", q), P.weight(name + ".ws", s)
+        attrs["bias_w"] = None if bias is None else P.weight(name + ".b", bias.astype(np.float32))
+        P.buf(out, "f32", N, "out" if out == "logits" else "arena")
+        P.op("matvec", name, [x] + ([sx] if sx else []) + ([out] if accumulate else []), [out], layer, **attrs)
+
+    def norm(name, N, x, layer):
+        y, q, s = name + ".y", name + ".q", name + ".s"
+        P.buf(y, "f32", D), P.buf(q, "s8", D), P.buf(s, "f32", 1)
+        attrs = dict(n=D, eps=float(N.eps), g_w=P.weight(name + ".g", N.g.astype(np.float32)))
+        if N.kind == "layer":
+            b = N.b if N.b is not None else np.zeros(D)
+            attrs["b_w"] = P.weight(name + ".b", b.astype(np.float32))
+        P.op("rmsnorm" if N.kind == "rms" else "layernorm", name, [x], [y], layer, **attrs)
+        P.op("quant", name + ".quant", [y], [q, s], layer, n=D)
+        return q, s
+
+    x = P.buf("x", "f32", D)
+    etq, ets = quant_rows_s8(spec.tok_emb)
+    emb_w, emb_s = P.weight("tok_emb.w", etq), P.weight("tok_emb.ws", ets)
+    P.op("embed", "tok_emb", [], [x], table_w=emb_w, scale_w=emb_s, n=D, src="token", accumulate=0)
+    if spec.pos_emb is not None:
+        if max_seq > spec.pos_emb.shape[0]:
+            raise TslError(f"--max-seq {max_seq} exceeds the model's {spec.pos_emb.shape[0]} learned positions")
+        pq, ps = quant_rows_s8(spec.pos_emb[:max_seq])
+        P.op("embed", "pos_emb", [x], [x], table_w=P.weight("pos_emb.w", pq),
+             scale_w=P.weight("pos_emb.ws", ps), n=D, src="pos", accumulate=1)
+    if spec.pos == "rope":
+        cos, sin = rope_tables(spec.inv_freq, max_seq)
+        rope_w = dict(cos_w=P.weight("rope.cos", cos), sin_w=P.weight("rope.sin", sin),
+                      rot=spec.rotary_dim, hs=hs, interleaved=int(spec.rope_interleaved))
+    wfmt = "s4" if weights == "int4" else "s8"
+    for li, L in enumerate(spec.layers):
+        p = f"l{li}."
+        b = L.bias.get
+        xq, xs = norm(p + "attn_norm", L.attn_norm, x, li)
+        q, k, v = p + "q", p + "k", p + "v"
+        matvec(p + "wq", L.wq, xq, xs, q, li, b("q"), fmt=wfmt)
+        matvec(p + "wk", L.wk, xq, xs, k, li, b("k"), fmt=wfmt)
+        matvec(p + "wv", L.wv, xq, xs, v, li, b("v"), fmt=wfmt)
+        if spec.pos == "rope":
+            P.op("rope", p + "rope_q", [q], [q], li, n_heads=H, **rope_w)
+            P.op("rope", p + "rope_k", [k], [k], li, n_heads=Hk, **rope_w)
+        sq, sk, sv, sa = _scale(st["q"][li]), _scale(st["k"][li]), _scale(st["v"][li]), _scale(st["attn"][li])[0]
+        kc, vc = P.buf(p + "kcache", "s8", Hk * max_seq * hs, "kv"), P.buf(p + "vcache", "s8", Hk * max_seq * hs, "kv")
+        P.op("kv_store", p + "store_k", [k], [kc], li, n_heads=Hk, hs=hs, max_seq=max_seq,
+             inv_w=P.weight(p + "k.inv", (1.0 / sk).astype(np.float32)))
+        P.op("kv_store", p + "store_v", [v], [vc], li, n_heads=Hk, hs=hs, max_seq=max_seq,
+             inv_w=P.weight(p + "v.inv", (1.0 / sv).astype(np.float32)))
+        grp = H // Hk
+        smul = [quantize_multiplier(float(sq[h]) * float(sk[h // grp]) * spec.attn_scale * EXP_STEPS) for h in range(H)]
+        omul = [quantize_multiplier(float(sv[h // grp]) / 32768.0 / float(sa)) for h in range(H)]
+        att = P.buf(p + "att", "s8", H * hs)
+        P.buf(p + "att.qq", "s8", hs, "scratch"), P.buf(p + "att.sc", "s32", max_seq, "scratch")
+        P.op("attention", p + "attn", [q, kc, vc], [att, p + "att.qq", p + "att.sc"], li,
+             n_heads=H, n_kv=Hk, hs=hs, max_seq=max_seq, exp_w=etab, exp_len=len(P.weights[etab]),
+             qinv_w=P.weight(p + "q.inv", (1.0 / sq).astype(np.float32)),
+             sm_w=P.weight(p + "att.sm", np.array([m for m, _ in smul], np.int32)),
+             ss_w=P.weight(p + "att.ss", np.array([s for _, s in smul], np.int32)),
+             om_w=P.weight(p + "att.om", np.array([m for m, _ in omul], np.int32)),
+             os_w=P.weight(p + "att.os", np.array([s for _, s in omul], np.int32)))
+        matvec(p + "wo", L.wo, att, None, x, li, b("o"), accumulate=1, fmt=wfmt, sx_const=float(sa))
+        hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
+        up, mid = p + "up", p + "mid"
+        matvec(p + "w_up", L.w_up, hq, hsc, up, li, b("up"), fmt=wfmt)
+        P.buf(mid, "f32", F)
+        if L.w_gate is not None:
+            gate = p + "gate"
+            matvec(p + "w_gate", L.w_gate, hq, hsc, gate, li, b("gate"), fmt=wfmt)
+            P.op("swiglu", p + "swiglu", [gate, up], [mid], li, n=F)
+        else:
+            P.op("gelu", p + "gelu", [up], [mid], li, n=F, erf=int(spec.act == "gelu_erf"))
+        mq, ms = P.buf(p + "mid.q", "s8", F), P.buf(p + "mid.s", "f32", 1)
+        P.op("quant", p + "mid.quant", [mid], [mq, ms], li, n=F)
+        matvec(p + "w_down", L.w_down, mq, ms, x, li, b("down"), accumulate=1, fmt=wfmt)
+    fq, fs = norm("final_norm", spec.final_norm, x, -1)
+    if spec.tied:
+        P.buf("logits", "f32", V, "out")
+        bias = None if spec.lm_head_bias is None else P.weight("lm_head.b", spec.lm_head_bias.astype(np.float32))
+        P.op("matvec", "lm_head", [fq, fs], ["logits"], N=V, K=D, accumulate=0, fmt="s8", sx=fs,
+             sx_const=None, w_w=emb_w, ws_w=emb_s, bias_w=bias)
+    else:
+        matvec("lm_head", spec.lm_head, fq, fs, "logits", -1, spec.lm_head_bias)
+    P.meta = dict(family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
+                  n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights,
+                  act=spec.act, pos=spec.pos, n_params=spec.n_params(), exp_steps=EXP_STEPS,
+                  int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
+    return P

@@ -1,0 +1,88 @@
+"""The reference interpreter of the IR: the specification every C build must match bit for bit."""
+import numpy as np
+
+from . import numerics as nx
+from .ir import DTYPES
+
+f32 = np.float32
+
+
+class Reference:
+    def __init__(self, prog):
+        self.P = prog
+        self.W = prog.weights
+        self.buf = {n: np.zeros(b.size, DTYPES[b.dtype]) for n, b in prog.bufs.items()}
+
+    def reset(self):
+        for n, b in self.P.bufs.items():
+            self.buf[n][:] = 0
+
+    def run_op(self, op, token, pos):
+        getattr(self, "op_" + op.kind)(op, op.attrs, token, pos)
+
+    def step(self, token, pos, after_op=None):
+        """One decode step; after_op(i, op) is called after each op. Returns logits (a copy)."""
+        for i, op in enumerate(self.P.ops):
+            self.run_op(op, token, pos)
+            if after_op:
+                after_op(i, op)
+        return self.buf["logits"].copy()
+
+    # ---- one method per op kind, mirroring firmware/tsl_*.c ----
+    def op_embed(self, op, a, token, pos):
+        row = token if a["src"] == "token" else pos
+        n = a["n"]
+        v = self.W[a["table_w"]].reshape(-1, n)[row].astype(f32) * self.W[a["scale_w"]][row]
+        out = self.buf[op.outs[0]]
+        out[:] = out + v if a["accumulate"] else v
+
+    def op_rmsnorm(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = nx.rmsnorm(self.buf[op.ins[0]], self.W[a["g_w"]], a["eps"])
+
+    def op_layernorm(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = nx.layernorm(self.buf[op.ins[0]], self.W[a["g_w"]], self.W[a["b_w"]], a["eps"])
+
+    def op_quant(self, op, a, token, pos):
+        q, s = nx.quant_dynamic(self.buf[op.ins[0]])
+        self.buf[op.outs[0]][:] = q
+        self.buf[op.outs[1]][0] = s
+
+    def op_matvec(self, op, a, token, pos):
+        x = self.buf[op.ins[0]]
+        sx = f32(a["sx_const"]) if a["sx"] is None else self.buf[a["sx"]][0]
+        if a["fmt"] == "s4":
+            acc = nx.matvec_s4_s32(x, self.W[a["w_w"]].reshape(a["N"], -1),
+                                   self.W[a["gs_w"]].reshape(a["N"], -1), 32)
+        else:
+            acc = nx.matvec_s8_s32(x, self.W[a["w_w"]].reshape(a["N"], a["K"]))
+        bias = None if a["bias_w"] is None else self.W[a["bias_w"]]
+        out = self.buf[op.outs[0]]
+        out[:] = nx.epilogue(acc, sx, self.W[a["ws_w"]], bias, out if a["accumulate"] else None)
+
+    def op_rope(self, op, a, token, pos):
+        half = a["rot"] // 2
+        cs, sn = self.W[a["cos_w"]].reshape(-1, half)[pos], self.W[a["sin_w"]].reshape(-1, half)[pos]
+        v = self.buf[op.outs[0]]
+        v[:] = nx.rope(v, a["n_heads"], a["hs"], a["rot"], cs, sn, a["interleaved"])
+
+    def op_kv_store(self, op, a, token, pos):
+        H, hs, S = a["n_heads"], a["hs"], a["max_seq"]
+        x = self.buf[op.ins[0]].reshape(H, hs)
+        cache = self.buf[op.outs[0]].reshape(H, S, hs)
+        cache[:, pos] = nx.quant_f32(x * self.W[a["inv_w"]][:, None])
+
+    def op_attention(self, op, a, token, pos):
+        H, Hk, hs, S = a["n_heads"], a["n_kv"], a["hs"], a["max_seq"]
+        q, kc, vc = (self.buf[n] for n in op.ins)
+        out = nx.attention(q, kc.reshape(Hk, S, hs), vc.reshape(Hk, S, hs), pos, self.W[a["qinv_w"]],
+                           self.W[a["sm_w"]], self.W[a["ss_w"]], self.W[a["om_w"]], self.W[a["os_w"]],
+                           self.W[a["exp_w"]])
+        self.buf[op.outs[0]][:] = out
+
+    def op_swiglu(self, op, a, token, pos):
+        g, u = (self.buf[n] for n in op.ins)
+        self.buf[op.outs[0]][:] = nx.silu(g) * u
+
+    def op_gelu(self, op, a, token, pos):
+        x = self.buf[op.ins[0]]
+        self.buf[op.outs[0]][:] = nx.gelu_erf(x) if a["erf"] else nx.gelu_tanh(x)
