@@ -237,7 +237,7 @@ def _standard_freqs(ang, r):
         return ang
     theta = ang[1] ** (-r / 2.0)
     std = theta ** (-np.arange(half) * 2.0 / r)
-    return std if np.allclose(std, ang, rtol=1e-5, atol=1e-7) else ang
+    return std if np.allclose(std, ang, rtol=1e-4, atol=1e-7) else ang
 
 
 def _apply_rope(x, ang, interleaved, r):
@@ -262,8 +262,13 @@ def _attention(g, q, k, hs, H, Hk, T, softmax_in, ang_r, where):
     tri = np.tril(np.ones((T, T), bool))
     hyps = [(None, qv, kv)]
     if ang_r is not None:
-        ang, r = ang_r
-        for il in (False, True):
+        row, w = ang_r     # angles at position 1 of a table w wide: [f, f] (half), [f0 f0 f1 f1..] or [f] alone
+        cands = [(il, row, 2 * w) for il in (False, True) if 2 * w <= hs]
+        if w % 2 == 0 and np.allclose(row[:w // 2], row[w // 2:]):
+            cands.append((False, row[:w // 2], w))
+        if w % 2 == 0 and np.allclose(row[0::2], row[1::2]):
+            cands.append((True, row[0::2], w))
+        for il, ang, r in cands:
             hyps.append((("interleaved" if il else "half", ang, r), _apply_rope(qv, ang, il, r), _apply_rope(kv, ang, il, r)))
     for rope, qr, kr in hyps:
         kk = np.repeat(kr, H // Hk, axis=1)
@@ -273,7 +278,8 @@ def _attention(g, q, k, hs, H, Hk, T, softmax_in, ang_r, where):
             continue
         scale = np.median(S[m] / raw[m])
         if _close(raw[:, tri] * scale, S[:, tri], 2e-3):
-            return rope, float(scale)
+            std = 1.0 / np.sqrt(hs)
+            return rope, float(std if abs(scale / std - 1) < 1e-5 else scale)
     raise g.err(f"{where}: attention scores are not q.k^T (with or without RoPE) times a constant")
 
 
@@ -410,7 +416,7 @@ def recognize(model, path, max_pos_hint=0):
         for key, val in (("act", act), ("rope", rope), ("scale", scale)):
             if li == 0:
                 spec_kw[key] = val
-            elif key != "scale" and spec_kw[key] != val:
+            elif key != "scale" and str(spec_kw[key]) != str(val):
                 raise g.err(f"{where}: {key} differs from layer 0 ({val} vs {spec_kw[key]})")
         bias = {k: v for k, v in (("q", bq), ("k", bk), ("v", bv), ("o", o[0]["b"]), ("up", up_L["b"]),
                                    ("down", down[0]["b"]), ("gate", None if gate_L is None else gate_L["b"]))
