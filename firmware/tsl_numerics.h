@@ -41,7 +41,9 @@ TSL_INLINE int8_t tsl_quant_f32(float v)
 {
     if (v > 127.0f) v = 127.0f;
     if (v < -127.0f) v = -127.0f;
-    return (int8_t)(v >= 0.0f ? (int32_t)(v + 0.5f) : -(int32_t)(0.5f - v));
+    const int32_t i = (int32_t)v;     /* toward zero */
+    const float f = v - (float)i;     /* exact: |v| < 2^23 */
+    return (int8_t)(i + (f >= 0.5f) - (f <= -0.5f));
 }
 
 TSL_INLINE uint32_t tsl_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

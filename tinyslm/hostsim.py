@@ -34,7 +34,8 @@ def build_host_lib(out, cflags=None, tag="host"):
     bdir.mkdir(parents=True, exist_ok=True)
     lib = bdir / "libtsl.so"
     srcs = [out / s for s in man["sources"]]
-    if lib.exists() and all(lib.stat().st_mtime >= s.stat().st_mtime for s in srcs):
+    deps = srcs + [out / "model" / "tsl_weights.bin"]
+    if lib.exists() and all(lib.stat().st_mtime >= s.stat().st_mtime for s in deps):
         return lib
     cmd = [cc, *(cflags or HOST_CFLAGS), "-shared", "-I", str(out / "runtime"), "-I", str(out / "model"),
            "-o", str(lib), *map(str, srcs)]

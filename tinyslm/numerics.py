@@ -34,9 +34,9 @@ def requant_s8(x, mult, shift):
 def quant_f32(v):
     """tsl_quant_f32: clamp to [-127, 127], round half away from zero."""
     v = np.clip(np.asarray(v, f32), f32(-127), f32(127))
-    pos = (v + f32(0.5)).astype(np.int32)
-    neg = -((f32(0.5) - v).astype(np.int32))
-    return np.where(v >= 0, pos, neg).astype(np.int8)
+    i = v.astype(np.int32)
+    f = v - i.astype(f32)
+    return (i + (f >= f32(0.5)) - (f <= f32(-0.5))).astype(np.int8)
 
 
 def quantize_multiplier(real):

@@ -1,0 +1,29 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Small random-weight models exported by torch.onnx from tests/torch_models.py, built once."""
+    torch_models = pytest.importorskip("torch_models")
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "llama": torch_models.build_llama_onnx(d / "llama.onnx")[0],
+        "llama_ts": torch_models.build_llama_onnx(d / "llama_ts.onnx", dynamo=False)[0],
+        "gpt2": torch_models.build_gpt2_onnx(d / "gpt2.onnx")[0],
+    }
+
+
+@pytest.fixture(scope="session")
+def example():
+    p = ROOT / "examples" / "tiny_llama.onnx"
+    if not p.exists():
+        pytest.fail("examples/tiny_llama.onnx is missing")
+    return p
