@@ -23,14 +23,12 @@ def nll_host(host, chunks):
 
 def nll_onnx(model_path, chunks):
     import onnxruntime as ort
+
+    from .frontend import make_feeds, ort_infos
     sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     tot, n = 0.0, 0
     for ids in chunks:
-        feeds = {}
-        for i in sess.get_inputs():
-            T = len(ids)
-            feeds[i.name] = (np.arange(T)[None] if "position" in i.name else
-                             np.ones((1, T), np.int64) if "mask" in i.name else np.asarray(ids, np.int64)[None])
+        feeds, _ = make_feeds(ort_infos(sess), ids, model_path)
         lg = np.asarray(sess.run(None, feeds)[0], np.float64).reshape(len(ids), -1)
         for pos in range(len(ids) - 1):
             m = lg[pos].max()

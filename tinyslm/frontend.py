@@ -92,28 +92,15 @@ class Graph:
 
     def _feeds(self, ids):
         inits = {i.name for i in self.model.graph.initializer}
-        inputs = [i for i in self.model.graph.input if i.name not in inits]
-        ints = [i for i in inputs if i.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)]
-        named = [i for i in ints if "input_ids" in i.name or "tokens" in i.name] or ints
-        if not named:
-            raise TslError(f"{self.path}: not a decoder LM: no integer token-id input "
-                           f"(inputs: {', '.join(i.name for i in inputs) or 'none'})")
-        tok = named[0]
-        T = len(ids)
-        feeds = {}
-        for i in inputs:
-            dt = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
-            rank = len(i.type.tensor_type.shape.dim)
-            if i.name == tok.name:
-                feeds[i.name] = np.asarray(ids, dt).reshape((1, T) if rank == 2 else (T,))
-            elif "position" in i.name:
-                feeds[i.name] = np.arange(T, dtype=dt).reshape(1, T)
-            elif "mask" in i.name:
-                feeds[i.name] = np.ones((1, T), dt)
-            else:
-                raise TslError(f"{self.path}: input '{i.name}' is not supported "
-                               f"(expected input_ids, and optionally attention_mask, position_ids)")
-        return tok.name, feeds
+        infos = []
+        for i in self.model.graph.input:
+            if i.name in inits:
+                continue
+            tt = i.type.tensor_type
+            shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            infos.append((i.name, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), shape))
+        feeds, tok = make_feeds(infos, ids, self.path)
+        return tok, feeds
 
     def const(self, name):
         return None if (not name or name in self.live) else self.values.get(name)
@@ -123,6 +110,33 @@ class Graph:
 
     def err(self, what):
         return TslError(f"{self.path}: {what}")
+
+
+def make_feeds(infos, ids, path):
+    """Inputs for a probe run: token ids, and the usual companions of a decoder LM at their
+    neutral values (positions 0..T-1, an all-ones mask, empty past KV). infos: (name, dtype, shape)."""
+    T = len(ids)
+    ints = [x for x in infos if np.dtype(x[1]).kind in "iu"]
+    toks = [x for x in ints if "input_ids" in x[0] or "tokens" in x[0]] or \
+        [x for x in ints if "mask" not in x[0] and "position" not in x[0]]
+    if not toks:
+        raise TslError(f"{path}: not a decoder LM: no integer token-id input "
+                       f"(inputs: {', '.join(x[0] for x in infos) or 'none'})")
+    tok = toks[0][0]
+    feeds = {}
+    for name, dt, shape in infos:
+        if name == tok:
+            feeds[name] = np.asarray(ids, dt).reshape((1, T) if len(shape) == 2 else (T,))
+        elif "position" in name:
+            feeds[name] = np.arange(T, dtype=dt).reshape(1, T)
+        elif "mask" in name:
+            feeds[name] = np.ones((1, T), dt)
+        elif "past" in name and len(shape) == 4:
+            feeds[name] = np.zeros([1, shape[1] or 1, 0, shape[3] or 1], dt)
+        else:
+            raise TslError(f"{path}: input '{name}' is not supported "
+                           f"(expected input_ids, and optionally attention_mask, position_ids, past_key_values)")
+    return feeds, tok
 
 
 def _linear(g, n):
@@ -302,12 +316,10 @@ def _act(g, up, gate, m):
 
 def recognize(model, path, max_pos_hint=0):
     """ONNX model -> ModelSpec, checked against the graph's own output."""
-    rng = np.random.default_rng(1234)
-    vocab_guess = None
-    for init in model.graph.initializer:
-        if len(init.dims) == 2:
-            vocab_guess = max(vocab_guess or 0, int(init.dims[0]))
-    ids = rng.integers(0, max(2, min(vocab_guess or 2, 50)), T_PROBE)
+    inits = {i.name: i for i in model.graph.initializer}
+    rows = [int(inits[n.input[0]].dims[0]) for n in model.graph.node
+            if n.op_type == "Gather" and n.input[0] in inits and len(inits[n.input[0]].dims) == 2]
+    ids = np.random.default_rng(1234).integers(0, max(1, min(rows + [50])), T_PROBE)
     g = Graph(model, path, ids)
     T = T_PROBE
 
@@ -484,20 +496,20 @@ def frontend(path, max_seq=None):
     return spec
 
 
+def ort_infos(sess):
+    """(name, dtype, shape) of an onnxruntime session's inputs."""
+    dt = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32,
+          "tensor(float16)": np.float16, "tensor(bool)": np.bool_}
+    return [(i.name, dt.get(i.type, np.float32), [d if isinstance(d, int) else None for d in i.shape])
+            for i in sess.get_inputs()]
+
+
 def check_against_onnx(model, spec, path, T=12):
     """The recognized float model must reproduce the graph's logits on fresh ids."""
     import onnxruntime as ort
     ids = np.random.default_rng(99).integers(0, spec.vocab, T)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {}
-    for i in sess.get_inputs():
-        dt = np.int64 if "int64" in i.type else np.int32
-        if "position" in i.name:
-            feeds[i.name] = np.arange(T, dtype=dt)[None]
-        elif "mask" in i.name:
-            feeds[i.name] = np.ones((1, T), dt)
-        else:
-            feeds[i.name] = ids.astype(dt).reshape((1, T) if len(i.shape) == 2 else (T,))
+    feeds, _ = make_feeds(ort_infos(sess), ids, path)
     ref = np.asarray(sess.run(None, feeds)[0], np.float64).reshape(T, -1)
     ours = forward(spec, ids)
     err = np.abs(ours - ref).max() / max(1e-6, np.abs(ref).max())
