@@ -198,6 +198,34 @@ def cmd_eval(a):
     evaluate(a.out, a.text, a.max_tokens)
 
 
+def cmd_inspect(a):
+    from . import frontend
+    model = frontend.load_onnx(a.model)
+    opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
+    print(f"{a.model}: {len(model.graph.node)} nodes, opsets {opsets}, producer {model.producer_name or '?'}")
+    bad = frontend.unsupported_nodes(model)
+    if bad:
+        print(f"cannot compile: {len(bad)} unsupported node(s)")
+        for name, op, dom, ver, hint in bad:
+            print(f"  {name or '?':<40} {dom + '.' + op:<36} opset {ver:<3} {hint}")
+        return 2
+    spec = frontend.recognize(model, a.model)
+    frontend.check_against_onnx(model, spec, a.model)
+    rows = [("family", spec.family), ("layers", spec.n_layers), ("dim", spec.dim), ("heads", spec.n_heads),
+            ("kv heads", spec.n_kv_heads), ("head size", spec.head_dim), ("ffn hidden", spec.hidden),
+            ("vocab", spec.vocab), ("norm", f"{spec.layers[0].attn_norm.kind}norm eps {spec.layers[0].attn_norm.eps:g}"),
+            ("activation", {"silu": "SwiGLU (SiLU gate)"}.get(spec.act, spec.act)),
+            ("positions", f"RoPE {'interleaved' if spec.rope_interleaved else 'rotate-half'} on {spec.rotary_dim} dims"
+             if spec.pos == "rope" else f"learned table of {spec.max_pos}"),
+            ("attention scale", f"{spec.attn_scale:.6g}"), ("tied embeddings", spec.tied),
+            ("biases", ", ".join(sorted(spec.layers[0].bias)) or "none"),
+            ("quantization found", "none (float32 weights)"), ("parameters", f"{spec.n_params():,}"),
+            ("check", "float model reproduces the ONNX logits (onnxruntime)")]
+    for k, v in rows:
+        print(f"  {k:<20} {v}")
+    return 0
+
+
 def cmd_demo(a):
     from .pipeline import compile_model
     from .tokenizer import Tokenizer
@@ -260,6 +288,10 @@ def parser():
     s.add_argument("--weights", choices=["int8", "int4"], default="int8")
     s.add_argument("--max-seq", type=int, default=None)
     s.set_defaults(fn=cmd_logits)
+
+    s = sub.add_parser("inspect", help="what the frontend recognizes in an ONNX model, or every node it cannot take")
+    s.add_argument("model", help="ONNX file")
+    s.set_defaults(fn=cmd_inspect)
 
     s = sub.add_parser("info", help="flash and RAM use of a build, per tensor and in total")
     s.add_argument("out", help="build directory")

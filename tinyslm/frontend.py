@@ -58,10 +58,23 @@ def load_onnx(path):
     return model
 
 
+HINTS = {
+    "Attention": "fused attention op: export without attention fusion (plain MatMul/Softmax attention)",
+    "MultiHeadAttention": "fused attention op: export without onnxruntime's transformer optimizer",
+    "GroupQueryAttention": "fused attention op: export without onnxruntime's transformer optimizer",
+    "RotaryEmbedding": "fused RoPE op: export without onnxruntime's transformer optimizer",
+    "If": "control flow: export with a fixed graph (no data-dependent branches)",
+    "Loop": "control flow: export the single-step graph, not a generate loop",
+    "Conv": "convolutions are not part of a decoder LM",
+}
+
+
 def unsupported_nodes(model):
-    """[(name, op_type, domain)] of nodes the frontend cannot take."""
-    return [(n.name, n.op_type, n.domain or "ai.onnx") for n in model.graph.node
-            if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")]
+    """[(name, op_type, domain, opset, hint)] of every node the frontend cannot take."""
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    return [(n.name, n.op_type, n.domain or "ai.onnx", opsets.get(n.domain or "ai.onnx", 0),
+             HINTS.get(n.op_type, "op not supported by the tinyslm frontend"))
+            for n in model.graph.node if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")]
 
 
 class Graph:
@@ -489,8 +502,9 @@ def frontend(path, max_seq=None):
     model = load_onnx(path)
     bad = unsupported_nodes(model)
     if bad:
-        lst = "; ".join(f"{n or '?'} ({op}, {dom})" for n, op, dom in bad[:8])
-        raise TslError(f"{path}: {len(bad)} unsupported node(s): {lst}")
+        lst = "; ".join(f"{n or '?'} ({op}, {dom} opset {v})" for n, op, dom, v, _ in bad[:8])
+        raise TslError(f"{path}: {len(bad)} unsupported node(s): {lst}{' ...' if len(bad) > 8 else ''} "
+                       "(`tinyslm inspect` lists all)")
     spec = recognize(model, path)
     check_against_onnx(model, spec, path)
     return spec
