@@ -53,12 +53,17 @@ void tsl_kv_store_s8(const float *x, const float *inv_s, int8_t *cache, int32_t 
     }
 }
 
-void tsl_swiglu_f32(const float *g, const float *u, float *h, int32_t n)
+static float tsl_act(float x, int32_t act)
 {
-    for (int32_t i = 0; i < n; i++) h[i] = tsl_silu(g[i]) * u[i];
+    return act == TSL_ACT_SILU ? tsl_silu(x) : act == TSL_ACT_GELU_TANH ? tsl_gelu_tanh(x) : tsl_gelu_erf(x);
 }
 
-void tsl_gelu_f32(const float *x, float *y, int32_t n, int32_t erf_form)
+void tsl_act_f32(const float *x, float *y, int32_t n, int32_t act)
 {
-    for (int32_t i = 0; i < n; i++) y[i] = erf_form ? tsl_gelu_erf(x[i]) : tsl_gelu_tanh(x[i]);
+    for (int32_t i = 0; i < n; i++) y[i] = tsl_act(x[i], act);
+}
+
+void tsl_glu_f32(const float *g, const float *u, float *h, int32_t n, int32_t act)
+{
+    for (int32_t i = 0; i < n; i++) h[i] = tsl_act(g[i], act) * u[i];
 }

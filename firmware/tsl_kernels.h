@@ -64,9 +64,13 @@ void tsl_attention_s8(const float *q, const int8_t *kc, const int8_t *vc, int8_t
                       const int32_t *om, const int32_t *os, const uint16_t *exp_tab,
                       int32_t exp_len, int8_t *qq, int32_t *sc);
 
-/* h[i] = silu(g[i]) * u[i] */
-void tsl_swiglu_f32(const float *g, const float *u, float *h, int32_t n);
-/* y[i] = gelu(x[i]); erf_form selects the exact (erf) GELU over the tanh form */
-void tsl_gelu_f32(const float *x, float *y, int32_t n, int32_t erf_form);
+/* act: TSL_ACT_SILU, TSL_ACT_GELU_TANH or TSL_ACT_GELU_ERF */
+#define TSL_ACT_SILU 0
+#define TSL_ACT_GELU_TANH 1
+#define TSL_ACT_GELU_ERF 2
+/* y[i] = act(x[i]) */
+void tsl_act_f32(const float *x, float *y, int32_t n, int32_t act);
+/* h[i] = act(g[i]) * u[i]  (SwiGLU, GeGLU) */
+void tsl_glu_f32(const float *g, const float *u, float *h, int32_t n, int32_t act);
 
 #endif

@@ -209,6 +209,12 @@ def cmd_inspect(a):
         for name, op, dom, ver, hint in bad:
             print(f"  {name or '?':<40} {dom + '.' + op:<36} opset {ver:<3} {hint}")
         return 2
+    bad = frontend.unsupported_nodes(model, frontend.Graph(model, a.model, [0, 1, 2, 3]).live)
+    if bad:
+        print(f"cannot compile: {len(bad)} unsupported node(s) on the token path")
+        for name, op, dom, ver, hint in bad:
+            print(f"  {name or '?':<40} {dom + '.' + op:<36} opset {ver:<3} {hint}")
+        return 2
     spec = frontend.recognize(model, a.model)
     frontend.check_against_onnx(model, spec, a.model)
     rows = [("family", spec.family), ("layers", spec.n_layers), ("dim", spec.dim), ("heads", spec.n_heads),

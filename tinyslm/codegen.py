@@ -99,10 +99,10 @@ def _calls(prog, plan, woff):
                                             t["n_heads"], t["n_kv"], t["hs"], t["max_seq"], "pos",
                                             w(t["qinv_w"]), w(t["sm_w"]), w(t["ss_w"]), w(t["om_w"]),
                                             w(t["os_w"]), w(t["exp_w"]), t["exp_len"], a(op.outs[1]), a(op.outs[2])]
-        elif k == "swiglu":
-            fn, args = "tsl_swiglu_f32", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"]]
-        elif k == "gelu":
-            fn, args = "tsl_gelu_f32", [a(op.ins[0]), a(op.outs[0]), t["n"], t["erf"]]
+        elif k == "glu":
+            fn, args = "tsl_glu_f32", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], t["act"]]
+        elif k == "act":
+            fn, args = "tsl_act_f32", [a(op.ins[0]), a(op.outs[0]), t["n"], t["act"]]
         else:
             raise AssertionError(k)
         out.append(dict(name=op.name, lhs=lhs, fn=fn, args=[str(x) for x in args]))

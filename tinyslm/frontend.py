@@ -69,12 +69,26 @@ HINTS = {
 }
 
 
-def unsupported_nodes(model):
-    """[(name, op_type, domain, opset, hint)] of every node the frontend cannot take."""
+def unsupported_nodes(model, live=None):
+    """[(name, op_type, domain, opset, hint)] of every node the frontend cannot take: any op outside
+    the standard domain, and (given the live values of a probe run) any op on the token path
+    that the recognizer does not know. Constant subgraphs (masks, tables) may use any standard op."""
     opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
-    return [(n.name, n.op_type, n.domain or "ai.onnx", opsets.get(n.domain or "ai.onnx", 0),
-             HINTS.get(n.op_type, "op not supported by the tinyslm frontend"))
-            for n in model.graph.node if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")]
+    bad = []
+    for n in model.graph.node:
+        std = n.domain in ("", "ai.onnx")
+        on_path = live is not None and any(o in live for o in n.output)
+        if not std or (on_path and n.op_type not in SUPPORTED_OPS):
+            bad.append((n.name, n.op_type, n.domain or "ai.onnx", opsets.get(n.domain or "ai.onnx", 0),
+                        HINTS.get(n.op_type, "op not supported by the tinyslm frontend" +
+                                  (" on the token path" if std else ""))))
+    return bad
+
+
+def _raise_unsupported(path, bad):
+    lst = "; ".join(f"{n or '?'} ({op}, {dom} opset {v})" for n, op, dom, v, _ in bad[:8])
+    raise TslError(f"{path}: {len(bad)} unsupported node(s): {lst}{' ...' if len(bad) > 8 else ''} "
+                   "(`tinyslm inspect` lists all)")
 
 
 class Graph:
@@ -170,15 +184,25 @@ def _linear(g, n):
     return w, (None if c is None else np.asarray(c, np.float64).reshape(-1) * at.get("beta", 1.0)), a
 
 
+SHAPE_ONLY = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+
+
 def _with_bias(g, out, N):
-    """Follow an Add of a constant [N] after a linear: -> (bias or None, output name)."""
-    cons = g.consumers.get(out, [])
-    if len(cons) == 1 and cons[0].op_type == "Add":
-        other = [i for i in cons[0].input if i != out]
-        c = g.const(other[0]) if other else None
-        if c is not None and np.size(c) == N:
-            return np.asarray(c, np.float64).reshape(-1), cons[0].output[0]
-    return None, out
+    """Follow shape-only ops and an Add of a constant [N] after a linear: -> (bias or None, output)."""
+    bias = None
+    while True:
+        cons = g.consumers.get(out, [])
+        if len(cons) != 1:
+            return bias, out
+        n = cons[0]
+        other = [i for i in n.input if i != out]
+        c = g.const(other[0]) if n.op_type == "Add" and other else None
+        if n.op_type in SHAPE_ONLY:
+            out = n.output[0]
+        elif bias is None and c is not None and np.size(c) == N:
+            bias, out = np.asarray(c, np.float64).reshape(-1), n.output[0]
+        else:
+            return bias, out
 
 
 def _flat(v):
@@ -313,17 +337,17 @@ def _attention(g, q, k, hs, H, Hk, T, softmax_in, ang_r, where):
 def _act(g, up, gate, m):
     """-> (activation, gate is None or which input is the gate) reproducing the MLP product m."""
     from .model import _act as act
-    from .model import ModelSpec as _M
     probe = lambda kind, x: act(type("S", (), {"act": kind})(), x)
     if gate is None:
         for kind in ("gelu_tanh", "gelu_erf", "silu"):
             if _close(probe(kind, up), m, 2e-3):
                 return kind, False
         return None, False
-    for swap in (False, True):
-        a, b = (up, gate) if swap else (gate, up)
-        if _close(probe("silu", a) * b, m, 2e-3):
-            return "silu", swap
+    for kind in ("silu", "gelu_tanh", "gelu_erf"):
+        for swap in (False, True):
+            a, b = (up, gate) if swap else (gate, up)
+            if _close(probe(kind, a) * b, m, 2e-3):
+                return kind, swap
     return None, False
 
 
@@ -335,6 +359,9 @@ def recognize(model, path, max_pos_hint=0):
     ids = np.random.default_rng(1234).integers(0, max(1, min(rows + [50])), T_PROBE)
     g = Graph(model, path, ids)
     T = T_PROBE
+    bad = unsupported_nodes(model, g.live)
+    if bad:
+        _raise_unsupported(path, bad)
 
     emb = [n for n in g.nodes if n.op_type == "Gather" and n.input[1] in g.live and g.const(n.input[0]) is not None
            and np.ndim(g.const(n.input[0])) == 2]
@@ -389,6 +416,8 @@ def recognize(model, path, max_pos_hint=0):
         x_mid2, x_out = residual_in(down[0]["out"])
         if x_mid2 != x_mid:
             raise g.err(f"{where}: attention and MLP are not sequential residual blocks (parallel blocks unsupported)")
+        if li == 0:
+            layer0_in = x_in
         if stream is not None and x_in != stream:
             raise g.err(f"{where}: residual stream does not continue from the previous layer")
         stream = x_out
@@ -452,6 +481,7 @@ def recognize(model, path, max_pos_hint=0):
     lm = head[0]["w"]
     tied = lm.shape == tok_emb.shape and np.array_equal(lm, tok_emb)
     pos_emb = _pos_table(g, emb[0], D)
+    emb_scale = _emb_scale(g, layer0_in, tok_emb, pos_emb, T)
     rope = spec_kw["rope"]
     spec = ModelSpec(
         family="llama" if rope else "gpt2", vocab=V, dim=D, n_heads=H, n_kv_heads=Hk, head_dim=hs,
@@ -460,7 +490,7 @@ def recognize(model, path, max_pos_hint=0):
         lm_head_bias=head[0]["b"], pos_emb=pos_emb,
         inv_freq=_standard_freqs(rope[1], rope[2]) if rope else None,
         rope_interleaved=bool(rope and rope[0] == "interleaved"), rotary_dim=rope[2] if rope else 0,
-        attn_scale=spec_kw["scale"], max_pos=(pos_emb.shape[0] if pos_emb is not None else max_pos_hint),
+        attn_scale=spec_kw["scale"], emb_scale=emb_scale, max_pos=(pos_emb.shape[0] if pos_emb is not None else max_pos_hint),
         source=str(path))
     if rope is None and pos_emb is None:
         raise g.err("no position encoding found (neither RoPE tables nor a learned position table)")
@@ -469,7 +499,7 @@ def recognize(model, path, max_pos_hint=0):
 
 def _head_size(g, qkv, Nq, where):
     """Head size from the Reshape that splits the q projection into heads."""
-    out = qkv[0]["out"]
+    out = qkv[0]["node"].output[0]
     todo, seen = [out], set()
     while todo:
         v = todo.pop(0)
@@ -479,11 +509,25 @@ def _head_size(g, qkv, Nq, where):
         for n in g.consumers.get(v, []):
             if n.op_type == "Reshape":
                 shp = g.const(n.input[1])
-                if shp is not None and len(shp) >= 3 and int(shp[-1]) > 0:
+                if shp is not None and len(shp) >= 3 and 0 < int(shp[-1]) < Nq and Nq % int(shp[-1]) == 0:
                     return int(shp[-1])
-            if n.op_type in ("Split", "Slice", "Add", "Cast"):
+            if n.op_type in ("Split", "Slice", "Add", "Cast") + SHAPE_ONLY:
                 todo.extend(n.output)
     raise g.err(f"{where}: cannot find how the q projection is split into heads")
+
+
+def _emb_scale(g, x0, tok_emb, pos_emb, T):
+    """The constant the token embedding is multiplied by before layer 0 (1.0 for most models)."""
+    ids = g.val(g.ids_name).reshape(-1)
+    x = _flat(g.val(x0)) - (0 if pos_emb is None else pos_emb[:T])
+    e = tok_emb[ids]
+    m = np.abs(e) > 1e-6
+    scale = float(np.median(x[m] / e[m])) if m.any() else 1.0
+    if abs(scale - 1) < 1e-6:
+        scale = 1.0
+    if not _close(e * scale, x, 1e-4):
+        raise g.err("layer 0 input is not the token embedding (times a constant) plus positions")
+    return scale
 
 
 def _pos_table(g, tok_gather, D):
@@ -502,9 +546,7 @@ def frontend(path, max_seq=None):
     model = load_onnx(path)
     bad = unsupported_nodes(model)
     if bad:
-        lst = "; ".join(f"{n or '?'} ({op}, {dom} opset {v})" for n, op, dom, v, _ in bad[:8])
-        raise TslError(f"{path}: {len(bad)} unsupported node(s): {lst}{' ...' if len(bad) > 8 else ''} "
-                       "(`tinyslm inspect` lists all)")
+        _raise_unsupported(path, bad)
     spec = recognize(model, path)
     check_against_onnx(model, spec, path)
     return spec

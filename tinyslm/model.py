@@ -26,7 +26,7 @@ class Layer:
     ffn_norm: Norm
     w_up: np.ndarray          # [F, D]   (gpt2: c_fc)
     w_down: np.ndarray        # [D, F]
-    w_gate: np.ndarray = None  # [F, D]  (swiglu only)
+    w_gate: np.ndarray = None  # [F, D]  (gated MLP only)
     bias: dict = field(default_factory=dict)  # q k v o up down gate -> [N]
 
 
@@ -39,7 +39,7 @@ class ModelSpec:
     n_kv_heads: int
     head_dim: int
     hidden: int
-    act: str                  # silu (swiglu) | gelu_tanh | gelu_erf
+    act: str                  # silu | gelu_tanh | gelu_erf; gated (GLU) when layers have w_gate
     pos: str                  # rope | learned
     tok_emb: np.ndarray       # [V, D]
     layers: list
@@ -48,6 +48,7 @@ class ModelSpec:
     tied: bool = False
     lm_head_bias: np.ndarray = None
     pos_emb: np.ndarray = None        # [P, D] (learned)
+    emb_scale: float = 1.0            # x0 = tok_emb[id] * emb_scale (Gemma: sqrt(D))
     inv_freq: np.ndarray = None       # [rot/2] (rope)
     rope_interleaved: bool = False
     rotary_dim: int = 0
@@ -117,7 +118,7 @@ def forward(spec, ids, taps=None):
     ids = np.asarray(ids, np.int64)
     T, H, Hk, hs = len(ids), spec.n_heads, spec.n_kv_heads, spec.head_dim
     b = lambda L, k: L.bias.get(k, 0.0)
-    x = spec.tok_emb[ids].astype(np.float64)
+    x = spec.tok_emb[ids].astype(np.float64) * spec.emb_scale
     if spec.pos_emb is not None:
         x = x + spec.pos_emb[:T]
     if spec.pos == "rope":

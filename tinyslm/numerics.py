@@ -113,6 +113,13 @@ def gelu_erf(x):
     return (f32(0.5) * x) * (f32(1) + erf_z)
 
 
+ACTS = {"silu": 0, "gelu_tanh": 1, "gelu_erf": 2}     # TSL_ACT_* codes
+
+
+def act(x, code):
+    return (silu, gelu_tanh, gelu_erf)[code](x)
+
+
 # ---- float kernels (tsl_norm_f32.c, tsl_elementwise_f32.c) ----
 
 def quant_dynamic(x):

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import TslError
 from .ir import Program
 from .model import forward, rope_tables
-from .numerics import quantize_multiplier
+from .numerics import ACTS, quantize_multiplier
 
 EXP_STEPS = 64        # table index unit: 1/64 nat
 GROUP = 32            # int4 group length along K
@@ -103,7 +103,8 @@ def quantize(spec, calib_ids, max_seq, weights="int8"):
     x = P.buf("x", "f32", D)
     etq, ets = quant_rows_s8(spec.tok_emb)
     emb_w, emb_s = P.weight("tok_emb.w", etq), P.weight("tok_emb.ws", ets)
-    P.op("embed", "tok_emb", [], [x], table_w=emb_w, scale_w=emb_s, n=D, src="token", accumulate=0)
+    in_s = emb_s if spec.emb_scale == 1.0 else P.weight("tok_emb.in_ws", (ets * np.float32(spec.emb_scale)).astype(np.float32))
+    P.op("embed", "tok_emb", [], [x], table_w=emb_w, scale_w=in_s, n=D, src="token", accumulate=0)
     if spec.pos_emb is not None:
         if max_seq > spec.pos_emb.shape[0]:
             raise TslError(f"--max-seq {max_seq} exceeds the model's {spec.pos_emb.shape[0]} learned positions")
@@ -152,9 +153,9 @@ def quantize(spec, calib_ids, max_seq, weights="int8"):
         if L.w_gate is not None:
             gate = p + "gate"
             matvec(p + "w_gate", L.w_gate, hq, hsc, gate, li, b("gate"), fmt=wfmt)
-            P.op("swiglu", p + "swiglu", [gate, up], [mid], li, n=F)
+            P.op("glu", p + "glu", [gate, up], [mid], li, n=F, act=ACTS[spec.act])
         else:
-            P.op("gelu", p + "gelu", [up], [mid], li, n=F, erf=int(spec.act == "gelu_erf"))
+            P.op("act", p + "act", [up], [mid], li, n=F, act=ACTS[spec.act])
         mq, ms = P.buf(p + "mid.q", "s8", F), P.buf(p + "mid.s", "f32", 1)
         P.op("quant", p + "mid.quant", [mid], [mq, ms], li, n=F)
         matvec(p + "w_down", L.w_down, mq, ms, x, li, b("down"), accumulate=1, fmt=wfmt)

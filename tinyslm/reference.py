@@ -79,10 +79,9 @@ class Reference:
                            self.W[a["exp_w"]])
         self.buf[op.outs[0]][:] = out
 
-    def op_swiglu(self, op, a, token, pos):
+    def op_glu(self, op, a, token, pos):
         g, u = (self.buf[n] for n in op.ins)
-        self.buf[op.outs[0]][:] = nx.silu(g) * u
+        self.buf[op.outs[0]][:] = nx.act(g, a["act"]) * u
 
-    def op_gelu(self, op, a, token, pos):
-        x = self.buf[op.ins[0]]
-        self.buf[op.outs[0]][:] = nx.gelu_erf(x) if a["erf"] else nx.gelu_tanh(x)
+    def op_act(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = nx.act(self.buf[op.ins[0]], a["act"])
