@@ -200,7 +200,8 @@ def cmd_eval(a):
 
 def cmd_inspect(a):
     from . import frontend
-    model = frontend.load_onnx(a.model)
+    from . import qgraph
+    model, _, notes = qgraph.float_view(frontend.load_onnx(a.model))
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     print(f"{a.model}: {len(model.graph.node)} nodes, opsets {opsets}, producer {model.producer_name or '?'}")
     bad = frontend.unsupported_nodes(model)
@@ -220,12 +221,13 @@ def cmd_inspect(a):
     rows = [("family", spec.family), ("layers", spec.n_layers), ("dim", spec.dim), ("heads", spec.n_heads),
             ("kv heads", spec.n_kv_heads), ("head size", spec.head_dim), ("ffn hidden", spec.hidden),
             ("vocab", spec.vocab), ("norm", f"{spec.layers[0].attn_norm.kind}norm eps {spec.layers[0].attn_norm.eps:g}"),
-            ("activation", {"silu": "SwiGLU (SiLU gate)"}.get(spec.act, spec.act)),
+            ("activation", ({"silu": "SwiGLU", "gelu_tanh": "GeGLU (tanh)", "gelu_erf": "GeGLU (erf)"}
+                            if spec.layers[0].w_gate is not None else {}).get(spec.act, spec.act)),
             ("positions", f"RoPE {'interleaved' if spec.rope_interleaved else 'rotate-half'} on {spec.rotary_dim} dims"
              if spec.pos == "rope" else f"learned table of {spec.max_pos}"),
             ("attention scale", f"{spec.attn_scale:.6g}"), ("tied embeddings", spec.tied),
             ("biases", ", ".join(sorted(spec.layers[0].bias)) or "none"),
-            ("quantization found", "none (float32 weights)"), ("parameters", f"{spec.n_params():,}"),
+            ("quantization found", "; ".join(notes) or "none (float32 weights)"), ("parameters", f"{spec.n_params():,}"),
             ("check", "float model reproduces the ONNX logits (onnxruntime)")]
     for k, v in rows:
         print(f"  {k:<20} {v}")

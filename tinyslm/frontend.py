@@ -14,6 +14,7 @@ How it recognizes a model, independent of node names and of the exporter's spell
 4. Finally the float model of model.py must reproduce the graph's logits on fresh token ids, or
    the compile stops: nothing is compiled from a guess.
 """
+import itertools
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from . import qgraph
 from .errors import TslError
 from .model import Layer, ModelSpec, Norm, forward
 
@@ -457,16 +459,32 @@ def recognize(model, path, max_pos_hint=0):
             bq, bk, bv = (None, None, None) if B is None else (B[:s], B[s:2 * s], B[2 * s:])
         else:
             raise g.err(f"{where}: {len(qkv)} projections read the attention input; expected 3 or 1")
-        hs = _head_size(g, qkv, wq.shape[0], where)
-        if wq.shape[0] % hs or wk.shape[0] % hs or wk.shape[0] != wv.shape[0]:
-            raise g.err(f"{where}: q/k/v sizes {wq.shape[0]}/{wk.shape[0]}/{wv.shape[0]} do not divide into heads of {hs}")
-        H, Hk = wq.shape[0] // hs, wk.shape[0] // hs
-        if H % Hk:
-            raise g.err(f"{where}: {H} query heads do not divide into {Hk} KV heads")
         xa = _flat(g.val(qkv[0]["x"]))
-        q = xa @ wq.T + (0 if bq is None else bq)
-        k = xa @ wk.T + (0 if bk is None else bk)
-        rope, scale = _attention(g, q, k, hs, H, Hk, T, softmaxes[li].input[0], ang_r, where)
+        hs = _head_size(g, qkv, where)
+        found = None
+        # which projection is q, k, v: the one pairing that reproduces the scores and the output
+        for (wq, bq), (wk, bk), (wv, bv) in itertools.permutations([(wq, bq), (wk, bk), (wv, bv)]):
+            if wq.shape[0] % hs or wk.shape[0] % hs or wk.shape[0] != wv.shape[0] or \
+                    (wq.shape[0] // hs) % (wk.shape[0] // hs):
+                continue
+            H, Hk = wq.shape[0] // hs, wk.shape[0] // hs
+            q = xa @ wq.T + (0 if bq is None else bq)
+            k = xa @ wk.T + (0 if bk is None else bk)
+            v = xa @ wv.T + (0 if bv is None else bv)
+            try:
+                rope, scale = _attention(g, q, k, hs, H, Hk, T, softmaxes[li].input[0], ang_r, where)
+            except TslError:
+                continue
+            P = np.asarray(g.val(softmaxes[li].output[0]), np.float64).reshape(H, T, T)
+            att = np.einsum("htu,uhd->thd", P, np.repeat(v.reshape(T, Hk, hs), H // Hk, axis=1)).reshape(T, -1)
+            if _close(att, _flat(g.val(o[0]["x"])), 2e-3):
+                found = (wq, bq, wk, bk, wv, bv, H, Hk, rope, scale)
+                break
+        if found is None:
+            raise g.err(f"{where}: no assignment of the {len(qkv) if len(qkv) > 1 else 'fused'} projections to "
+                        f"q/k/v (sizes {wq.shape[0]}/{wk.shape[0]}/{wv.shape[0]}, head size {hs}) "
+                        "reproduces the attention; heads do not divide or attention form unsupported")
+        wq, bq, wk, bk, wv, bv, H, Hk, rope, scale = found
         # MLP
         xm = _flat(g.val(up[0]["x"]))
         m = _flat(g.val(down[0]["x"]))
@@ -518,9 +536,16 @@ def recognize(model, path, max_pos_hint=0):
     return spec
 
 
-def _head_size(g, qkv, Nq, where):
-    """Head size from the Reshape that splits the q projection into heads."""
-    out = qkv[0]["node"].output[0]
+def _head_size(g, qkv, where):
+    """Head size from the Reshape that splits a projection into heads."""
+    for L in qkv:
+        hs = _split_size(g, L["node"].output[0], L["w"].shape[0] // (3 if len(qkv) == 1 else 1))
+        if hs:
+            return hs
+    raise g.err(f"{where}: cannot find how the q projection is split into heads")
+
+
+def _split_size(g, out, Nq):
     todo, seen = [out], set()
     while todo:
         v = todo.pop(0)
@@ -534,7 +559,7 @@ def _head_size(g, qkv, Nq, where):
                     return int(shp[-1])
             if n.op_type in ("Split", "Slice", "Add", "Cast") + SHAPE_ONLY:
                 todo.extend(n.output)
-    raise g.err(f"{where}: cannot find how the q projection is split into heads")
+    return None
 
 
 def _emb_scale(g, x0, tok_emb, pos_emb, T):
@@ -564,11 +589,12 @@ def _pos_table(g, tok_gather, D):
 
 def frontend(path, max_seq=None):
     """Load, recognize and check an ONNX decoder LM -> ModelSpec."""
-    model = load_onnx(path)
+    model, qinfo, notes = qgraph.float_view(load_onnx(path))
     bad = unsupported_nodes(model)
     if bad:
         _raise_unsupported(path, bad)
     spec = recognize(model, path)
+    spec.quantization = notes
     check_against_onnx(model, spec, path)
     return spec
 

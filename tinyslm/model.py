@@ -55,6 +55,7 @@ class ModelSpec:
     attn_scale: float = 0.0
     max_pos: int = 0                  # positions the model supports (learned table / config)
     source: str = ""
+    quantization: list = field(default_factory=list)   # what the ONNX graph carried (qgraph notes)
 
     @property
     def n_layers(self):
