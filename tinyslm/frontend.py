@@ -210,6 +210,25 @@ def _linear(g, n):
 SHAPE_ONLY = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
 
 
+def _qinfo(g, n, shape):
+    """The graph's own integer weights of a linear, as [N, K] with per-row or per-block scales."""
+    qi = g.qinfo.get(n.input[1])
+    if qi is None or n.op_type != "MatMul":
+        return None
+    if qi["kind"] == "int8":
+        if qi["q"].shape[::-1] != tuple(shape) or (qi["scale"].size > 1 and qi["axis"] not in (1, -1)):
+            return None
+        s = np.broadcast_to(qi["scale"].reshape(-1), (shape[0],)).astype(np.float64)
+        return dict(kind="int8", q=qi["q"].T, scale=s)
+    return qi if qi["q"].shape == tuple(shape) else None
+
+
+def _qslice(qi, rows):
+    if qi is None:
+        return None
+    return {k: (v[rows] if isinstance(v, np.ndarray) else v) for k, v in qi.items()}
+
+
 def _with_bias(g, out, N):
     """Follow shape-only ops and an Add of a constant [N] after a linear: -> (bias or None, output)."""
     bias = None
@@ -374,13 +393,14 @@ def _act(g, up, gate, m):
     return None, False
 
 
-def recognize(model, path, max_pos_hint=0):
+def recognize(model, path, max_pos_hint=0, qinfo=None):
     """ONNX model -> ModelSpec, checked against the graph's own output."""
     inits = {i.name: i for i in model.graph.initializer}
     rows = [int(inits[n.input[0]].dims[0]) for n in model.graph.node
             if n.op_type == "Gather" and n.input[0] in inits and len(inits[n.input[0]].dims) == 2]
     ids = np.random.default_rng(1234).integers(0, max(1, min(rows + [50])), T_PROBE)
     g = Graph(model, path, ids)
+    g.qinfo = qinfo or {}
     T = T_PROBE
     bad = unsupported_nodes(model, g.live)
     if bad:
@@ -399,7 +419,7 @@ def recognize(model, path, max_pos_hint=0):
         if L is not None:
             w, b, x = L
             b2, out = _with_bias(g, n.output[0], w.shape[0])
-            lins.append(dict(node=n, w=w, b=b if b is not None else b2, x=x, out=out))
+            lins.append(dict(node=n, w=w, b=b if b is not None else b2, x=x, out=out, qi=_qinfo(g, n, w.shape)))
     groups = []
     for L in lins:
         if groups and groups[-1][0]["x"] == L["x"]:
@@ -427,7 +447,7 @@ def recognize(model, path, max_pos_hint=0):
                     return other[0], n.output[0]
         raise g.err(f"node '{g.producer[out].name}': projection output is not added to a residual stream")
 
-    layers, spec_kw = [], dict(act=None, rope=None, scale=None)
+    layers, spec_kw, qmap = [], dict(act=None, rope=None, scale=None), {}
     ang_r = _rope_freqs(g, T, D)
     stream = None
     for li in range(n_layers):
@@ -450,12 +470,16 @@ def recognize(model, path, max_pos_hint=0):
         # q, k, v: three projections, or one fused [q; k; v]
         if len(qkv) == 3:
             (wq, bq), (wk, bk), (wv, bv) = ((L["w"], L["b"]) for L in qkv)
+            for L in qkv:
+                qmap[id(L["w"])] = L["qi"]
         elif len(qkv) == 1:
             W, B = qkv[0]["w"], qkv[0]["b"]
             if W.shape[0] % 3:
                 raise g.err(f"{where}: fused QKV projection with {W.shape[0]} outputs (only equal q, k, v sizes)")
             s = W.shape[0] // 3
             wq, wk, wv = W[:s], W[s:2 * s], W[2 * s:]
+            for i, w in enumerate((wq, wk, wv)):
+                qmap[id(w)] = _qslice(qkv[0]["qi"], slice(i * s, (i + 1) * s))
             bq, bk, bv = (None, None, None) if B is None else (B[:s], B[s:2 * s], B[2 * s:])
         else:
             raise g.err(f"{where}: {len(qkv)} projections read the attention input; expected 3 or 1")
@@ -498,8 +522,8 @@ def recognize(model, path, max_pos_hint=0):
             y = xm @ W.T + (0 if B is None else B)
             act, swap = _act(g, y[:, F:], y[:, :F], m)
             gi, ui = (slice(F, None), slice(0, F)) if swap else (slice(0, F), slice(F, None))
-            gate_L = dict(w=W[gi], b=None if B is None else B[gi])
-            up_L = dict(w=W[ui], b=None if B is None else B[ui])
+            gate_L = dict(w=W[gi], b=None if B is None else B[gi], qi=_qslice(up[0]["qi"], gi))
+            up_L = dict(w=W[ui], b=None if B is None else B[ui], qi=_qslice(up[0]["qi"], ui))
         else:
             y = xm @ up[0]["w"].T + (0 if up[0]["b"] is None else up[0]["b"])
             act, _ = _act(g, y, None, m)
@@ -514,8 +538,11 @@ def recognize(model, path, max_pos_hint=0):
         bias = {k: v for k, v in (("q", bq), ("k", bk), ("v", bv), ("o", o[0]["b"]), ("up", up_L["b"]),
                                    ("down", down[0]["b"]), ("gate", None if gate_L is None else gate_L["b"]))
                 if v is not None}
+        qw = {"q": qmap.get(id(wq)), "k": qmap.get(id(wk)), "v": qmap.get(id(wv)), "o": o[0]["qi"],
+              "up": up_L["qi"], "down": down[0]["qi"], "gate": None if gate_L is None else gate_L["qi"]}
         layers.append(Layer(attn_norm, wq, wk, wv, o[0]["w"], ffn_norm, up_L["w"], down[0]["w"],
-                            None if gate_L is None else gate_L["w"], bias))
+                            None if gate_L is None else gate_L["w"], bias,
+                            {k: v for k, v in qw.items() if v is not None}))
     final_norm = _norm(g, stream, head[0]["x"], D, "final norm")
     lm = head[0]["w"]
     tied = lm.shape == tok_emb.shape and np.array_equal(lm, tok_emb)
@@ -593,7 +620,7 @@ def frontend(path, max_seq=None):
     bad = unsupported_nodes(model)
     if bad:
         _raise_unsupported(path, bad)
-    spec = recognize(model, path)
+    spec = recognize(model, path, qinfo=qinfo)
     spec.quantization = notes
     check_against_onnx(model, spec, path)
     return spec

@@ -28,6 +28,7 @@ class Layer:
     w_down: np.ndarray        # [D, F]
     w_gate: np.ndarray = None  # [F, D]  (gated MLP only)
     bias: dict = field(default_factory=dict)  # q k v o up down gate -> [N]
+    qw: dict = field(default_factory=dict)    # same keys -> the graph's own integer weights (qgraph)
 
 
 @dataclass

@@ -51,6 +51,21 @@ def quant_rows_s4(w, where):
     return packed, gs.astype(np.uint8), ws.astype(np.float32)
 
 
+def honour_s4(qi, where):
+    """MatMulNBits int4 weights as they are; block scales become uint8 multiples of a row scale."""
+    q, bs, scale = qi["q"], qi["block"], qi["block_scale"]
+    if bs != GROUP or q.shape[1] % GROUP or q.min() < -8 or q.max() > 7:
+        raise TslError(f"{where}: int4 blocks of {bs} (tinyslm uses {GROUP}); use --weights int8")
+    N, K = q.shape
+    sc = np.abs(scale)
+    ws = np.where(sc.max(1) > 0, sc.max(1) / 255.0, 1.0)
+    gs = np.clip(np.round(sc / ws[:, None]), 1, 255)
+    # negative block scales (onnxruntime's symmetric int4) flip the sign; a flipped -8 saturates at 7
+    qq = np.clip(q.reshape(N, -1, GROUP) * np.sign(scale)[:, :, None], -8, 7).reshape(N, K).astype(np.int8)
+    packed = ((qq[:, 0::2] & 0xF) | ((qq[:, 1::2] & 0xF) << 4)).astype(np.uint8)
+    return packed, gs.astype(np.uint8), ws.astype(np.float32)
+
+
 def calibrate(spec, calib_ids, max_seq):
     """Max |.| of q, k (after RoPE), v per head and of the attention output per layer."""
     stats = {k: [np.zeros(n) for _ in spec.layers] for k, n in
@@ -76,12 +91,14 @@ def quantize(spec, calib_ids, max_seq, weights="int8"):
     P = Program(meta={}, bufs={}, ops=[], weights={})
     etab = P.weight("exp_tab", exp_table())
 
-    def matvec(name, w, x, sx, out, layer, bias=None, accumulate=0, fmt="s8", sx_const=None):
+    def matvec(name, w, x, sx, out, layer, bias=None, accumulate=0, fmt="s8", sx_const=None, qi=None):
         N, K = w.shape
         attrs = dict(N=N, K=K, accumulate=accumulate, fmt=fmt, sx=sx, sx_const=sx_const)
         if fmt == "s4":
-            q, gs, s = quant_rows_s4(w, name)
+            q, gs, s = honour_s4(qi, name) if qi and qi["kind"] == "int4" else quant_rows_s4(w, name)
             attrs["gs_w"] = P.weight(name + ".gs", gs)
+        elif qi and qi["kind"] == "int8" and np.abs(qi["q"]).max() <= 128:
+            q, s = qi["q"].astype(np.int8), qi["scale"].astype(np.float32)   # the graph's own int8 grid
         else:
             q, s = quant_rows_s8(w)
         attrs["w_w"], attrs["ws_w"] = P.weight(name + ".w", q), P.weight(name + ".ws", s)
@@ -121,9 +138,10 @@ def quantize(spec, calib_ids, max_seq, weights="int8"):
         b = L.bias.get
         xq, xs = norm(p + "attn_norm", L.attn_norm, x, li)
         q, k, v = p + "q", p + "k", p + "v"
-        matvec(p + "wq", L.wq, xq, xs, q, li, b("q"), fmt=wfmt)
-        matvec(p + "wk", L.wk, xq, xs, k, li, b("k"), fmt=wfmt)
-        matvec(p + "wv", L.wv, xq, xs, v, li, b("v"), fmt=wfmt)
+        qw = L.qw.get
+        matvec(p + "wq", L.wq, xq, xs, q, li, b("q"), fmt=wfmt, qi=qw("q"))
+        matvec(p + "wk", L.wk, xq, xs, k, li, b("k"), fmt=wfmt, qi=qw("k"))
+        matvec(p + "wv", L.wv, xq, xs, v, li, b("v"), fmt=wfmt, qi=qw("v"))
         if spec.pos == "rope":
             P.op("rope", p + "rope_q", [q], [q], li, n_heads=H, **rope_w)
             P.op("rope", p + "rope_k", [k], [k], li, n_heads=Hk, **rope_w)
@@ -145,20 +163,20 @@ def quantize(spec, calib_ids, max_seq, weights="int8"):
              ss_w=P.weight(p + "att.ss", np.array([s for _, s in smul], np.int32)),
              om_w=P.weight(p + "att.om", np.array([m for m, _ in omul], np.int32)),
              os_w=P.weight(p + "att.os", np.array([s for _, s in omul], np.int32)))
-        matvec(p + "wo", L.wo, att, None, x, li, b("o"), accumulate=1, fmt=wfmt, sx_const=float(sa))
+        matvec(p + "wo", L.wo, att, None, x, li, b("o"), accumulate=1, fmt=wfmt, sx_const=float(sa), qi=qw("o"))
         hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
         up, mid = p + "up", p + "mid"
-        matvec(p + "w_up", L.w_up, hq, hsc, up, li, b("up"), fmt=wfmt)
+        matvec(p + "w_up", L.w_up, hq, hsc, up, li, b("up"), fmt=wfmt, qi=qw("up"))
         P.buf(mid, "f32", F)
         if L.w_gate is not None:
             gate = p + "gate"
-            matvec(p + "w_gate", L.w_gate, hq, hsc, gate, li, b("gate"), fmt=wfmt)
+            matvec(p + "w_gate", L.w_gate, hq, hsc, gate, li, b("gate"), fmt=wfmt, qi=qw("gate"))
             P.op("glu", p + "glu", [gate, up], [mid], li, n=F, act=ACTS[spec.act])
         else:
             P.op("act", p + "act", [up], [mid], li, n=F, act=ACTS[spec.act])
         mq, ms = P.buf(p + "mid.q", "s8", F), P.buf(p + "mid.s", "f32", 1)
         P.op("quant", p + "mid.quant", [mid], [mq, ms], li, n=F)
-        matvec(p + "w_down", L.w_down, mq, ms, x, li, b("down"), accumulate=1, fmt=wfmt)
+        matvec(p + "w_down", L.w_down, mq, ms, x, li, b("down"), accumulate=1, fmt=wfmt, qi=qw("down"))
     fq, fs = norm("final_norm", spec.final_norm, x, -1)
     if spec.tied:
         P.buf("logits", "f32", V, "out")
