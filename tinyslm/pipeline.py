@@ -10,7 +10,6 @@ import numpy as np
 
 from . import codegen, frontend, plan, quantize
 from .errors import TslError
-from .tokenizer import Tokenizer
 
 PROGRAM = "program.pkl"     # the IR with its weights: what `verify` replays as the reference
 
@@ -95,6 +94,7 @@ def load_tokenizer(model_path, tokenizer, vocab):
         raise TslError(f"{cand}: no such tokenizer file")
     if not cand.is_file():
         return None
+    from .tokenizer import Tokenizer
     tok = Tokenizer.from_file(cand)
     tok.source_path = cand
     if tok.vocab_size > vocab:
