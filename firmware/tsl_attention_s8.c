@@ -1,40 +1,58 @@
-/* tsl_attention_s8.c -- causal attention over the int8 KV cache, integer softmax by table. */
+/* tsl_attention_s8.c -- causal attention over the int8 KV cache with per-position scales. */
 #include "tsl_kernels.h"
 
-void tsl_attention_s8(const float *q, const int8_t *kc, const int8_t *vc, int8_t *out,
-                      int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq, int32_t pos,
-                      const float *q_inv, const int32_t *sm, const int32_t *ss,
-                      const int32_t *om, const int32_t *os, const uint16_t *exp_tab,
-                      int32_t exp_len, int8_t *qq, int32_t *sc)
+float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                       const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
+                       int32_t max_seq, int32_t pos, float scale, int8_t *qq, float *sc, int32_t *pw,
+                       int32_t *acc, float *ch)
 {
     const int32_t group = n_heads / n_kv;
     const int32_t T = pos + 1;
+    float amax = 0.0f;
     for (int32_t h = 0; h < n_heads; h++) {
-        const int8_t *k = kc + (intptr_t)(h / group) * max_seq * hs;
-        const int8_t *v = vc + (intptr_t)(h / group) * max_seq * hs;
-        for (int32_t i = 0; i < hs; i++) qq[i] = tsl_quant_f32(q[h * hs + i] * q_inv[h]);
+        const intptr_t g = h / group;
+        const int8_t *k = kc + g * max_seq * hs;
+        const int8_t *v = vc + g * max_seq * hs;
+        const float *kss = ks + g * max_seq, *vss = vs + g * max_seq;
+        const float sq = tsl_quant_dynamic_f32(q + h * hs, qq, hs) * scale;
 
-        /* Scores: one int8 matvec over the cached keys. */
-        tsl_matvec_s8_s32(qq, k, sc, T, hs);
-        int32_t mx = sc[0];
-        for (int32_t t = 1; t < T; t++) mx = sc[t] > mx ? sc[t] : mx;
-
-        /* Softmax numerators, Q15, from the table; then normalise in place. */
-        uint32_t sum = 0;
+        /* Scores: one int8 matvec over the cached keys, then their float scale. */
+        tsl_matvec_s8_s32(qq, k, pw, T, hs);
+        float mx = 0.0f;
         for (int32_t t = 0; t < T; t++) {
-            const int32_t idx = tsl_requant(mx - sc[t], sm[h], ss[h]);
-            const uint32_t e = idx < exp_len ? exp_tab[idx] : 0u;
-            sc[t] = (int32_t)e;
-            sum += e;
+            sc[t] = ((float)pw[t] * kss[t]) * sq;
+            mx = (t == 0 || sc[t] > mx) ? sc[t] : mx;
         }
-        for (int32_t t = 0; t < T; t++)
-            sc[t] = (int32_t)(((uint32_t)sc[t] * 32768u + sum / 2u) / sum);
+        /* Softmax numerators; the value scales folded in; Q15 weights. */
+        float E = 0.0f, W = 0.0f;
+        for (int32_t t = 0; t < T; t++) {
+            const float e = tsl_exp_neg(sc[t] - mx);
+            E = E + e;
+            sc[t] = e * vss[t];
+            W = W + sc[t];
+        }
+        const float inv = W > 0.0f ? 32768.0f / W : 0.0f;
+        for (int32_t t = 0; t < T; t++) pw[t] = tsl_round_f32(sc[t] * inv);
 
         /* Weighted values, accumulated in position order. */
-        for (int32_t i = 0; i < hs; i++) {
-            int32_t acc = 0;
-            for (int32_t t = 0; t < T; t++) acc += sc[t] * (int32_t)v[(intptr_t)t * hs + i];
-            out[h * hs + i] = tsl_requant_s8(acc, om[h], os[h]);
+        int32_t *a = acc + h * hs;
+        int32_t amx = 0;
+        for (int32_t i = 0; i < hs; i++) a[i] = 0;
+        for (int32_t t = 0; t < T; t++) {
+            const int8_t *vt = v + (intptr_t)t * hs;
+            const int32_t p = pw[t];
+            for (int32_t i = 0; i < hs; i++) a[i] += p * (int32_t)vt[i];
         }
+        for (int32_t i = 0; i < hs; i++) amx = (a[i] > amx ? a[i] : (-a[i] > amx ? -a[i] : amx));
+        ch[h] = W / (32768.0f * E);
+        const float m = (float)amx * ch[h];
+        amax = m > amax ? m : amax;
     }
+    /* Requantize all heads to one int8 scale. */
+    for (int32_t h = 0; h < n_heads; h++) {
+        int32_t mult = 0, shift = 0;
+        if (amax > 0.0f) tsl_multiplier((ch[h] * 127.0f) / amax, &mult, &shift);
+        for (int32_t i = 0; i < hs; i++) out[h * hs + i] = tsl_requant_s8(acc[h * hs + i], mult, shift);
+    }
+    return amax / 127.0f;
 }

@@ -44,12 +44,12 @@ void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const floa
     }
 }
 
-void tsl_kv_store_s8(const float *x, const float *inv_s, int8_t *cache, int32_t n_heads,
-                     int32_t hs, int32_t max_seq, int32_t pos)
+void tsl_kv_store_s8(const float *x, int8_t *cache, float *scale, int32_t n_heads, int32_t hs,
+                     int32_t max_seq, int32_t pos)
 {
     for (int32_t h = 0; h < n_heads; h++) {
-        int8_t *dst = cache + ((intptr_t)h * max_seq + pos) * hs;
-        for (int32_t i = 0; i < hs; i++) dst[i] = tsl_quant_f32(x[h * hs + i] * inv_s[h]);
+        const intptr_t row = (intptr_t)h * max_seq + pos;
+        scale[row] = tsl_quant_dynamic_f32(x + h * hs, cache + row * hs, hs);
     }
 }
 

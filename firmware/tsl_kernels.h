@@ -46,23 +46,27 @@ void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *d
 void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cs,
                   const float *sn, int32_t interleaved);
 
-/* cache[h][pos][i] = tsl_quant_f32(x[h*hs + i] * inv_s[h]); cache [n_heads][max_seq][hs] */
-void tsl_kv_store_s8(const float *x, const float *inv_s, int8_t *cache, int32_t n_heads,
-                     int32_t hs, int32_t max_seq, int32_t pos);
+/* Per head h: cache[h][pos][:] , scale[h][pos] = tsl_quant_dynamic_f32(x[h*hs : (h+1)*hs]).
+ * cache s8 [n_heads][max_seq][hs], scale f32 [n_heads][max_seq]. */
+void tsl_kv_store_s8(const float *x, int8_t *cache, float *scale, int32_t n_heads, int32_t hs,
+                     int32_t max_seq, int32_t pos);
 
-/* Causal attention of one query position over cache positions [0, pos].
- * q f32 [n_heads][hs]; kc, vc s8 [n_kv][max_seq][hs]; out s8 [n_heads][hs].
- * per head h (kv head h / (n_heads / n_kv)):
- *   qq = tsl_quant_f32(q * q_inv[h]);  s_t = qq . k_t (int32)
- *   e_t = exp_tab[tsl_requant(max_s - s_t, sm[h], ss[h])] or 0 past exp_len   (Q15, exp_tab[0] = 32768)
- *   p_t = (e_t * 32768 + sum/2) / sum     (Q15, unsigned)
- *   out = tsl_requant_s8(sum_t p_t * v_t, om[h], os[h])
- * scratch: qq s8 [hs], sc int32 [pos + 1]. */
-void tsl_attention_s8(const float *q, const int8_t *kc, const int8_t *vc, int8_t *out,
-                      int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq, int32_t pos,
-                      const float *q_inv, const int32_t *sm, const int32_t *ss,
-                      const int32_t *om, const int32_t *os, const uint16_t *exp_tab,
-                      int32_t exp_len, int8_t *qq, int32_t *sc);
+/* Causal attention of one query position over cache positions [0, pos]; returns the scale of out.
+ * q f32 [n_heads][hs]; kc, vc s8 [n_kv][max_seq][hs]; ks, vs f32 [n_kv][max_seq]; out s8 [n_heads][hs].
+ * Per head h, kv head g = h / (n_heads / n_kv), T = pos + 1, t ascending in every sum:
+ *   qq, sq = tsl_quant_dynamic_f32(q[h])
+ *   s_t    = ((float)(qq . kc[g][t]) * ks[g][t]) * (sq * scale)
+ *   e_t    = tsl_exp_neg(s_t - max s);  E = sum e_t;  w_t = e_t * vs[g][t];  Wh = sum w_t
+ *   p_t    = tsl_round_f32(w_t * (32768 / Wh))               (Q15, sum ~ 32768; 0 if Wh == 0)
+ *   acc[h] = sum_t p_t * vc[g][t]                             (int32, |acc| < 2^23)
+ *   c_h    = Wh / (32768 * E)                                 (acc * c_h is the attention output)
+ * Then one scale for all heads: s = max_h(max|acc[h]| * c_h) / 127, and
+ *   out[h] = tsl_requant_s8(acc[h], tsl_multiplier((c_h * 127) / amax)).
+ * scratch: qq s8 [hs], sc f32 [max_seq], pw int32 [max_seq], acc int32 [n_heads * hs], ch f32 [n_heads]. */
+float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                       const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
+                       int32_t max_seq, int32_t pos, float scale, int8_t *qq, float *sc, int32_t *pw,
+                       int32_t *acc, float *ch);
 
 /* act: TSL_ACT_SILU, TSL_ACT_GELU_TANH or TSL_ACT_GELU_ERF */
 #define TSL_ACT_SILU 0

@@ -4,7 +4,9 @@
  * Rules:
  *   - integer -> integer: tsl_requant(): x * mult * 2^(shift-31), one rounding: add half, arithmetic
  *     shift right (round half towards +inf). mult in [2^30, 2^31), 31 - shift in [1, 62].
- *   - float -> int8: tsl_quant_f32(): clamp to [-127, 127] first, then round half away from zero.
+ *   - float -> int8: tsl_quant_f32(): clamp to [-127, 127] first, then round half away from zero
+ *     (tsl_round_f32, also the rule for every other float -> int rounding).
+ *   - a float ratio becomes a fixed-point multiplier by its bits (tsl_multiplier), exactly.
  *   - float math is plain IEEE-754 binary32 (+, -, *, /), compiled with -ffp-contract=off: no FMA,
  *     no libm. rsqrt and exp are written out below with a fixed order of operations.
  */
@@ -36,18 +38,34 @@ TSL_INLINE int8_t tsl_requant_s8(int32_t x, int32_t mult, int32_t shift)
     return tsl_sat_s8(tsl_requant(x, mult, shift));
 }
 
+/* Round half away from zero; |v| < 2^23. */
+TSL_INLINE int32_t tsl_round_f32(float v)
+{
+    const int32_t i = (int32_t)v;     /* toward zero */
+    const float f = v - (float)i;     /* exact */
+    return i + (f >= 0.5f) - (f <= -0.5f);
+}
+
 /* v finite. Result in [-127, 127]. */
 TSL_INLINE int8_t tsl_quant_f32(float v)
 {
     if (v > 127.0f) v = 127.0f;
     if (v < -127.0f) v = -127.0f;
-    const int32_t i = (int32_t)v;     /* toward zero */
-    const float f = v - (float)i;     /* exact: |v| < 2^23 */
-    return (int8_t)(i + (f >= 0.5f) - (f <= -0.5f));
+    return (int8_t)tsl_round_f32(v);
 }
 
 TSL_INLINE uint32_t tsl_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 TSL_INLINE float tsl_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* r > 0 normal -> (mult, shift) with r == mult * 2^(shift-31) exactly (a float has 24 bits of
+ * mantissa); below 2^-32 -> (0, 0), which requantizes everything to 0. */
+TSL_INLINE void tsl_multiplier(float r, int32_t *mult, int32_t *shift)
+{
+    const uint32_t b = tsl_f32_bits(r);
+    const int32_t e = (int32_t)((b >> 23) & 0xFFu) - 126;
+    *mult = e < -31 ? 0 : (int32_t)(((b & 0x7FFFFFu) | 0x800000u) << 7);
+    *shift = e < -31 ? 0 : (e > 30 ? 30 : e);   /* r > 2^30 only ever multiplies zeros */
+}
 
 /* 1/sqrt(x), x > 0 normal: bit-trick seed + 3 Newton steps (rel. error < 2e-7). */
 TSL_INLINE float tsl_rsqrt(float x)

@@ -23,7 +23,7 @@ def check_error(r, *needles):
 
 
 def _save(graph, path):
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.example", 1)])
     onnx.save(m, path)
     return path
 
@@ -49,11 +49,11 @@ def test_truncated(models, tmp_path):
 
 def test_unsupported_op(tmp_path):
     x = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "T"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "T"])
     nodes = [helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT, name="cast0"),
-             helper.make_node("Det", ["f"], ["y"], name="weird_det")]
+             helper.make_node("Custom", ["f"], ["y"], name="weird_op", domain="com.example")]
     p = _save(helper.make_graph(nodes, "g", [x], [y]), tmp_path / "u.onnx")
-    check_error(tinyslm("compile", p, "-o", tmp_path / "out"), "u.onnx", "weird_det", "Det")
+    check_error(tinyslm("compile", p, "-o", tmp_path / "out"), "u.onnx", "weird_op", "Custom")
 
 
 def test_not_a_decoder(tmp_path):

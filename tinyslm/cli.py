@@ -61,7 +61,7 @@ def _prompt_ids(args, tok, vocab):
 def cmd_compile(a):
     from .pipeline import compile_model
     print(f"tinyslm {__version__}: compiling {a.model} for {a.board}", flush=True)
-    compile_model(a.model, a.out, a.board, a.max_seq, a.weights, a.tokenizer, a.calib_text)
+    compile_model(a.model, a.out, a.board, a.max_seq, a.weights, a.tokenizer)
 
 
 def cmd_verify(a):
@@ -239,8 +239,7 @@ def cmd_demo(a):
     from .tokenizer import Tokenizer
     out = Path(a.out)
     print(f"tinyslm {__version__} demo: {EXAMPLE.relative_to(ROOT)} -> {out} (board host)", flush=True)
-    compile_model(EXAMPLE, out, "host", 256, "int8", EXAMPLE.with_name("tokenizer.json"),
-                  EXAMPLE.parent / "data" / "calib.txt")
+    compile_model(EXAMPLE, out, "host", 256, "int8", EXAMPLE.with_name("tokenizer.json"))
     rc = cmd_verify(argparse.Namespace(out=out, steps=64))
     if rc:
         return rc
@@ -269,7 +268,6 @@ def parser():
     s.add_argument("--max-seq", type=int, default=None, help="KV cache length (default: 256 or the model's limit)")
     s.add_argument("--weights", choices=["int8", "int4"], default="int8", help="weight format (default: int8)")
     s.add_argument("--tokenizer", help="tokenizer.json (default: next to the model, if present)")
-    s.add_argument("--calib-text", help="text file whose activations set the static scales (default: random ids)")
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("verify", help="check reference == host build bit for bit over decode steps")

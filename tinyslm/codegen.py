@@ -57,7 +57,7 @@ def _calls(prog, plan, woff):
     def a(name, ctype=None):
         b = prog.bufs[name]
         if b.kind == "kv":
-            return f"KV({plan.kv_offsets[name]})"
+            return f"(({ctype or C_TYPES[b.dtype]} *)KV({plan.kv_offsets[name]}))"
         return f"A({ctype or C_TYPES[b.dtype]}, {plan.offsets[name]})"
 
     def w(name, suffix=""):
@@ -92,13 +92,13 @@ def _calls(prog, plan, woff):
                                         w(t["cos_w"], f" + pos * {half}"), w(t["sin_w"], f" + pos * {half}"),
                                         t["interleaved"]]
         elif k == "kv_store":
-            fn, args = "tsl_kv_store_s8", [a(op.ins[0]), w(t["inv_w"]), a(op.outs[0]), t["n_heads"], t["hs"],
-                                           t["max_seq"], "pos"]
+            fn, args = "tsl_kv_store_s8", [a(op.ins[0]), a(op.outs[0]), a(op.outs[1], "float"), t["n_heads"],
+                                           t["hs"], t["max_seq"], "pos"]
         elif k == "attention":
-            fn, args = "tsl_attention_s8", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2]), a(op.outs[0]),
-                                            t["n_heads"], t["n_kv"], t["hs"], t["max_seq"], "pos",
-                                            w(t["qinv_w"]), w(t["sm_w"]), w(t["ss_w"]), w(t["om_w"]),
-                                            w(t["os_w"]), w(t["exp_w"]), t["exp_len"], a(op.outs[1]), a(op.outs[2])]
+            lhs = f"*{a(op.outs[1])} = "
+            fn, args = "tsl_attention_s8", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2], "float"), a(op.ins[3]),
+                                            a(op.ins[4], "float"), a(op.outs[0]), t["n_heads"], t["n_kv"], t["hs"],
+                                            t["max_seq"], "pos", _f(t["scale"])] + [a(n) for n in op.outs[2:]]
         elif k == "glu":
             fn, args = "tsl_glu_f32", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], t["act"]]
         elif k == "act":

@@ -58,13 +58,12 @@ def evaluate(out, text, max_tokens=4096, quiet=False):
     res = {}
     tot, n = nll_onnx(src, chunks)
     res["float32 (onnxruntime)"] = math.exp(tot / n)
-    calib = Path(src).parent / "data" / "calib.txt"
     for fmt in ("int8", "int4"):
         if man["model"]["weights"] == fmt:
             build = Path(out)
         else:
             build = Path(tempfile.mkdtemp(prefix="tinyslm-eval-")) / "build"
-            compile_model(src, build, "host", S, fmt, tokp, calib if calib.is_file() else None, quiet=True)
+            compile_model(src, build, "host", S, fmt, tokp, quiet=True)
         tot, n = nll_host(HostModel(build), chunks)
         res[f"{fmt} (tinyslm host build)"] = math.exp(tot / n)
     base = res["float32 (onnxruntime)"]

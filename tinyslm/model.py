@@ -1,7 +1,7 @@
 """ModelSpec: the float decoder LM the frontend recognized, and its float numpy forward.
 
-The float forward is the compiler's view of the ONNX model: calibration reads its activations,
-and the frontend checks it against onnxruntime before anything is compiled.
+The float forward is the compiler's view of the ONNX model: the frontend checks it against
+onnxruntime before anything is compiled, and quality is measured against it.
 """
 from dataclasses import dataclass, field
 
@@ -114,9 +114,8 @@ def _act(spec, g):
     return 0.5 * g * (1 + np.vectorize(erf)(g / np.sqrt(2)))
 
 
-def forward(spec, ids, taps=None):
-    """Full-sequence float64 forward: ids [T] -> logits [T, V]. taps, if a dict, receives
-    per-layer activations (q, k after RoPE [T, H, hs]; v [T, Hk, hs]; attn [T, H*hs])."""
+def forward(spec, ids):
+    """Full-sequence float64 forward: ids [T] -> logits [T, V]."""
     ids = np.asarray(ids, np.int64)
     T, H, Hk, hs = len(ids), spec.n_heads, spec.n_kv_heads, spec.head_dim
     b = lambda L, k: L.bias.get(k, 0.0)
@@ -138,11 +137,6 @@ def forward(spec, ids, taps=None):
         p = np.exp(s - s.max(-1, keepdims=True))
         p = p / p.sum(-1, keepdims=True)
         a = np.einsum("htu,uhd->thd", p, vv).reshape(T, H * hs)
-        if taps is not None:
-            taps.setdefault("q", []).append(q)
-            taps.setdefault("k", []).append(k)
-            taps.setdefault("v", []).append(v)
-            taps.setdefault("attn", []).append(a)
         x = x + a @ L.wo.T + b(L, "o")
         h = _norm(L.ffn_norm, x)
         up = h @ L.w_up.T + b(L, "up")

@@ -31,12 +31,26 @@ def requant_s8(x, mult, shift):
     return sat_s8(requant(x, mult, shift))
 
 
-def quant_f32(v):
-    """tsl_quant_f32: clamp to [-127, 127], round half away from zero."""
-    v = np.clip(np.asarray(v, f32), f32(-127), f32(127))
+def round_f32(v):
+    """tsl_round_f32: half away from zero, |v| < 2^23. Returns int32."""
+    v = np.asarray(v, f32)
     i = v.astype(np.int32)
     f = v - i.astype(f32)
-    return (i + (f >= f32(0.5)) - (f <= f32(-0.5))).astype(np.int8)
+    return (i + (f >= f32(0.5)) - (f <= f32(-0.5))).astype(np.int32)
+
+
+def quant_f32(v):
+    """tsl_quant_f32: clamp to [-127, 127], round half away from zero."""
+    return round_f32(np.clip(np.asarray(v, f32), f32(-127), f32(127))).astype(np.int8)
+
+
+def multiplier(r):
+    """tsl_multiplier: float32 r > 0 -> (mult, shift) read off its bits, exact."""
+    b = int(np.asarray(r, f32).view(np.uint32))
+    e = ((b >> 23) & 0xFF) - 126
+    if e < -31:
+        return 0, 0
+    return ((b & 0x7FFFFF) | 0x800000) << 7, min(e, 30)
 
 
 def quantize_multiplier(real):
@@ -185,20 +199,33 @@ def matvec_s4_s32(x, w4, gs, group):
     return (part * gs.astype(np.int64)).sum(1).astype(np.int32)
 
 
-def attention(q, kc, vc, pos, q_inv, sm, ss, om, os_, exp_tab):
-    """tsl_attention_s8. q [H*hs] f32; kc, vc [n_kv, max_seq, hs] int8 -> out int8 [H*hs]."""
+def attention(q, kc, ks, vc, vs, pos, scale):
+    """tsl_attention_s8 -> (out int8 [H*hs], out scale). kc, vc [n_kv, S, hs] int8; ks, vs [n_kv, S]."""
     n_kv, _, hs = kc.shape
     H = q.shape[0] // hs
     group = H // n_kv
     T = pos + 1
-    out = np.empty(H * hs, np.int8)
+    accs, chs, amax = [], [], f32(0)
     for h in range(H):
-        k, v = kc[h // group, :T].astype(np.int64), vc[h // group, :T].astype(np.int64)
-        qq = quant_f32(q[h * hs:(h + 1) * hs] * f32(q_inv[h])).astype(np.int64)
-        s = k @ qq
-        idx = requant(s.max() - s, sm[h], ss[h])
-        e = np.where(idx < len(exp_tab), exp_tab[np.minimum(idx, len(exp_tab) - 1)], 0).astype(np.int64)
-        total = int(e.sum())
-        p = (e * 32768 + total // 2) // total
-        out[h * hs:(h + 1) * hs] = requant_s8(p @ v, om[h], os_[h])
-    return out
+        g = h // group
+        qq, sq = quant_dynamic(q[h * hs:(h + 1) * hs])
+        sq = f32(sq * f32(scale))
+        a = matvec_s8_s32(qq, kc[g, :T])
+        sc = (a.astype(f32) * ks[g, :T]) * sq
+        e = exp_neg(sc - sc.max())
+        E = seqsum(e)
+        w = e * vs[g, :T]
+        W = seqsum(w)
+        inv = f32(32768) / W if W > 0 else f32(0)
+        p = round_f32(w * inv).astype(np.int64)
+        acc = (p @ vc[g, :T].astype(np.int64)).astype(np.int32)
+        ch = f32(W / (f32(32768) * E))
+        amax = max(amax, f32(f32(np.abs(acc).max()) * ch))
+        accs.append(acc)
+        chs.append(ch)
+    out = np.zeros(H * hs, np.int8)
+    for h in range(H):
+        if amax > 0:
+            m, s = multiplier(f32(chs[h] * f32(127)) / amax)
+            out[h * hs:(h + 1) * hs] = requant_s8(accs[h], m, s)
+    return out, f32(amax / f32(127))

@@ -19,8 +19,7 @@ def log(msg, quiet=False):
         print(f"  {msg}", flush=True)
 
 
-def compile_model(model_path, out, board="host", max_seq=None, weights="int8", tokenizer=None,
-                  calib_text=None, quiet=False):
+def compile_model(model_path, out, board="host", max_seq=None, weights="int8", tokenizer=None, quiet=False):
     """ONNX file -> C project in `out`. Returns the manifest."""
     from .boards import load_board
     t0 = time.time()
@@ -30,8 +29,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights="int8", t
         f"vocab {spec.vocab}, {spec.n_params() / 1e6:.2f}M params ({time.time() - t0:.1f}s)", quiet)
     max_seq = _max_seq(spec, max_seq, model_path)
     tok = load_tokenizer(model_path, tokenizer, spec.vocab)
-    calib = calibration_ids(tok, calib_text, spec.vocab, max_seq)            # token ids whose activations set the static scales
-    prog = quantize.quantize(spec, calib, max_seq, weights)                  # float model -> integer IR (one decode step)
+    prog = quantize.quantize(spec, max_seq, weights)                          # float model -> integer IR (one decode step)
     pl = plan.plan(prog)                                                      # arena offsets, KV cache layout
     check_fit(B, prog, pl, model_path, weights, max_seq)                      # refuse what the board cannot hold
     out = Path(out)
@@ -100,16 +98,6 @@ def load_tokenizer(model_path, tokenizer, vocab):
     if tok.vocab_size > vocab:
         raise TslError(f"{cand}: tokenizer has {tok.vocab_size} tokens, the model only {vocab}")
     return tok
-
-
-def calibration_ids(tok, text, vocab, max_seq, n_random=4):
-    """Chunks of at most max_seq ids: from text when given, else seeded random ids."""
-    if text is not None and tok is not None:
-        ids = tok.encode(Path(text).read_text())
-        return [np.array(ids[i:i + max_seq]) for i in range(0, min(len(ids), 8 * max_seq), max_seq)
-                if len(ids[i:i + max_seq]) > 1]
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, vocab, min(max_seq, 64)) for _ in range(n_random)]
 
 
 def check_fit(board, prog, pl, path, weights, max_seq):

@@ -2,12 +2,15 @@
 
 Scheme (all symmetric, zero point 0):
   weights     int8 per output channel, or int4 with uint8 group scales (groups of 32 along K)
-              under one float scale per output channel; embeddings and LM head stay int8
-  matvec in   int8 with a dynamic per-token scale (norm and MLP outputs), or the static scale
-              of the attention output
-  q, K, V     int8 with static per-head scales from calibration; K and V live in the int8 cache
-  softmax     integer, exp by a Q15 table in steps of 1/EXP_STEPS nat
+              under one float scale per output channel; embeddings and LM head stay int8. Integer
+              weights that the ONNX graph already carries are kept as they are.
+  activations int8 with a scale chosen per token at run time (max |x| / 127): matvec inputs, q,
+              and each K and V row entering the cache (one scale per head and position)
+  attention   int8 q.K, float softmax (tsl_exp_neg), Q15 weights times int8 V, requantized to
+              one int8 scale for all heads (tsl_multiplier + tsl_requant)
   residual    float32, norms float32, RoPE float32 with compiler-computed tables
+Scales are chosen at run time, so no calibration data is needed. Measured on the test models,
+per-position K/V scales lose ~10x less than per-head static ones (logit cosine 0.99986 vs 0.9984).
 """
 import numpy as np
 
@@ -16,15 +19,7 @@ from .ir import Program
 from .model import forward, rope_tables
 from .numerics import ACTS, quantize_multiplier
 
-EXP_STEPS = 64        # table index unit: 1/64 nat
 GROUP = 32            # int4 group length along K
-
-
-def exp_table():
-    """Q15 e^(-i/EXP_STEPS) until it rounds to 0; [0] == 32768."""
-    n = int(np.ceil(np.log(65536.0) * EXP_STEPS)) + 1
-    tab = np.round(32768.0 * np.exp(-np.arange(n) / EXP_STEPS)).astype(np.int64)
-    return tab[tab > 0].astype(np.uint16)
 
 
 def quant_rows_s8(w):
@@ -66,30 +61,10 @@ def honour_s4(qi, where):
     return packed, gs.astype(np.uint8), ws.astype(np.float32)
 
 
-def calibrate(spec, calib_ids, max_seq):
-    """Max |.| of q, k (after RoPE), v per head and of the attention output per layer."""
-    stats = {k: [np.zeros(n) for _ in spec.layers] for k, n in
-             (("q", spec.n_heads), ("k", spec.n_kv_heads), ("v", spec.n_kv_heads), ("attn", 1))}
-    for chunk in calib_ids:
-        taps = {}
-        forward(spec, chunk[:max_seq], taps)
-        for li in range(spec.n_layers):
-            for k in ("q", "k", "v"):
-                stats[k][li] = np.maximum(stats[k][li], np.abs(taps[k][li]).max((0, 2)))
-            stats["attn"][li] = np.maximum(stats["attn"][li], np.abs(taps["attn"][li]).max())
-    return stats
-
-
-def _scale(amax):
-    return np.where(amax > 0, amax / 127.0, 1.0 / 127.0).astype(np.float32)
-
-
-def quantize(spec, calib_ids, max_seq, weights="int8"):
+def quantize(spec, max_seq, weights="int8"):
     """-> Program for one decode step of `spec` with a static KV cache of max_seq positions."""
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
-    st = calibrate(spec, calib_ids, max_seq)
     P = Program(meta={}, bufs={}, ops=[], weights={})
-    etab = P.weight("exp_tab", exp_table())
 
     def matvec(name, w, x, sx, out, layer, bias=None, accumulate=0, fmt="s8", sx_const=None, qi=None):
         N, K = w.shape
@@ -145,25 +120,17 @@ def quantize(spec, calib_ids, max_seq, weights="int8"):
         if spec.pos == "rope":
             P.op("rope", p + "rope_q", [q], [q], li, n_heads=H, **rope_w)
             P.op("rope", p + "rope_k", [k], [k], li, n_heads=Hk, **rope_w)
-        sq, sk, sv, sa = _scale(st["q"][li]), _scale(st["k"][li]), _scale(st["v"][li]), _scale(st["attn"][li])[0]
-        kc, vc = P.buf(p + "kcache", "s8", Hk * max_seq * hs, "kv"), P.buf(p + "vcache", "s8", Hk * max_seq * hs, "kv")
-        P.op("kv_store", p + "store_k", [k], [kc], li, n_heads=Hk, hs=hs, max_seq=max_seq,
-             inv_w=P.weight(p + "k.inv", (1.0 / sk).astype(np.float32)))
-        P.op("kv_store", p + "store_v", [v], [vc], li, n_heads=Hk, hs=hs, max_seq=max_seq,
-             inv_w=P.weight(p + "v.inv", (1.0 / sv).astype(np.float32)))
-        grp = H // Hk
-        smul = [quantize_multiplier(float(sq[h]) * float(sk[h // grp]) * spec.attn_scale * EXP_STEPS) for h in range(H)]
-        omul = [quantize_multiplier(float(sv[h // grp]) / 32768.0 / float(sa)) for h in range(H)]
-        att = P.buf(p + "att", "s8", H * hs)
-        P.buf(p + "att.qq", "s8", hs, "scratch"), P.buf(p + "att.sc", "s32", max_seq, "scratch")
-        P.op("attention", p + "attn", [q, kc, vc], [att, p + "att.qq", p + "att.sc"], li,
-             n_heads=H, n_kv=Hk, hs=hs, max_seq=max_seq, exp_w=etab, exp_len=len(P.weights[etab]),
-             qinv_w=P.weight(p + "q.inv", (1.0 / sq).astype(np.float32)),
-             sm_w=P.weight(p + "att.sm", np.array([m for m, _ in smul], np.int32)),
-             ss_w=P.weight(p + "att.ss", np.array([s for _, s in smul], np.int32)),
-             om_w=P.weight(p + "att.om", np.array([m for m, _ in omul], np.int32)),
-             os_w=P.weight(p + "att.os", np.array([s for _, s in omul], np.int32)))
-        matvec(p + "wo", L.wo, att, None, x, li, b("o"), accumulate=1, fmt=wfmt, sx_const=float(sa), qi=qw("o"))
+        kc, ks = P.buf(p + "kcache", "s8", Hk * max_seq * hs, "kv"), P.buf(p + "kscale", "f32", Hk * max_seq, "kv")
+        vc, vs = P.buf(p + "vcache", "s8", Hk * max_seq * hs, "kv"), P.buf(p + "vscale", "f32", Hk * max_seq, "kv")
+        P.op("kv_store", p + "store_k", [k], [kc, ks], li, n_heads=Hk, hs=hs, max_seq=max_seq)
+        P.op("kv_store", p + "store_v", [v], [vc, vs], li, n_heads=Hk, hs=hs, max_seq=max_seq)
+        att, att_s = P.buf(p + "att", "s8", H * hs), P.buf(p + "att.s", "f32", 1)
+        scratch = [P.buf(p + n, t, sz, "scratch") for n, t, sz in
+                   (("att.qq", "s8", hs), ("att.sc", "f32", max_seq), ("att.pw", "s32", max_seq),
+                    ("att.acc", "s32", H * hs), ("att.ch", "f32", H))]
+        P.op("attention", p + "attn", [q, kc, ks, vc, vs], [att, att_s] + scratch, li,
+             n_heads=H, n_kv=Hk, hs=hs, max_seq=max_seq, scale=float(np.float32(spec.attn_scale)))
+        matvec(p + "wo", L.wo, att, att_s, x, li, b("o"), accumulate=1, fmt=wfmt, qi=qw("o"))
         hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
         up, mid = p + "up", p + "mid"
         matvec(p + "w_up", L.w_up, hq, hsc, up, li, b("up"), fmt=wfmt, qi=qw("up"))
@@ -187,6 +154,5 @@ def quantize(spec, calib_ids, max_seq, weights="int8"):
         matvec("lm_head", spec.lm_head, fq, fs, "logits", -1, spec.lm_head_bias)
     P.meta = dict(family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
                   n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights,
-                  act=spec.act, pos=spec.pos, n_params=spec.n_params(), exp_steps=EXP_STEPS,
-                  int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
+                  act=spec.act, pos=spec.pos, n_params=spec.n_params(), int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
     return P

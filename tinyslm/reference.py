@@ -68,16 +68,17 @@ class Reference:
     def op_kv_store(self, op, a, token, pos):
         H, hs, S = a["n_heads"], a["hs"], a["max_seq"]
         x = self.buf[op.ins[0]].reshape(H, hs)
-        cache = self.buf[op.outs[0]].reshape(H, S, hs)
-        cache[:, pos] = nx.quant_f32(x * self.W[a["inv_w"]][:, None])
+        cache, scale = self.buf[op.outs[0]].reshape(H, S, hs), self.buf[op.outs[1]].reshape(H, S)
+        for h in range(H):
+            cache[h, pos], scale[h, pos] = nx.quant_dynamic(x[h])
 
     def op_attention(self, op, a, token, pos):
-        H, Hk, hs, S = a["n_heads"], a["n_kv"], a["hs"], a["max_seq"]
-        q, kc, vc = (self.buf[n] for n in op.ins)
-        out = nx.attention(q, kc.reshape(Hk, S, hs), vc.reshape(Hk, S, hs), pos, self.W[a["qinv_w"]],
-                           self.W[a["sm_w"]], self.W[a["ss_w"]], self.W[a["om_w"]], self.W[a["os_w"]],
-                           self.W[a["exp_w"]])
+        Hk, hs, S = a["n_kv"], a["hs"], a["max_seq"]
+        q, kc, ks, vc, vs = (self.buf[n] for n in op.ins)
+        out, s = nx.attention(q, kc.reshape(Hk, S, hs), ks.reshape(Hk, S), vc.reshape(Hk, S, hs),
+                              vs.reshape(Hk, S), pos, a["scale"])
         self.buf[op.outs[0]][:] = out
+        self.buf[op.outs[1]][0] = s
 
     def op_glu(self, op, a, token, pos):
         g, u = (self.buf[n] for n in op.ins)

@@ -21,8 +21,7 @@ PROMPT, N_TOKENS = "Once upon a time", 48
 
 def build(out):
     from tinyslm.pipeline import compile_model
-    return compile_model(EXAMPLE, out, "host", 256, "int8", EXAMPLE.with_name("tokenizer.json"),
-                         EXAMPLE.parent / "data" / "calib.txt", quiet=True)
+    return compile_model(EXAMPLE, out, "host", 256, "int8", EXAMPLE.with_name("tokenizer.json"), quiet=True)
 
 
 def greedy(out):
