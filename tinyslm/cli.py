@@ -266,7 +266,8 @@ def parser():
     s.add_argument("--board", default="host", help="target board, see boards/*.toml (default: host)")
     s.add_argument("-o", "--out", default="build/model", help="output directory (default: build/model)")
     s.add_argument("--max-seq", type=int, default=None, help="KV cache length (default: 256 or the model's limit)")
-    s.add_argument("--weights", choices=["int8", "int4"], default="int8", help="weight format (default: int8)")
+    s.add_argument("--weights", choices=["int8", "int4"], default=None,
+                   help="weight format (default: int4 if the graph carries int4 weights, else int8)")
     s.add_argument("--tokenizer", help="tokenizer.json (default: next to the model, if present)")
     s.set_defaults(fn=cmd_compile)
 

@@ -19,7 +19,8 @@ def log(msg, quiet=False):
         print(f"  {msg}", flush=True)
 
 
-def compile_model(model_path, out, board="host", max_seq=None, weights="int8", tokenizer=None, quiet=False):
+def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False):
+    """weights: int8 | int4 | None (int4 if the graph carries int4 weights, else int8)."""
     """ONNX file -> C project in `out`. Returns the manifest."""
     from .boards import load_board
     t0 = time.time()
@@ -28,6 +29,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights="int8", t
     log(f"frontend: {spec.family}, {spec.n_layers} layers, dim {spec.dim}, heads {spec.n_heads}/{spec.n_kv_heads}, "
         f"vocab {spec.vocab}, {spec.n_params() / 1e6:.2f}M params ({time.time() - t0:.1f}s)", quiet)
     max_seq = _max_seq(spec, max_seq, model_path)
+    weights = weights or ("int4" if any("int4" in n for n in spec.quantization) else "int8")
     tok = load_tokenizer(model_path, tokenizer, spec.vocab)
     prog = quantize.quantize(spec, max_seq, weights)                          # float model -> integer IR (one decode step)
     pl = plan.plan(prog)                                                      # arena offsets, KV cache layout

@@ -1,0 +1,110 @@
+"""Decoder LMs from transformers, built from small configs with random weights (nothing is
+downloaded), exported with torch.onnx the way users export them, and quantized by onnxruntime."""
+import warnings
+
+import numpy as np
+
+COMMON = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+              num_attention_heads=4, max_position_embeddings=256)
+FAMILIES = {
+    "llama": dict(num_key_value_heads=2, tie_word_embeddings=False),
+    "qwen2": dict(num_key_value_heads=2),
+    "phi3": dict(num_key_value_heads=4, pad_token_id=0),
+    "gemma": dict(num_key_value_heads=1, head_dim=16),
+    "gpt2": dict(n_embd=64, n_layer=2, n_head=4, n_positions=256),
+    "mistral": dict(num_key_value_heads=2, sliding_window=None),
+    "stablelm": dict(num_key_value_heads=2, partial_rotary_factor=0.5),
+}
+
+
+def _model(family):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(family, **{**COMMON, **FAMILIES[family]})
+    cfg._attn_implementation = "eager"
+    return AutoModelForCausalLM.from_config(cfg).eval(), cfg
+
+
+def export_full(family, path):
+    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V] (dynamo exporter)."""
+    import torch
+    m, _ = _model(family)
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids):
+            return self.m(input_ids=ids, use_cache=False).logits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Logits(m), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
+                          output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=256)},),
+                          opset_version=18, dynamo=True, external_data=False)
+    return path
+
+
+def export_with_past(family, path):
+    """The optimum layout: input_ids, attention_mask, position_ids, past_key_values.N.key/value
+    inputs; logits and present.N.key/value outputs."""
+    import torch
+    from transformers import DynamicCache
+    m, cfg = _model(family)
+    L, Hk = cfg.num_hidden_layers, cfg.num_key_value_heads
+    hs = cfg.hidden_size // cfg.num_attention_heads
+
+    class WithPast(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache(config=cfg)
+            for i in range(L):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=cache, use_cache=True)
+            return (out.logits, *[t for i in range(L) for t in (out.past_key_values.layers[i].keys,
+                                                                 out.past_key_values.layers[i].values)])
+
+    T, P = 5, 3
+    args = (torch.randint(0, 128, (1, T)), torch.ones(1, P + T, dtype=torch.int64), torch.arange(P, P + T)[None],
+            *[torch.randn(1, Hk, P, hs) for _ in range(2 * L)])
+    names = ["input_ids", "attention_mask", "position_ids"] + [f"past_key_values.{i}.{k}" for i in range(L)
+                                                               for k in ("key", "value")]
+    Td, Pd, Sd = (torch.export.Dim(n, min=a, max=256) for n, a in (("T", 1), ("P", 1), ("S", 2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(WithPast(m), args, str(path), input_names=names,
+                          output_names=["logits"] + [f"present.{i}.{k}" for i in range(L) for k in ("key", "value")],
+                          dynamic_shapes=({1: Td}, {1: Sd}, {1: Td}, tuple({2: Pd} for _ in range(2 * L))),
+                          opset_version=18, dynamo=True, external_data=False)
+    return path
+
+
+def quantize(src, path, how):
+    """onnxruntime's quantizers: dynamic (MatMulInteger), qdq / qdq_pc (static, per tensor /
+    per channel), nbits (MatMulNBits int4)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+    if how == "dynamic":
+        quantize_dynamic(str(src), str(path), weight_type=QuantType.QInt8)
+    elif how in ("qdq", "qdq_pc"):
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.it = iter([{"input_ids": np.random.default_rng(i).integers(0, 128, (1, 16))} for i in range(4)])
+
+            def get_next(self):
+                return next(self.it, None)
+        quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=how == "qdq_pc",
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+    elif how == "nbits":
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=32, is_symmetric=True)
+        q.process()
+        onnx.save(q.model.model, str(path))
+    return path

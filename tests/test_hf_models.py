@@ -1,0 +1,89 @@
+"""Models users arrive with: transformers' families exported by torch.onnx, with past_key_values,
+and quantized by onnxruntime. The compiled int8 host build must agree with onnxruntime running the
+same file (logit cosine >= 0.999 at every position) and with its own reference bit for bit."""
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import ROOT
+
+pytest.importorskip("transformers")
+import hf_models  # noqa: E402
+
+from tinyslm.frontend import make_feeds, ort_infos  # noqa: E402
+from tinyslm.hostsim import HostModel  # noqa: E402
+from tinyslm.pipeline import compile_model, load_build  # noqa: E402
+from tinyslm.verify import verify_host  # noqa: E402
+
+IDS = list(np.random.default_rng(11).integers(0, 128, 40))
+
+
+def ort_logits(path, ids):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds, _ = make_feeds(ort_infos(sess), ids, path)
+    return np.asarray(sess.run(None, feeds)[0], np.float64).reshape(len(ids), -1)
+
+
+def check(path, tmp_path, weights="int8", bar=0.999):
+    out = tmp_path / "build"
+    compile_model(path, out, "host", 64, weights, quiet=True)
+    man, prog = load_build(out)
+    host = HostModel(out)
+    verify_host(prog, host, IDS[:4], 20)
+    host.reset()
+    got = np.stack([host.step(t, p) for p, t in enumerate(IDS)]).astype(np.float64)
+    ref = ort_logits(path, IDS)
+    cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() >= bar, (cos.min(), int(cos.argmin()))
+    return man
+
+
+@pytest.mark.parametrize("family", sorted(hf_models.FAMILIES))
+def test_family_dynamo(family, tmp_path):
+    check(hf_models.export_full(family, tmp_path / f"{family}.onnx"), tmp_path)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_past_key_values_layout(family, tmp_path):
+    check(hf_models.export_with_past(family, tmp_path / f"{family}_past.onnx"), tmp_path)
+
+
+@pytest.mark.parametrize("how,weights,bar", [("dynamic", "int8", 0.999), ("qdq", "int8", 0.995),
+                                             ("qdq_pc", "int8", 0.995), ("nbits", "int4", 0.998)])
+def test_onnxruntime_quantized(how, weights, bar, tmp_path):
+    """QDQ graphs quantize activations too (onnxruntime's own rounding), which tinyslm replaces by
+    its per-token scales: the bar against onnxruntime is looser there, not against the float view."""
+    src = hf_models.export_full("llama", tmp_path / "llama.onnx")
+    man = check(hf_models.quantize(src, tmp_path / f"llama_{how}.onnx", how), tmp_path, None, bar)
+    assert man["model"]["weights"] == weights
+
+
+def test_per_channel_int8_weights_kept_exactly(tmp_path):
+    import onnx
+    from onnx import numpy_helper
+    src = hf_models.export_full("llama", tmp_path / "llama.onnx")
+    q = hf_models.quantize(src, tmp_path / "q.onnx", "qdq_pc")
+    out = tmp_path / "build"
+    compile_model(q, out, "host", 32, "int8", quiet=True)
+    _, prog = load_build(out)
+    graph_ints = [numpy_helper.to_array(i) for i in onnx.load(str(q)).graph.initializer if i.data_type == 3]
+    ours = prog.weights["l0.wq.w"]
+    assert any(g.shape[::-1] == ours.shape and np.array_equal(g.T, ours) for g in graph_ints)
+
+
+def test_inspect_lists_every_unsupported_node(tmp_path):
+    import onnx
+    src = hf_models.export_full("llama", tmp_path / "llama.onnx")
+    m = onnx.load(str(src))
+    for n in m.graph.node:
+        if n.op_type == "Softmax":
+            n.domain, n.op_type = "com.example", "FancySoftmax"
+    m.opset_import.append(onnx.helper.make_opsetid("com.example", 1))
+    onnx.save(m, str(tmp_path / "bad.onnx"))
+    r = subprocess.run([sys.executable, "-m", "tinyslm", "inspect", str(tmp_path / "bad.onnx")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2
+    assert r.stdout.count("com.example.FancySoftmax") == 2   # both layers, listed at once
