@@ -292,7 +292,7 @@ def parser():
     s.add_argument("model", help="ONNX file (compiled for the host on the fly) or build directory")
     s.add_argument("--ids", required=True, help="comma-separated token ids")
     s.add_argument("--out", required=True, help="output .npy file")
-    s.add_argument("--weights", choices=["int8", "int4"], default="int8")
+    s.add_argument("--weights", choices=["int8", "int4"], default=None)
     s.add_argument("--max-seq", type=int, default=None)
     s.set_defaults(fn=cmd_logits)
 
