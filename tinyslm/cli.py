@@ -65,19 +65,31 @@ def cmd_compile(a):
 
 
 def cmd_verify(a):
-    from .verify import Mismatch, verify_host
+    from .verify import Mismatch, verify_host, verify_target
     man, prog, host = _open(a.out)
     steps = min(a.steps, man["model"]["max_seq"])
+    if steps < a.steps:
+        print(f"note: the build's --max-seq {steps} limits the run to {steps} steps", flush=True)
     tok = _tokenizer(a.out, required=False)
     prompt = ([tok.bos_id] if tok and tok.bos_id is not None else []) + (tok.encode("Once upon a time") if tok else [1, 2, 3])
     print(f"verify {a.out}: reference vs host build, {steps} decode steps", flush=True)
     try:
         rep = verify_host(prog, host, prompt[:steps], steps, progress=_progress)
+        print(f"OK host: {rep['steps']} steps bit-exact: logits ({rep['logits_bytes']} B), KV cache "
+              f"({rep['kv_bytes']} B), {len(rep['tokens'])} sampled tokens", flush=True)
+        if getattr(a, "board", None):
+            from .boards import load_board
+            B = load_board(a.board)
+            if not B.emulated:
+                raise TslError(f"board {B.name} cannot run here (no emulator); verify on the device with --port, "
+                               f"or use its stand-in --board {B.extra.get('stand_in', '?')}")
+            t0 = time.time()
+            verify_target(a.out, man, prog, B, prompt[:steps], steps, log=print)
+            print(f"OK {B.name}: {steps} steps bit-exact on the emulated target (logits, tokens, KV cache) "
+                  f"in {time.time() - t0:.1f}s", flush=True)
     except Mismatch as e:
         print(f"MISMATCH: {e}", flush=True)
         return 1
-    print(f"OK: {rep['steps']} steps bit-exact: logits ({rep['logits_bytes']} B), KV cache ({rep['kv_bytes']} B), "
-          f"{len(rep['tokens'])} sampled tokens", flush=True)
     return 0
 
 
@@ -179,6 +191,25 @@ def cmd_info(a):
     print(f"  {'sampler scratch (probs + indices)':<50} {8 * m['vocab']:>10}")
     total = mem["arena_bytes"] + mem["kv_bytes"] + 8 * m["vocab"]
     print(f"  {'total RAM':<50} {total:>10}")
+    _fit_table(man["weights"]["bytes"], total)
+
+
+def _fit_table(flash_need, ram_need):
+    from .boards import list_boards, load_board
+    print(f"\nFit per board (flash {flash_need} B, RAM {ram_need} B)")
+    print(f"  {'board':<18} {'flash':>12} {'RAM (+PSRAM)':>14}  {'fits':<5} runs here")
+    for name in list_boards():
+        b = load_board(name)
+        if not b.flash_bytes and not b.ram_bytes:
+            print(f"  {name:<18} {'-':>12} {'-':>14}  {'yes':<5} native")
+            continue
+        ram = b.ram_bytes + b.psram_bytes
+        need_ram = ram_need + (0 if b.flash_bytes else flash_need)     # no flash: weights load into RAM
+        bad = [x for x, over in (("flash", b.flash_bytes and flash_need > b.flash_bytes), ("RAM", need_ram > ram)) if over]
+        fits = not bad
+        why = f" (too little {' and '.join(bad)})" if bad else ""
+        run = "qemu" if b.emulated else "device only" + (f"; stand-in {b.extra['stand_in']}" if b.extra.get("stand_in") else "")
+        print(f"  {name:<18} {b.flash_bytes:>12} {ram:>14}  {('yes' if fits else 'no'):<5} {run}{why}")
 
 
 def _code_size(out):
@@ -274,6 +305,7 @@ def parser():
     s = sub.add_parser("verify", help="check reference == host build bit for bit over decode steps")
     s.add_argument("out", help="build directory")
     s.add_argument("--steps", type=int, default=64, help="decode steps (default: 64, at most --max-seq)")
+    s.add_argument("--board", help="also build for this board and run it under its emulator")
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("run", help="generate text with the host build")

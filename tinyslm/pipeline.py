@@ -110,6 +110,8 @@ def check_fit(board, prog, pl, path, weights, max_seq):
         hint = "use --weights int4, " if weights == "int8" else ""
         raise TslError(f"{path}: weights need {wbytes} B, board {board.name} has {flash} B of flash; "
                        f"{hint}a smaller model or a board with more flash")
+    if not flash:
+        ram += wbytes          # no flash: the weights are loaded into RAM
     if ram_cap and ram > ram_cap:
         raise TslError(f"{path}: arena {pl.arena_bytes} B + KV cache {pl.kv_bytes} B exceed the {ram_cap} B of RAM "
                        f"on {board.name}; try --max-seq {max(16, max_seq // 2)} or a board with PSRAM")
