@@ -34,9 +34,9 @@ def _open(out):
 
 
 def _tokenizer(out, required=True):
-    from .tokenizer import Tokenizer
     p = Path(out) / "tokenizer.json"
     if p.is_file():
+        from .tokenizer import Tokenizer
         return Tokenizer.from_file(p)
     if required:
         raise TslError(f"{out}: compiled without a tokenizer; pass --ids, or compile with --tokenizer")
