@@ -31,19 +31,32 @@ def quant_rows_s8(w):
 
 
 def quant_rows_s4(w, where):
-    """w [N, K] -> (packed uint8 [N, K/2], group scales uint8 [N, K/32], float32 scale [N])"""
+    """w [N, K] -> (packed uint8 [N, K/2], group scales uint8 [N, K/32], float32 scale [N]).
+    Each group's scale is searched (9 clipping ratios) for the least squared error after the
+    scale itself is rounded to its uint8 multiple: +5% perplexity on the example, against +14%
+    for max/7 scales."""
     N, K = w.shape
     if K % GROUP:
         raise TslError(f"{where}: int4 needs K divisible by {GROUP}, K = {K}; use --weights int8")
     if K * 8 * 127 * 255 >= 2 ** 31:
         raise TslError(f"{where}: K = {K} overflows the int4 accumulator; use --weights int8")
     wg = w.reshape(N, K // GROUP, GROUP).astype(np.float64)
-    f = np.abs(wg).max(2) / 7.0                               # float scale per group
-    ws = np.where(f.max(1) > 0, f.max(1) / 255.0, 1.0)
-    gs = np.clip(np.round(f / ws[:, None]), 1, 255)
-    q = np.clip(np.round(wg / (gs * ws[:, None])[:, :, None]), -8, 7).astype(np.int8).reshape(N, K)
+    amax = np.abs(wg).max(2)                                   # [N, G]
+    ws = np.where(amax.max(1) > 0, amax.max(1) / 7.5 / 255.0, 1.0)
+    best_q = best_gs = best_err = None
+    for r in np.linspace(0.6, 1.0, 9):
+        gs = np.clip(np.round(amax / 7.5 * r / ws[:, None]), 1, 255)
+        f = (gs * ws[:, None])[:, :, None]
+        q = np.clip(np.round(wg / f), -8, 7)
+        err = ((q * f - wg) ** 2).sum(2)
+        if best_err is None:
+            best_q, best_gs, best_err = q, gs, err
+        else:
+            m = err < best_err
+            best_q, best_gs, best_err = np.where(m[:, :, None], q, best_q), np.where(m, gs, best_gs), np.minimum(err, best_err)
+    q = best_q.astype(np.int8).reshape(N, K)
     packed = ((q[:, 0::2] & 0xF) | ((q[:, 1::2] & 0xF) << 4)).astype(np.uint8)
-    return packed, gs.astype(np.uint8), ws.astype(np.float32)
+    return packed, best_gs.astype(np.uint8), ws.astype(np.float32)
 
 
 def honour_s4(qi, where):
