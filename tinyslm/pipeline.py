@@ -34,8 +34,9 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     prog = quantize.quantize(spec, max_seq, weights)                          # float model -> integer IR (one decode step)
     pl = plan.plan(prog)                                                      # arena offsets, KV cache layout
     check_fit(B, prog, pl, model_path, weights, max_seq)                      # refuse what the board cannot hold
-    out = Path(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent if out.parent.exists() else None))
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))   # same filesystem: rename is atomic
     try:
         man = codegen.generate(prog, pl, tmp, board, B.toolchain["cc"], B.toolchain["cflags"],
                                B.toolchain.get("ar", "ar"), model_path)      # IR + plan -> C sources, weights blob, Makefile
