@@ -25,7 +25,7 @@ int32_t tsl_sample(tsl_sampler *s, const float *logits, int32_t V, float *probs,
 
 def build_host_lib(out, cflags=None, tag="host"):
     """Compile the project's sources into OUT/.tinyslm/<tag>/libtsl.so; returns its path."""
-    out = Path(out)
+    out = Path(out).resolve()
     man = json.loads((out / "manifest.json").read_text())
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:

@@ -128,7 +128,7 @@ def verify_target(out, man, prog, board, prompt_ids, steps, seed=7, log=print):
     from pathlib import Path
 
     from . import targets
-    out = Path(out)
+    out = Path(out).resolve()
     ids, ref_logits, ref_tokens, ref_kv = token_sequence(prog, prompt_ids, steps, seed)
     vdir = out / ".tinyslm" / f"verify-{board.name}"
     vdir.mkdir(parents=True, exist_ok=True)
