@@ -1,17 +1,77 @@
 /* tsl_arch.h -- ISA feature macros, derived once from the compiler's own macros.
- * Kernels test only these. Define TSL_PORTABLE to force the portable C paths. */
+ * Kernels test only these. Define TSL_PORTABLE to force the portable C paths.
+ * Host test builds: TSL_SIMDE_NEON (+ TSL_SIMDE_DOTPROD) runs the NEON paths through SIMDe,
+ * TSL_EMULATE_DSP runs the Armv7E-M DSP path on portable emulations of its instructions,
+ * TSL_EMULATE_SCALAR4 the RISC-V path (plain C) on the host. */
 #ifndef TSL_ARCH_H
 #define TSL_ARCH_H
+#include <stdint.h>
 
 #if !defined(TSL_PORTABLE)
 #if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
 #define TSL_ARM_MVE 1
-#elif defined(__ARM_FEATURE_DSP) && !defined(__aarch64__)
+#elif (defined(__ARM_FEATURE_DSP) && defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M') || \
+    defined(TSL_EMULATE_DSP)
 #define TSL_ARM_DSP 1
-#elif defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)
+#elif (defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)) || \
+    (defined(TSL_SIMDE_NEON) && defined(TSL_SIMDE_DOTPROD))
 #define TSL_NEON_DOTPROD 1
-#elif defined(__aarch64__) && defined(__ARM_NEON)
+#elif (defined(__aarch64__) && defined(__ARM_NEON)) || defined(TSL_SIMDE_NEON)
 #define TSL_NEON 1
+#elif defined(__riscv) || defined(TSL_EMULATE_SCALAR4)
+#define TSL_RISCV_SCALAR4 1   /* no SIMD (rv32imc): plain C, 4 rows per pass sharing the x loads */
+#endif
+#endif
+
+#if defined(TSL_NEON_DOTPROD) || defined(TSL_NEON)
+#define TSL_NEON_ANY 1
+#endif
+
+#if defined(TSL_ARM_MVE)
+#include <arm_mve.h>
+#elif defined(TSL_NEON_ANY) && defined(TSL_SIMDE_NEON)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/arm/neon.h>
+#elif defined(TSL_NEON_ANY)
+#include <arm_neon.h>
+#endif
+
+/* An unaligned 32-bit word of int8 data (LDR on Armv7-M and later). */
+typedef uint32_t __attribute__((may_alias, aligned(1))) tsl_u32u;
+
+#if defined(TSL_ARM_DSP)
+/* The Armv7E-M DSP instructions used by the kernels: lanes are int16 halves of a word. */
+#if defined(TSL_EMULATE_DSP)
+static inline uint32_t tsl_sxtb16(uint32_t x)
+{
+    return (uint32_t)(uint16_t)(int16_t)(int8_t)x | ((uint32_t)(uint16_t)(int16_t)(int8_t)(x >> 16) << 16);
+}
+static inline uint32_t tsl_sxtb16_ror8(uint32_t x) { return tsl_sxtb16((x >> 8) | (x << 24)); }
+static inline int32_t tsl_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    const int32_t lo = (int32_t)(int16_t)a * (int32_t)(int16_t)b;
+    const int32_t hi = (int32_t)(int16_t)(a >> 16) * (int32_t)(int16_t)(b >> 16);
+    return (int32_t)((uint32_t)acc + (uint32_t)lo + (uint32_t)hi);   /* wraps like SMLAD */
+}
+#else
+static inline __attribute__((always_inline)) uint32_t tsl_sxtb16(uint32_t x)
+{
+    uint32_t r;
+    __asm("sxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline __attribute__((always_inline)) uint32_t tsl_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline __attribute__((always_inline)) int32_t tsl_smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
 #endif
 #endif
 

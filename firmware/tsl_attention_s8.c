@@ -1,6 +1,94 @@
 /* tsl_attention_s8.c -- causal attention over the int8 KV cache with per-position scales. */
 #include "tsl_kernels.h"
 
+#if defined(TSL_ARM_DSP)
+/* p if it fits int16, else 0 */
+static inline int32_t tsl_p16(int32_t p) { return p >= -32768 && p <= 32767 ? p : 0; }
+#endif
+
+/* a[i] = sum_t p[t] * v[t * hs + i], i < hs, t < T: v int8 [T][hs], p the Q15 weights (int32).
+ * The ISA paths cover lanes i < i0 (several lanes at once, positions in the inner loop); the
+ * portable loop does the rest. Integer sums: exact in any order. */
+static void tsl_pv_s32(const int32_t *p, const int8_t *v, int32_t T, int32_t hs, int32_t *a)
+{
+    int32_t i0 = 0;
+#if defined(TSL_ARM_MVE)
+    /* 16 lanes: VLDRB.S32 widens 4 int8 to int32 lanes, VMLA by the scalar weight */
+    i0 = hs & ~15;
+    for (int32_t i = 0; i < i0; i += 16) {
+        int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+        const int8_t *vt = v + i;
+        for (int32_t t = 0; t < T; t++, vt += hs) {
+            const int32_t pt = p[t];
+            a0 = vmlaq_n_s32(a0, vldrbq_s32(vt), pt);
+            a1 = vmlaq_n_s32(a1, vldrbq_s32(vt + 4), pt);
+            a2 = vmlaq_n_s32(a2, vldrbq_s32(vt + 8), pt);
+            a3 = vmlaq_n_s32(a3, vldrbq_s32(vt + 12), pt);
+        }
+        vst1q_s32(a + i, a0); vst1q_s32(a + i + 4, a1); vst1q_s32(a + i + 8, a2); vst1q_s32(a + i + 12, a3);
+    }
+#elif defined(TSL_ARM_DSP)
+    /* 4 lanes x 2 positions per step: SMLAD of the weight pair [p(t+1) | p(t)] with the value pairs
+     * [v(t+1)[i] | v(t)[i]] (SXTB16 + PKHBT/PKHTB). A weight outside int16 (p = 32768: one position
+     * holds all the weight) enters the pairs as 0 and is added afterwards, lane by lane. */
+    i0 = hs & ~3;
+    const int32_t T2 = T & ~1;
+    for (int32_t i = 0; i < i0; i += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        const int8_t *vt = v + i;
+        for (int32_t t = 0; t < T2; t += 2, vt += 2 * hs) {
+            const uint32_t pp = (uint32_t)(uint16_t)tsl_p16(p[t]) | ((uint32_t)(uint16_t)tsl_p16(p[t + 1]) << 16);
+            const uint32_t r0 = *(const tsl_u32u *)vt, r1 = *(const tsl_u32u *)(vt + hs);
+            const uint32_t e0 = tsl_sxtb16(r0), e1 = tsl_sxtb16(r1);            /* lanes 0, 2 */
+            const uint32_t o0 = tsl_sxtb16_ror8(r0), o1 = tsl_sxtb16_ror8(r1);  /* lanes 1, 3 */
+            a0 = tsl_smlad((e0 & 0xFFFFu) | (e1 << 16), pp, a0);
+            a2 = tsl_smlad((e1 & 0xFFFF0000u) | (e0 >> 16), pp, a2);
+            a1 = tsl_smlad((o0 & 0xFFFFu) | (o1 << 16), pp, a1);
+            a3 = tsl_smlad((o1 & 0xFFFF0000u) | (o0 >> 16), pp, a3);
+        }
+        if (T & 1) {
+            const int32_t pt = tsl_p16(p[T - 1]);
+            a0 += pt * vt[0]; a1 += pt * vt[1]; a2 += pt * vt[2]; a3 += pt * vt[3];
+        }
+        a[i] = a0; a[i + 1] = a1; a[i + 2] = a2; a[i + 3] = a3;
+    }
+    for (int32_t t = 0; t < T; t++)
+        if (tsl_p16(p[t]) != p[t])
+            for (int32_t i = 0; i < i0; i++) a[i] += p[t] * (int32_t)v[(intptr_t)t * hs + i];
+#elif defined(TSL_NEON_ANY)
+    /* 32 lanes: int8 values widened to int16, SMLAL by the weight as int16; a weight outside int16
+     * (p = 32768) is applied as two halves */
+    i0 = hs & ~31;
+    for (int32_t i = 0; i < i0; i += 32) {
+        int32x4_t c[8];
+        for (int32_t j = 0; j < 8; j++) c[j] = vdupq_n_s32(0);
+        const int8_t *vt = v + i;
+        for (int32_t t = 0; t < T; t++, vt += hs) {
+            const int16x8_t w0 = vmovl_s8(vld1_s8(vt)), w1 = vmovl_s8(vld1_s8(vt + 8));
+            const int16x8_t w2 = vmovl_s8(vld1_s8(vt + 16)), w3 = vmovl_s8(vld1_s8(vt + 24));
+            for (int32_t pt = p[t]; pt != 0;) {
+                const int16_t ph = (int16_t)(pt > 32767 ? 32767 : pt < -32768 ? -32768 : pt);
+                c[0] = vmlal_n_s16(c[0], vget_low_s16(w0), ph); c[1] = vmlal_high_n_s16(c[1], w0, ph);
+                c[2] = vmlal_n_s16(c[2], vget_low_s16(w1), ph); c[3] = vmlal_high_n_s16(c[3], w1, ph);
+                c[4] = vmlal_n_s16(c[4], vget_low_s16(w2), ph); c[5] = vmlal_high_n_s16(c[5], w2, ph);
+                c[6] = vmlal_n_s16(c[6], vget_low_s16(w3), ph); c[7] = vmlal_high_n_s16(c[7], w3, ph);
+                pt -= ph;
+            }
+        }
+        for (int32_t j = 0; j < 8; j++) vst1q_s32(a + i + 4 * j, c[j]);
+    }
+#endif
+    /* Portable loop over the remaining lanes (all of them on the portable path). */
+    if (i0 < hs) {
+        for (int32_t i = i0; i < hs; i++) a[i] = 0;
+        for (int32_t t = 0; t < T; t++) {
+            const int8_t *vt = v + (intptr_t)t * hs;
+            const int32_t pt = p[t];
+            for (int32_t i = i0; i < hs; i++) a[i] += pt * (int32_t)vt[i];
+        }
+    }
+}
+
 float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
                        const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
                        int32_t max_seq, int32_t pos, float scale, int8_t *qq, float *sc, int32_t *pw,
@@ -37,12 +125,7 @@ float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const 
         /* Weighted values, accumulated in position order. */
         int32_t *a = acc + h * hs;
         int32_t amx = 0;
-        for (int32_t i = 0; i < hs; i++) a[i] = 0;
-        for (int32_t t = 0; t < T; t++) {
-            const int8_t *vt = v + (intptr_t)t * hs;
-            const int32_t p = pw[t];
-            for (int32_t i = 0; i < hs; i++) a[i] += p * (int32_t)vt[i];
-        }
+        tsl_pv_s32(pw, v, T, hs, a);
         for (int32_t i = 0; i < hs; i++) amx = (a[i] > amx ? a[i] : (-a[i] > amx ? -a[i] : amx));
         ch[h] = W / (32768.0f * E);
         const float m = (float)amx * ch[h];

@@ -1,4 +1,9 @@
-/* tsl_matvec_s4.c -- int4 (group-scaled) x int8 matrix-vector product. */
+/* tsl_matvec_s4.c -- int4 (group-scaled) x int8 matrix-vector product.
+ *
+ * ISA paths unpack nibbles to 16 * w4 (the nibble in the high half of a byte: a shift or a mask,
+ * no sign extension), so each group dot product comes out as 16 * dot; the row sum of
+ * gs * 16 * dot is shifted right by 4 at the end (exact: every term is a multiple of 16). Bound:
+ * |16 * w4 * x| <= 128 * 128, so the callers' K * 128 * 128 * 255 < 2^31 covers the scaled sum. */
 #include "tsl_kernels.h"
 
 /* sum over one group of TSL_S4_GROUP weights: w4 packed two per byte, even k low nibble */
@@ -13,19 +18,194 @@ static int32_t tsl_dot_s4_group(const uint8_t *w, const int8_t *x)
     return acc;
 }
 
+#if defined(TSL_ARM_DSP)
+#define TSL_S4_KC 512       /* x chunk expanded on the stack: 2 * KC bytes */
+
+static uint32_t tsl_pair16(int8_t lo, int8_t hi)
+{
+    return (uint32_t)(uint16_t)(int16_t)lo | ((uint32_t)(uint16_t)(int16_t)hi << 16);
+}
+
+#if !defined(TSL_EMULATE_DSP)
+/* 16 * sum_g gs[g] * (w4[g] . x[g]) over G groups of one row, the hot loop of the DSP path (x expanded
+ * in xb). Per weight word (8 k): the two nibble masks, 4 SXTB16, 4 SMLAD with the 4 x words of LDM;
+ * 52 instructions per group of 32 MACs. Registers: xp r0, w r1, gs r2, row sum r3, x words r4 r5 r6
+ * r8, group sum r7, weight word r9, nibble halves r10 r11, mask r12, lr the group count. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static int32_t tsl_dsp_s4_row(const uint32_t *xb, const uint8_t *w,
+                                                               const uint8_t *gs, int32_t G)
+{
+#define TSL_S4_WORD(op) "ldm r0!, {r4, r5, r6, r8}\n ldr r9, [r1], #4\n"                               \
+    "and r11, r9, r12\n and r10, r12, r9, lsl #4\n"                                                    \
+    "sxtb16 r9, r10\n " op "\n sxtb16 r10, r10, ror #8\n smlad r7, r10, r5, r7\n"                     \
+    "sxtb16 r9, r11\n smlad r7, r9, r6, r7\n sxtb16 r11, r11, ror #8\n smlad r7, r11, r8, r7\n"
+    __asm volatile(
+        "push {r4-r11, lr}\n"
+        "mov lr, r3\n movs r3, #0\n"
+        "mov r12, #0xF0F0F0F0\n"
+        "1:\n"
+        TSL_S4_WORD("smuad r7, r9, r4") TSL_S4_WORD("smlad r7, r9, r4, r7")
+        TSL_S4_WORD("smlad r7, r9, r4, r7") TSL_S4_WORD("smlad r7, r9, r4, r7")
+        "ldrb r9, [r2], #1\n mla r3, r9, r7, r3\n"
+        "subs lr, lr, #1\n bne 1b\n"
+        "mov r0, r3\n"
+        "pop {r4-r11, pc}\n");
+#undef TSL_S4_WORD
+}
+#pragma GCC diagnostic pop
+#endif
+
+/* Per 8 k, the lane pairs one weight word yields: [x4|x0] [x6|x2] [x5|x1] [x7|x3]. */
+static void tsl_s4_expand(const int8_t *x, uint32_t *xb, int32_t n8)
+{
+    for (int32_t i = 0; i < n8; i++, x += 8, xb += 4) {
+        xb[0] = tsl_pair16(x[0], x[4]);
+        xb[1] = tsl_pair16(x[2], x[6]);
+        xb[2] = tsl_pair16(x[1], x[5]);
+        xb[3] = tsl_pair16(x[3], x[7]);
+    }
+}
+#endif
+
+#if defined(TSL_NEON_ANY)
+/* 16 * (w4 . x) of one group, in 4 lanes: w 16 bytes, x 32 bytes, deinterleaved by LD2 */
+static inline int32x4_t tsl_s4_dot16(const int8_t *w, const int8_t *x, int8x16_t hi_mask)
+{
+    const int8x16_t wv = vld1q_s8(w);
+    const int8x16x2_t xv = vld2q_s8(x);                                   /* even k, odd k */
+    const int8x16_t lo = vshlq_n_s8(wv, 4), hi = vandq_s8(wv, hi_mask);    /* 16 * nibbles */
+#if defined(TSL_NEON_DOTPROD)
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo, xv.val[0]), hi, xv.val[1]);
+#else
+    int32x4_t d = vpaddlq_s16(vmull_s8(vget_low_s8(lo), vget_low_s8(xv.val[0])));
+    d = vpadalq_s16(d, vmull_high_s8(lo, xv.val[0]));
+    d = vpadalq_s16(d, vmull_s8(vget_low_s8(hi), vget_low_s8(xv.val[1])));
+    return vpadalq_s16(d, vmull_high_s8(hi, xv.val[1]));
+#endif
+}
+#endif
+
+/* acc[n] = sum_g gs[n][g] * (w4[n][g] . x[g]) */
+static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *gs, int32_t *acc,
+                              int32_t N, int32_t K)
+{
+    const int32_t G = K / TSL_S4_GROUP;
+    int32_t g0 = 0;   /* the ISA path covers groups g < g0 of every row */
+#if defined(TSL_ARM_MVE)
+    g0 = G;
+    const int8x16_t hi_mask = vdupq_n_s8((int8_t)0xF0);
+    for (int32_t n = 0; n < N; n++) {
+        const int8_t *wr = (const int8_t *)w + (intptr_t)n * (K / 2);
+        const uint8_t *gr = gs + (intptr_t)n * G;
+        int32_t a16 = 0;
+        for (int32_t g = 0; g < G; g++) {
+            const int8x16_t wv = vldrbq_s8(wr + 16 * g);
+            const int8x16x2_t xv = vld2q_s8(x + 32 * g);              /* even k, odd k */
+            int32_t d = vmladavq_s8(vshlq_n_s8(wv, 4), xv.val[0]);    /* 16 * low nibbles */
+            d = vmladavaq_s8(d, vandq_s8(wv, hi_mask), xv.val[1]);    /* 16 * high nibbles */
+            a16 += (int32_t)gr[g] * d;
+        }
+        acc[n] = a16 >> 4;
+    }
+#elif defined(TSL_ARM_DSP)
+    uint32_t xb[TSL_S4_KC / 2];
+    for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    for (int32_t c = 0; c < K; c += TSL_S4_KC) {
+        const int32_t kc = K - c < TSL_S4_KC ? K - c : TSL_S4_KC;
+        tsl_s4_expand(x + c, xb, kc / 8);
+        for (int32_t n = 0; n < N; n++) {
+            const uint8_t *wr = w + (intptr_t)n * (K / 2) + c / 2;
+            const uint8_t *gr = gs + (intptr_t)n * G + c / TSL_S4_GROUP;
+#if !defined(TSL_EMULATE_DSP)
+            acc[n] += tsl_dsp_s4_row(xb, wr, gr, kc / TSL_S4_GROUP) >> 4;
+#else
+            const uint32_t *xp = xb;
+            int32_t a16 = 0;
+            for (int32_t g = 0; g < kc / TSL_S4_GROUP; g++) {
+                int32_t d = 0;
+                for (int32_t j = 0; j < 4; j++, xp += 4) {
+                    const uint32_t v = *(const tsl_u32u *)(wr + 16 * g + 4 * j);
+                    const uint32_t lo = (v << 4) & 0xF0F0F0F0u, hi = v & 0xF0F0F0F0u;   /* 16 * nibbles */
+                    d = tsl_smlad(tsl_sxtb16(lo), xp[0], d);
+                    d = tsl_smlad(tsl_sxtb16_ror8(lo), xp[1], d);
+                    d = tsl_smlad(tsl_sxtb16(hi), xp[2], d);
+                    d = tsl_smlad(tsl_sxtb16_ror8(hi), xp[3], d);
+                }
+                a16 += (int32_t)gr[g] * d;
+            }
+            acc[n] += a16 >> 4;
+#endif
+        }
+    }
+    g0 = G;
+#elif defined(TSL_NEON_ANY)
+    g0 = G & ~3;
+    const int8x16_t hi_mask = vdupq_n_s8((int8_t)0xF0);
+    for (int32_t n = 0; n < N; n++) {
+        const int8_t *wr = (const int8_t *)w + (intptr_t)n * (K / 2);
+        const uint8_t *gr = gs + (intptr_t)n * G;
+        int32x4_t av = vdupq_n_s32(0);
+        for (int32_t g = 0; g < g0; g += 4) {
+            /* four groups: their u8 scales widened to the four lanes of gv, one MLA by lane each */
+            uint32_t g4;
+            memcpy(&g4, gr + g, 4);
+            const int32x4_t gv = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(g4)))));
+            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g, x + 32 * g, hi_mask), vdupq_laneq_s32(gv, 0));
+            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g + 16, x + 32 * g + 32, hi_mask), vdupq_laneq_s32(gv, 1));
+            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g + 32, x + 32 * g + 64, hi_mask), vdupq_laneq_s32(gv, 2));
+            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g + 48, x + 32 * g + 96, hi_mask), vdupq_laneq_s32(gv, 3));
+        }
+        acc[n] = vaddvq_s32(av) >> 4;
+    }
+#else
+    for (int32_t n = 0; n < N; n++) acc[n] = 0;
+#endif
+    /* Portable scalar tail (every group on the portable path). */
+    if (g0 < G) for (int32_t n = 0; n < N; n++) {
+        const uint8_t *wr = w + (intptr_t)n * (K / 2);
+        const uint8_t *gr = gs + (intptr_t)n * G;
+        int32_t a = acc[n];
+        for (int32_t g = g0; g < G; g++)
+            a += (int32_t)gr[g] * tsl_dot_s4_group(wr + g * (TSL_S4_GROUP / 2), x + g * TSL_S4_GROUP);
+        acc[n] = a;
+    }
+}
+
+/* dst[i] = (accumulate ? dst[i] : 0) + (((float)acc[i] * sx) * ws[i] (+ bias[i])), i < n.
+ * Elementwise IEEE ops, so the 4-lane NEON form rounds exactly like the scalar one. */
+static void tsl_epilogue(const int32_t *acc, float sx, const float *ws, const float *bias, float *dst,
+                         int32_t n, int32_t accumulate)
+{
+    int32_t i = 0;
+#if defined(TSL_NEON_ANY)
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vmulq_f32(vmulq_n_f32(vcvtq_f32_s32(vld1q_s32(acc + i)), sx), vld1q_f32(ws + i));
+        if (bias) v = vaddq_f32(v, vld1q_f32(bias + i));
+        if (accumulate) v = vaddq_f32(vld1q_f32(dst + i), v);
+        vst1q_f32(dst + i, v);
+    }
+#endif
+    if (!bias && !accumulate)
+        for (; i < n; i++) dst[i] = ((float)acc[i] * sx) * ws[i];
+    for (; i < n; i++) {
+        float v = ((float)acc[i] * sx) * ws[i];
+        if (bias) v = v + bias[i];
+        dst[i] = accumulate ? dst[i] + v : v;
+    }
+}
+
+#define TSL_ROW_BLOCK 128   /* int32 accumulators on the stack, per block of rows */
+
 void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const uint8_t *gs,
                        const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                        int32_t accumulate)
 {
+    int32_t acc[TSL_ROW_BLOCK];
     const int32_t G = K / TSL_S4_GROUP;
-    for (int32_t n = 0; n < N; n++) {
-        const uint8_t *wr = w + (intptr_t)n * (K / 2);
-        const uint8_t *gr = gs + (intptr_t)n * G;
-        int32_t acc = 0;
-        for (int32_t g = 0; g < G; g++)
-            acc += (int32_t)gr[g] * tsl_dot_s4_group(wr + g * (TSL_S4_GROUP / 2), x + g * TSL_S4_GROUP);
-        float v = ((float)acc * sx) * ws[n];
-        if (bias) v = v + bias[n];
-        dst[n] = accumulate ? dst[n] + v : v;
+    for (int32_t n0 = 0; n0 < N; n0 += TSL_ROW_BLOCK) {
+        const int32_t nb = N - n0 < TSL_ROW_BLOCK ? N - n0 : TSL_ROW_BLOCK;
+        tsl_matvec_s4_acc(x, w + (intptr_t)n0 * (K / 2), gs + (intptr_t)n0 * G, acc, nb, K);
+        tsl_epilogue(acc, sx, ws + n0, bias ? bias + n0 : 0, dst + n0, nb, accumulate);
     }
 }

@@ -1,27 +1,329 @@
-/* tsl_matvec_s8.c -- int8 x int8 matrix-vector products, the decode hot path. */
+/* tsl_matvec_s8.c -- int8 x int8 matrix-vector products, the decode hot path.
+ *
+ * tsl_matvec_acc() is the one place with ISA paths. Each path computes acc[n] over k < k0 for
+ * several rows at once (they share the x loads), then the portable scalar loop adds k in [k0, K).
+ * Integer sums are exact in any order (callers keep |acc| < 2^31), so every path is bit-identical. */
 #include "tsl_kernels.h"
 
-/* acc = sum_k a[k] * b[k] */
-static int32_t tsl_dot_s8(const int8_t *a, const int8_t *b, int32_t K)
+#define TSL_ROW_BLOCK 128   /* tsl_matvec_s8_f32: int32 accumulators on the stack, per block of rows */
+
+#if defined(TSL_ARM_DSP)
+#define TSL_DSP_KC 512      /* x chunk, sign-extended to int16 pairs on the stack: 2 * KC bytes */
+
+/* Expand: per 8 k, words [x2|x0] [x3|x1] [x6|x4] [x7|x5] (int16 lanes), the lane order
+ * SXTB16 gives the weights. n8 blocks of 8. */
+static void tsl_dsp_expand(const int8_t *x, uint32_t *xb, int32_t n8)
 {
-    int32_t acc = 0;
-    int32_t k = 0;
-    /* ISA paths go here (one #if chain); each leaves k at the first unprocessed element. */
-    for (; k < K; k++) acc += (int32_t)a[k] * (int32_t)b[k];
-    return acc;
+    for (int32_t i = 0; i < 2 * n8; i++) {
+        const uint32_t v = *(const tsl_u32u *)(x + 4 * i);
+        xb[2 * i] = tsl_sxtb16(v);
+        xb[2 * i + 1] = tsl_sxtb16_ror8(v);
+    }
+}
+
+/* r0 (= 0 if first) += w0[0:8*n8] . x, r1 likewise (x expanded in xb): the general case (any
+ * alignment, any n8); tsl_dsp_rows2 below is the fast one. */
+static void tsl_dsp_dot2(const uint32_t *xb, const int8_t *w0, const int8_t *w1, int32_t n8,
+                         int32_t *r0, int32_t *r1, int first)
+{
+    int32_t a0 = first ? 0 : *r0, a1 = first ? 0 : *r1;
+    for (int32_t i = 0; i < 2 * n8; i++) {
+        const uint32_t u = *(const tsl_u32u *)(w0 + 4 * i), v = *(const tsl_u32u *)(w1 + 4 * i);
+        a0 = tsl_smlad(tsl_sxtb16(u), xb[2 * i], a0);
+        a0 = tsl_smlad(tsl_sxtb16_ror8(u), xb[2 * i + 1], a0);
+        a1 = tsl_smlad(tsl_sxtb16(v), xb[2 * i], a1);
+        a1 = tsl_smlad(tsl_sxtb16_ror8(v), xb[2 * i + 1], a1);
+    }
+    *r0 = a0; *r1 = a1;
+}
+
+#if !defined(TSL_EMULATE_DSP)
+/* Rows in pairs, the hot loop of the DSP path: for p < np, acc[2p..2p+1] += w[2p..2p+1][0:kc] . x,
+ * rows K apart and 4-aligned, kc = 32 * cfg->n32 > 0 (x expanded in xb). 78 instructions per 64 MACs.
+ * Registers: xp r0, row pointers r1 r2, sums r3 r7, x words r4 r5 r6 r8, weights r9 r10, r11 temp,
+ * r12 count, lr the acc pointer; xb, np, K and the row skip K - kc live on the stack. */
+typedef struct { int32_t K, n32; } tsl_dsp_cfg;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static void tsl_dsp_rows2(const uint32_t *xb, const int8_t *w, int32_t *acc,
+                                                           int32_t np, const tsl_dsp_cfg *cfg)
+{
+#define TSL_DSP_ROW8S(p, a) "ldrd r9, r10, [" p "], #8\n"                                       \
+    "sxtb16 r11, r9\n smlad " a ", r11, r4, " a "\n sxtb16 r9, r9, ror #8\n smlad " a ", r9, r5, " a "\n" \
+    "sxtb16 r11, r10\n smlad " a ", r11, r6, " a "\n sxtb16 r10, r10, ror #8\n smlad " a ", r10, r8, " a "\n"
+#define TSL_DSP_STEP8S "ldm r0!, {r4, r5, r6, r8}\n" TSL_DSP_ROW8S("r1", "r3") TSL_DSP_ROW8S("r2", "r7")
+    __asm volatile(
+        "push {r4-r11, lr}\n"
+        "ldr r12, [sp, #36]\n"            /* cfg */
+        "ldr r4, [r12, #0]\n"             /* K */
+        "ldr r5, [r12, #4]\n"             /* n32 */
+        "sub r6, r4, r5, lsl #5\n"        /* K - kc */
+        "sub sp, sp, #16\n"
+        "str r0, [sp, #0]\n str r3, [sp, #4]\n str r4, [sp, #8]\n str r6, [sp, #12]\n"
+        "mov lr, r2\n"
+        "1:\n"
+        "ldr r0, [sp, #0]\n"
+        "ldr r9, [sp, #8]\n add r2, r1, r9\n"
+        "ldr r12, [sp, #36 + 16]\n ldr r12, [r12, #4]\n"
+        "ldrd r3, r7, [lr]\n"
+        "2:\n" TSL_DSP_STEP8S TSL_DSP_STEP8S TSL_DSP_STEP8S TSL_DSP_STEP8S
+        "subs r12, r12, #1\n bne 2b\n"
+        "strd r3, r7, [lr], #8\n"
+        "ldr r9, [sp, #12]\n add r1, r2, r9\n"
+        "ldr r9, [sp, #4]\n subs r9, r9, #1\n str r9, [sp, #4]\n bne 1b\n"
+        "add sp, sp, #16\n"
+        "pop {r4-r11, pc}\n");
+#undef TSL_DSP_ROW8S
+#undef TSL_DSP_STEP8S
+}
+#pragma GCC diagnostic pop
+
+#endif
+#endif
+
+#if defined(TSL_ARM_MVE)
+/* Rows in blocks of four, the hot loop of the MVE path: acc[4b + r] = w[4b + r] . x for b < nb,
+ * K % 64 == 0, K > 0. Per 16 k: one x load, then per row a load and a VMLADAVA (16 MACs); the
+ * first 16 k of a block use VMLADAV (no accumulate) instead of zeroing. 37 instructions per 256
+ * MACs in the low-overhead loop (DLS/LE), 11 more per block of 4 rows.
+ * Registers: x r0, row pointers r1 r5 r9 r10, sums r2 r4 r6 r8 (even, for VMLADAV; ascending,
+ * for STM), acc pointer r7, blocks left r3, K r11, xp r12, lr the loop count. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static void tsl_mve_rows4(const int8_t *x, const int8_t *w, int32_t *acc,
+                                                           int32_t nb, int32_t K)
+{
+#define TSL_MVE_ROW(q, p, a, op) "vldrb.8 " q ", [" p "], #16\n " op ".s8 " a ", " q ", q0\n"
+#define TSL_MVE_STEP(op) "vldrb.8 q0, [r12], #16\n" TSL_MVE_ROW("q1", "r1", "r2", op) \
+    TSL_MVE_ROW("q2", "r5", "r4", op) TSL_MVE_ROW("q3", "r9", "r6", op) TSL_MVE_ROW("q4", "r10", "r8", op)
+    __asm volatile(
+        "push {r4-r11, lr}\n"
+        "vpush {d8-d9}\n"
+        "ldr r11, [sp, #36 + 16]\n"       /* K */
+        "mov r7, r2\n"
+        "1:\n"
+        "mov r12, r0\n add r5, r1, r11\n add r9, r5, r11\n add r10, r9, r11\n"
+        TSL_MVE_STEP("vmladav") TSL_MVE_STEP("vmladava") TSL_MVE_STEP("vmladava") TSL_MVE_STEP("vmladava")
+        "lsr lr, r11, #6\n subs lr, lr, #1\n"
+        "wls lr, lr, 3f\n"
+        "2:\n" TSL_MVE_STEP("vmladava") TSL_MVE_STEP("vmladava") TSL_MVE_STEP("vmladava") TSL_MVE_STEP("vmladava")
+        "le lr, 2b\n"
+        "3:\n"
+        "stm r7!, {r2, r4, r6, r8}\n"
+        "mov r1, r10\n"                   /* K % 64 == 0: row 3 ends where the next block starts */
+        "subs r3, r3, #1\n bne 1b\n"
+        "vpop {d8-d9}\n"
+        "pop {r4-r11, pc}\n");
+#undef TSL_MVE_ROW
+#undef TSL_MVE_STEP
+}
+#pragma GCC diagnostic pop
+#endif
+
+#if defined(TSL_NEON_ANY) && defined(__aarch64__) && !defined(TSL_SIMDE_NEON)
+/* Rows in blocks of four, the hot loop of the AArch64 paths: acc[4b + r] = w[4b + r] . x for
+ * b < nb, K % 64 == 0, K > 0. Per 64 k: one 4-register x load, then per row a 4-register load and
+ * 4 SDOT (dotprod: 23 instructions per 256 MACs), or SMULL/SMULL2 + 2 SADALP per 16 k (plain NEON:
+ * products fit int16, pairs of them only int32). Sums v16-v19 are reduced by ADDP into one vector. */
+#if defined(TSL_NEON_DOTPROD)
+#define TSL_A64_MAC16(a, wv, xv) "sdot " a ".4s, " wv ".16b, " xv ".16b\n"
+#else
+#define TSL_A64_MAC16(a, wv, xv) "smull v20.8h, " wv ".8b, " xv ".8b\n smull2 v21.8h, " wv ".16b, " xv ".16b\n" \
+    "sadalp " a ".4s, v20.8h\n sadalp " a ".4s, v21.8h\n"
+#endif
+#define TSL_A64_ROW64(p, a) "ld1 {v4.16b-v7.16b}, [%[" p "]], #64\n" TSL_A64_MAC16(a, "v4", "v0") \
+    TSL_A64_MAC16(a, "v5", "v1") TSL_A64_MAC16(a, "v6", "v2") TSL_A64_MAC16(a, "v7", "v3")
+static void tsl_a64_rows4(const int8_t *x, const int8_t *w, int32_t *acc, int64_t nb, int64_t K)
+{
+    const int8_t *xp, *w1, *w2, *w3;
+    int64_t cnt;
+    __asm volatile(
+        "1:\n"
+        "mov %[xp], %[x]\n add %[w1], %[w0], %[K]\n add %[w2], %[w1], %[K]\n add %[w3], %[w2], %[K]\n"
+        "movi v16.4s, #0\n movi v17.4s, #0\n movi v18.4s, #0\n movi v19.4s, #0\n"
+        "lsr %[cnt], %[K], #6\n"
+        "2:\n"
+        "ld1 {v0.16b-v3.16b}, [%[xp]], #64\n"
+        TSL_A64_ROW64("w0", "v16") TSL_A64_ROW64("w1", "v17") TSL_A64_ROW64("w2", "v18") TSL_A64_ROW64("w3", "v19")
+        "subs %[cnt], %[cnt], #1\n b.ne 2b\n"
+        "addp v16.4s, v16.4s, v17.4s\n addp v18.4s, v18.4s, v19.4s\n addp v16.4s, v16.4s, v18.4s\n"
+        "st1 {v16.4s}, [%[acc]], #16\n"
+        "mov %[w0], %[w3]\n"              /* K % 64 == 0: row 3 ends where the next block starts */
+        "subs %[nb], %[nb], #1\n b.ne 1b\n"
+        : [w0] "+r"(w), [acc] "+r"(acc), [nb] "+r"(nb), [xp] "=&r"(xp), [w1] "=&r"(w1), [w2] "=&r"(w2),
+          [w3] "=&r"(w3), [cnt] "=&r"(cnt)
+        : [x] "r"(x), [K] "r"(K)
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21", "cc", "memory");
+}
+#undef TSL_A64_MAC16
+#undef TSL_A64_ROW64
+#endif
+
+#if defined(TSL_NEON_ANY)
+/* acc += the 16 products w[j] * x[j], spread over 4 lanes */
+static inline int32x4_t tsl_neon_dot16(int32x4_t acc, int8x16_t w, int8x16_t x)
+{
+#if defined(TSL_NEON_DOTPROD)
+    return vdotq_s32(acc, w, x);
+#else
+    /* int8 * int8 products fit int16; pairs of them only int32 (16384 + 16384) */
+    return vpadalq_s16(vpadalq_s16(acc, vmull_s8(vget_low_s8(w), vget_low_s8(x))), vmull_high_s8(w, x));
+#endif
+}
+#endif
+
+/* acc[n] = sum_k w[n*K + k] * x[k], n in [0, N): w row-major int8 [N][K]. */
+static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N, int32_t K)
+{
+    int32_t k0 = 0;   /* the ISA path covers k < k0 of every row */
+#if defined(TSL_ARM_MVE)
+    k0 = K & ~15;
+    int32_t n = 0;
+    if ((K & 63) == 0 && K > 0 && N >= 4) {
+        tsl_mve_rows4(x, w, acc, N / 4, K);
+        n = N & ~3;
+    }
+    for (; n + 4 <= N; n += 4) {
+        const int8_t *w0 = w + (intptr_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int32_t k = 0; k < k0; k += 16) {
+            const int8x16_t xv = vldrbq_s8(x + k);
+            a0 = vmladavaq_s8(a0, vldrbq_s8(w0 + k), xv);
+            a1 = vmladavaq_s8(a1, vldrbq_s8(w1 + k), xv);
+            a2 = vmladavaq_s8(a2, vldrbq_s8(w2 + k), xv);
+            a3 = vmladavaq_s8(a3, vldrbq_s8(w3 + k), xv);
+        }
+        acc[n] = a0; acc[n + 1] = a1; acc[n + 2] = a2; acc[n + 3] = a3;
+    }
+    for (; n < N; n++) {
+        const int8_t *w0 = w + (intptr_t)n * K;
+        int32_t a0 = 0;
+        for (int32_t k = 0; k < k0; k += 16) a0 = vmladavaq_s8(a0, vldrbq_s8(w0 + k), vldrbq_s8(x + k));
+        acc[n] = a0;
+    }
+#elif defined(TSL_ARM_DSP)
+    k0 = K & ~7;
+    uint32_t xb[TSL_DSP_KC / 2];
+    if (k0 == 0) for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    for (int32_t c = 0; c < k0; c += TSL_DSP_KC) {
+        const int32_t n8 = (k0 - c < TSL_DSP_KC ? k0 - c : TSL_DSP_KC) / 8;
+        tsl_dsp_expand(x + c, xb, n8);
+        int32_t n = 0;
+#if !defined(TSL_EMULATE_DSP)
+        if ((((uintptr_t)w | (uintptr_t)K) & 3) == 0 && (n8 & 3) == 0 && N >= 2) {   /* rows 4-aligned */
+            const tsl_dsp_cfg cfg = {K, n8 / 4};
+            if (c == 0) for (int32_t i = 0; i < (N & ~1); i++) acc[i] = 0;
+            tsl_dsp_rows2(xb, w + c, acc, N / 2, &cfg);
+            n = N & ~1;
+        }
+#endif
+        for (; n + 2 <= N; n += 2) {
+            const int8_t *w0 = w + (intptr_t)n * K + c;
+            tsl_dsp_dot2(xb, w0, w0 + K, n8, acc + n, acc + n + 1, c == 0);
+        }
+        if (n < N) {   /* odd row: paired with itself, the second sum discarded */
+            int32_t dummy = 0;
+            const int8_t *w0 = w + (intptr_t)n * K + c;
+            tsl_dsp_dot2(xb, w0, w0, n8, acc + n, &dummy, c == 0);
+        }
+    }
+#elif defined(TSL_NEON_ANY)
+    k0 = K & ~15;
+    int32_t n = 0;
+#if defined(__aarch64__) && !defined(TSL_SIMDE_NEON)
+    if ((K & 63) == 0 && K > 0 && N >= 4) {
+        tsl_a64_rows4(x, w, acc, N / 4, K);
+        n = N & ~3;
+    }
+#endif
+    for (; n + 4 <= N; n += 4) {
+        const int8_t *w0 = w + (intptr_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        int32x4_t a0 = vdupq_n_s32(0), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t k = 0; k < k0; k += 16) {
+            const int8x16_t xv = vld1q_s8(x + k);
+            a0 = tsl_neon_dot16(a0, vld1q_s8(w0 + k), xv);
+            a1 = tsl_neon_dot16(a1, vld1q_s8(w1 + k), xv);
+            a2 = tsl_neon_dot16(a2, vld1q_s8(w2 + k), xv);
+            a3 = tsl_neon_dot16(a3, vld1q_s8(w3 + k), xv);
+        }
+        acc[n] = vaddvq_s32(a0); acc[n + 1] = vaddvq_s32(a1);
+        acc[n + 2] = vaddvq_s32(a2); acc[n + 3] = vaddvq_s32(a3);
+    }
+    for (; n < N; n++) {
+        const int8_t *w0 = w + (intptr_t)n * K;
+        int32x4_t a0 = vdupq_n_s32(0);
+        for (int32_t k = 0; k < k0; k += 16) a0 = tsl_neon_dot16(a0, vld1q_s8(w0 + k), vld1q_s8(x + k));
+        acc[n] = vaddvq_s32(a0);
+    }
+#elif defined(TSL_RISCV_SCALAR4)
+    k0 = K & ~3;
+    int32_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const int8_t *p0 = w + (intptr_t)n * K, *p1 = p0 + K, *p2 = p1 + K, *p3 = p2 + K, *xp = x;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int32_t k = 0; k < k0; k += 4, xp += 4, p0 += 4, p1 += 4, p2 += 4, p3 += 4) {
+            const int32_t x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3];
+            a0 += p0[0] * x0 + p0[1] * x1 + p0[2] * x2 + p0[3] * x3;
+            a1 += p1[0] * x0 + p1[1] * x1 + p1[2] * x2 + p1[3] * x3;
+            a2 += p2[0] * x0 + p2[1] * x1 + p2[2] * x2 + p2[3] * x3;
+            a3 += p3[0] * x0 + p3[1] * x1 + p3[2] * x2 + p3[3] * x3;
+        }
+        acc[n] = a0; acc[n + 1] = a1; acc[n + 2] = a2; acc[n + 3] = a3;
+    }
+    for (; n < N; n++) {
+        const int8_t *w0 = w + (intptr_t)n * K;
+        int32_t a0 = 0;
+        for (int32_t k = 0; k < k0; k++) a0 += w0[k] * x[k];
+        acc[n] = a0;
+    }
+#else
+    for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    if (K == 0) return;
+#endif
+    /* Portable scalar tail (all of K on the portable path). */
+    if (k0 < K) for (int32_t n = 0; n < N; n++) {
+        const int8_t *wr = w + (intptr_t)n * K;
+        int32_t a = acc[n];
+        for (int32_t k = k0; k < K; k++) a += (int32_t)wr[k] * (int32_t)x[k];
+        acc[n] = a;
+    }
+}
+
+/* dst[i] = (accumulate ? dst[i] : 0) + (((float)acc[i] * sx) * ws[i] (+ bias[i])), i < n.
+ * Elementwise IEEE ops, so the 4-lane NEON form rounds exactly like the scalar one. */
+static void tsl_epilogue(const int32_t *acc, float sx, const float *ws, const float *bias, float *dst,
+                         int32_t n, int32_t accumulate)
+{
+    int32_t i = 0;
+#if defined(TSL_NEON_ANY)
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vmulq_f32(vmulq_n_f32(vcvtq_f32_s32(vld1q_s32(acc + i)), sx), vld1q_f32(ws + i));
+        if (bias) v = vaddq_f32(v, vld1q_f32(bias + i));
+        if (accumulate) v = vaddq_f32(vld1q_f32(dst + i), v);
+        vst1q_f32(dst + i, v);
+    }
+#endif
+    if (!bias && !accumulate)
+        for (; i < n; i++) dst[i] = ((float)acc[i] * sx) * ws[i];
+    for (; i < n; i++) {
+        float v = ((float)acc[i] * sx) * ws[i];
+        if (bias) v = v + bias[i];
+        dst[i] = accumulate ? dst[i] + v : v;
+    }
 }
 
 void tsl_matvec_s8_s32(const int8_t *x, const int8_t *w, int32_t *dst, int32_t N, int32_t K)
 {
-    for (int32_t n = 0; n < N; n++) dst[n] = tsl_dot_s8(w + (intptr_t)n * K, x, K);
+    tsl_matvec_acc(x, w, dst, N, K);
 }
 
 void tsl_matvec_s8_f32(const int8_t *x, float sx, const int8_t *w, const float *ws,
                        const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)
 {
-    for (int32_t n = 0; n < N; n++) {
-        float v = ((float)tsl_dot_s8(w + (intptr_t)n * K, x, K) * sx) * ws[n];
-        if (bias) v = v + bias[n];
-        dst[n] = accumulate ? dst[n] + v : v;
+    int32_t acc[TSL_ROW_BLOCK];
+    for (int32_t n0 = 0; n0 < N; n0 += TSL_ROW_BLOCK) {
+        const int32_t nb = N - n0 < TSL_ROW_BLOCK ? N - n0 : TSL_ROW_BLOCK;
+        tsl_matvec_acc(x, w + (intptr_t)n0 * K, acc, nb, K);
+        tsl_epilogue(acc, sx, ws + n0, bias ? bias + n0 : 0, dst + n0, nb, accumulate);
     }
 }

@@ -1,0 +1,131 @@
+"""Instructions per MAC of the kernels, portable vs SIMD path, per emulated board.
+
+    python benchmarks/bench_kernels.py [board ...]
+
+Each board's program runs under qemu with -icount shift=0 (one instruction = 1 ns of virtual time)
+and reads the board's counter (tsl_platform.h: SysTick on Cortex-M, mcycle on RISC-V, PMCCNTR on
+AArch64 bare metal). Instructions per counter tick are calibrated in the same run on a loop of known
+length, so the table does not depend on the emulated clock. Boards whose emulator cannot count
+(rpi5/rpi4 under qemu-user) are measured on their bare-metal stand-in (bench_stand_in).
+Both paths of a board are built and run side by side in this run.
+"""
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tinyslm import targets  # noqa: E402
+from tinyslm.boards import list_boards, load_board  # noqa: E402
+from tinyslm.errors import TslError  # noqa: E402
+
+N, K = 512, 256           # the matvec of the table
+T, HS, H = 256, 64, 4     # attention: positions, head size, heads (one kv head per head)
+CALIB = 200000            # loop iterations of the calibration (2 instructions each)
+
+SRC = r"""
+#include <stdio.h>
+#include "tsl_kernels.h"
+#include "tsl_platform.h"
+#define N %(N)d
+#define K %(K)d
+#define T %(T)d
+#define HS %(HS)d
+#define H %(H)d
+static int8_t w8[N * K], x8[K], kc[H * T * HS], vc[H * T * HS], out8[H * HS], qq[HS];
+static uint8_t w4[N * K / 2], gs[N * K / TSL_S4_GROUP];
+static int32_t acc[N], pw[T], pacc[H * HS];
+static float ws[N], dst[N], q[H * HS], ks[H * T], vs[H * T], sc[T], ch[H];
+static uint32_t rng = 12345u;
+static uint32_t rnd(void) { rng = rng * 1664525u + 1013904223u; return rng >> 8; }
+
+static void spin(uint32_t n)   /* exactly 2 n instructions */
+{
+#if defined(__aarch64__)
+    __asm volatile("1: subs %%w0, %%w0, #1\n b.ne 1b" : "+r"(n) : : "cc");
+#elif defined(__arm__)
+    __asm volatile("1: subs %%0, %%0, #1\n bne 1b" : "+r"(n) : : "cc");
+#elif defined(__riscv)
+    __asm volatile("1: addi %%0, %%0, -1\n bnez %%0, 1b" : "+r"(n));
+#endif
+}
+
+#define TIME(tag, macs, call) do { call; uint64_t t0 = tsl_cycles(); call; uint64_t t1 = tsl_cycles(); \
+    printf("%%s %%lu %%lu\n", tag, (unsigned long)(t1 - t0), (unsigned long)(macs)); } while (0)
+
+int main(void)
+{
+    for (int i = 0; i < N * K; i++) w8[i] = (int8_t)(rnd() %% 255u) - 127;
+    for (int i = 0; i < N * K / 2; i++) w4[i] = (uint8_t)rnd();
+    for (int i = 0; i < N * K / TSL_S4_GROUP; i++) gs[i] = (uint8_t)(1u + rnd() %% 255u);
+    for (int i = 0; i < K; i++) x8[i] = (int8_t)(rnd() %% 255u) - 127;
+    for (int i = 0; i < N; i++) ws[i] = 0.001f;
+    for (int i = 0; i < H * T * HS; i++) { kc[i] = (int8_t)(rnd() %% 255u) - 127; vc[i] = (int8_t)(rnd() %% 255u) - 127; }
+    for (int i = 0; i < H * HS; i++) q[i] = (float)(int32_t)(rnd() %% 200u) - 100.0f;
+    for (int i = 0; i < H * T; i++) { ks[i] = 0.01f; vs[i] = 0.01f + 0.0001f * (float)(i %% 7); }
+    tsl_cycles_init();
+    uint64_t t0 = tsl_cycles(), t1 = tsl_cycles();
+    printf("empty %%lu 0\n", (unsigned long)(t1 - t0));
+    t0 = tsl_cycles(); spin(%(CALIB)d); t1 = tsl_cycles();
+    printf("calib %%lu %%lu\n", (unsigned long)(t1 - t0), (unsigned long)(2u * %(CALIB)du));
+    TIME("matvec_s8_s32", N * K, tsl_matvec_s8_s32(x8, w8, acc, N, K));
+    TIME("matvec_s8_f32", N * K, tsl_matvec_s8_f32(x8, 0.01f, w8, ws, 0, dst, N, K, 0));
+    TIME("matvec_s4_f32", N * K, tsl_matvec_s4_f32(x8, 0.01f, w4, gs, ws, 0, dst, N, K, 0));
+    TIME("attention_s8", 2 * H * T * HS, tsl_attention_s8(q, kc, ks, vc, vs, out8, H, H, HS, T, T - 1, 0.125f, qq, sc, pw, pacc, ch));
+    return 0;
+}
+"""
+KERNELS = ["matvec_s8_s32", "matvec_s8_f32", "matvec_s4_f32", "attention_s8"]
+FIRMWARE = ROOT / "firmware"
+
+
+def measure(board, workdir, portable):
+    src = Path(workdir) / "bench.c"
+    src.write_text(SRC % dict(N=N, K=K, T=T, HS=HS, H=H, CALIB=CALIB))
+    kern = [FIRMWARE / f for f in ("tsl_matvec_s8.c", "tsl_matvec_s4.c", "tsl_attention_s8.c", "tsl_elementwise_f32.c")]
+    exe = targets.build(board, [src, *kern], [FIRMWARE], Path(workdir) / ("portable" if portable else "simd"),
+                        defines={"TSL_PORTABLE": None} if portable else None, name="bench")
+    rc, out = targets.run(board, exe, timeout=600, icount=True)
+    rows = {p[0]: (int(p[1]), int(p[2])) for p in (l.split() for l in out.decode().splitlines()) if len(p) == 3}
+    if rc or "calib" not in rows:
+        raise TslError(f"{board.name}: benchmark failed (exit {rc}): {out.decode()[-300:]}")
+    empty = rows["empty"][0]
+    per_tick = rows["calib"][1] / (rows["calib"][0] - empty)           # instructions per counter tick
+    return {k: (rows[k][0] - empty) * per_tick / rows[k][1] for k in KERNELS}, per_tick
+
+
+def bench_boards(names):
+    """Boards that can count instructions: own icount emulator, else their bench stand-in."""
+    out = []
+    for n in names:
+        b = load_board(n)
+        if b.emulator.get("icount_cmd"):
+            out.append((n, b))
+        elif b.bench_stand_in:
+            out.append((f"{n} (as {b.bench_stand_in})", load_board(b.bench_stand_in)))
+    return out
+
+
+def main():
+    names = sys.argv[1:] or [n for n in list_boards() if load_board(n).emulated and load_board(n).kind != "host"
+                             and not n.startswith("virt-")]
+    print(f"instructions per MAC, qemu -icount shift=0; matvec {N}x{K}, attention {H} heads x {T} positions x {HS}")
+    hdr = f"{'board':<22}{'kernel':<15}{'portable':>10}{'SIMD':>8}{'ratio':>8}"
+    print(hdr)
+    print("-" * len(hdr))
+    for label, b in bench_boards(names):
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                port, _ = measure(b, d, True)
+                simd, per_tick = measure(b, d, False)
+            except TslError as e:
+                print(f"{label:<22}skipped: {str(e).splitlines()[0]}")
+                continue
+        for k in KERNELS:
+            print(f"{label:<22}{k:<15}{port[k]:>10.3f}{simd[k]:>8.3f}{port[k] / simd[k]:>7.2f}x")
+        print(f"{'':<22}({per_tick:.2f} instructions per counter tick)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Every kernel on every ISA path, bit-exact against tinyslm/numerics.py.
+
+One generated C program (tests/kernel_cases.py) runs (a) natively with the portable paths, (b) natively
+with the NEON paths on SIMDe and the DSP path on emulated instructions, (c) on every emulated board
+under its emulator. The disassembly of each SIMD board's kernels must show its SIMD instructions.
+Missing toolchains skip, or fail with TSL_REQUIRE_TOOLCHAINS=1 (tests/conftest_tools.py).
+"""
+import re
+
+import pytest
+
+import kernel_cases as kc
+from conftest_tools import require_tool
+from tinyslm import targets
+from tinyslm.boards import ROOT, list_boards, load_board
+
+FIRMWARE = ROOT / "firmware"
+KERNELS = [FIRMWARE / f for f in ("tsl_matvec_s8.c", "tsl_matvec_s4.c", "tsl_attention_s8.c",
+                                  "tsl_elementwise_f32.c", "tsl_norm_f32.c")]
+SIMDE = "/usr/include/simde/arm/neon.h"
+HOST_PATHS = {
+    "portable": {"TSL_PORTABLE": None},
+    "dsp-emulated": {"TSL_EMULATE_DSP": None},
+    "riscv-scalar4": {"TSL_EMULATE_SCALAR4": None},
+    "neon-simde": {"TSL_SIMDE_NEON": None},
+    "dotprod-simde": {"TSL_SIMDE_NEON": None, "TSL_SIMDE_DOTPROD": None},
+}
+EMULATED = [n for n in list_boards() if load_board(n).emulated]
+SIMD_BOARDS = [n for n in EMULATED if load_board(n).toolchain.get("simd_mnemonics")]
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory):
+    cases = kc.make_cases(seed=0)
+    return cases, kc.write_program(cases, tmp_path_factory.mktemp("kernels") / "kernel_cases.c", seed=0)
+
+
+@pytest.fixture(scope="module")
+def built(program, tmp_path_factory):
+    """(board, path) -> executable, built once per module."""
+    cache, root = {}, tmp_path_factory.mktemp("builds")
+
+    def get(board, path="default"):
+        if (board.name, path) not in cache:
+            require_tool(board.toolchain["cc"], board.toolchain.get("install", ""))
+            cache[board.name, path] = targets.build(board, [program[1], *KERNELS], [FIRMWARE],
+                                                    root / f"{board.name}-{path}", defines=HOST_PATHS.get(path),
+                                                    name="kernel_cases", extra_cflags=["-Wall", "-Werror"])
+        return cache[board.name, path]
+    return get
+
+
+def run_and_check(board, exe, cases):
+    cmd = board.emulator["cmd"][0]
+    if cmd != "{elf}":
+        require_tool(cmd, board.emulator.get("install", ""))
+    rc, out = targets.run(board, exe, timeout=120)
+    text = out.decode("utf-8", "replace")
+    assert rc == 0, f"{board.name}: exit {rc}: {text[-500:]}"
+    bad = kc.check(cases, text)
+    assert not bad, f"{board.name}: {len(bad)} of {len(cases)} cases differ from numpy:\n" + "\n".join(bad[:20])
+
+
+@pytest.mark.parametrize("path", HOST_PATHS)
+def test_host_path(path, program, built):
+    if "simde" in path:
+        require_tool(SIMDE, "libsimde-dev")
+    host = load_board("host")
+    run_and_check(host, built(host, path), program[0])
+
+
+@pytest.mark.parametrize("name", EMULATED)
+def test_board(name, program, built):
+    board = load_board(name)
+    run_and_check(board, built(board), program[0])
+
+
+def kernel_disassembly(text):
+    """The disassembly of the tsl_* functions only (not libc)."""
+    blocks = re.split(r"\n(?=[0-9a-f]+ <)", text)
+    return "\n".join(b for b in blocks if re.match(r"[0-9a-f]+ <tsl_", b))
+
+
+@pytest.mark.parametrize("name", SIMD_BOARDS)
+def test_simd_instructions(name, built):
+    board = load_board(name)
+    require_tool(board.toolchain["objdump"][0], board.toolchain.get("install", ""))
+    asm = kernel_disassembly(targets.disassemble(board, built(board)))
+    words = set(re.findall(r"\t([a-z][a-z0-9.]*)", asm))
+    mnem = {w.split(".")[0] for w in words}
+    for m in board.toolchain["simd_mnemonics"]:
+        assert m in mnem, f"{name}: no {m} in the kernels' disassembly"
+    for m in board.toolchain.get("simd_forbidden", []):
+        assert m not in mnem, f"{name}: {m} in the kernels' disassembly, but the CPU lacks it"
+
+
+def test_portable_build_has_no_simd(built):
+    """-DTSL_PORTABLE really takes the portable paths (checked on the M4: no SMLAD)."""
+    board = load_board("mps2-an386")
+    require_tool(board.toolchain["cc"], board.toolchain.get("install", ""))
+    exe = built(board, "portable")
+    asm = kernel_disassembly(targets.disassemble(board, exe))
+    assert "smlad" not in asm
