@@ -1,13 +1,12 @@
 """The bundled example, end to end on every emulated board: the same C, cross-compiled, must
 reproduce the reference bit for bit (logits, sampled tokens, KV cache) over 64 decode steps."""
-import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from conftest import ROOT
+from conftest_tools import require_tool
 from tinyslm.boards import load_board
 
 BOARDS = ["mps2-an386", "mps3-an547", "rpi5", "rpi4", "esp32c3", "mps2-an505", "mps2-an500"]
@@ -15,13 +14,8 @@ BOARDS = ["mps2-an386", "mps3-an547", "rpi5", "rpi4", "esp32c3", "mps2-an505", "
 
 def require_board_tools(board):
     B = load_board(board)
-    tools = [B.toolchain["cc"], B.emulator["cmd"][0]]
-    missing = [t for t in tools if not shutil.which(t)]
-    if missing:
-        msg = f"{board}: {', '.join(missing)} not installed (bash .ci/install-and-test installs them)"
-        if os.environ.get("TSL_REQUIRE_TOOLCHAINS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_tool(B.toolchain["cc"], B.toolchain.get("install", ""))
+    require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
 
 
 @pytest.fixture(scope="module")
