@@ -77,6 +77,8 @@ def cmd_verify(a):
         rep = verify_host(prog, host, prompt[:steps], steps, progress=_progress)
         print(f"OK host: {rep['steps']} steps bit-exact: logits ({rep['logits_bytes']} B), KV cache "
               f"({rep['kv_bytes']} B), {len(rep['tokens'])} sampled tokens", flush=True)
+        if getattr(a, "port", None):
+            cmd_verify_device(a, man, prog, prompt[:steps], steps)
         if getattr(a, "board", None):
             from .boards import load_board
             B = load_board(a.board)
@@ -114,6 +116,10 @@ def generate(host, ids, max_tokens, temperature, top_p, seed, max_seq, on_token,
 
 
 def cmd_run(a):
+    if a.port:
+        return cmd_run_device(a)
+    if not a.out:
+        raise TslError("run: give the build directory (host build) or --port URL (a device)")
     man, prog, host = _open(a.out)
     tok = _tokenizer(a.out, required=not a.ids)
     ids = _prompt_ids(a, tok, man["model"]["vocab"])
@@ -265,6 +271,175 @@ def cmd_inspect(a):
     return 0
 
 
+# ---- firmware and devices (issue 4) ----
+
+def cmd_build(a):
+    from .boards import load_board
+    from .firmware import build_firmware
+    B = load_board(a.board)
+    print(f"build {a.out} for {B.name} ({B.cpu}, {B.kind})", flush=True)
+    res = build_firmware(a.out, B.name)
+    print(f"  {'ELF' if B.kind == 'baremetal' else 'program'}: {res['elf']}")
+    if res["bin"]:
+        print(f"  raw binary: {res['bin']} ({res['bin'].stat().st_size} B)")
+    s = res["sizes"]
+    if s:
+        print(f"  text {s['text']} B + data {s['data']} B (flash {s['text'] + s['data']} of {B.flash_bytes or '-'}), "
+              f"bss {s['bss']} B (RAM {s['data'] + s['bss']} of {B.ram_bytes + B.psram_bytes or '-'})")
+
+
+def cmd_emulate(a):
+    from .boards import load_board
+    from .firmware import Emulation, build_firmware
+    B = load_board(a.board)
+    port = _tcp_port(a.serial)
+    elf = build_firmware(a.out, B.name)["elf"]
+    print(f"{B.name}: firmware running under {B.emulator['cmd'][0]}; UART on socket://127.0.0.1:{port} "
+          f"(Ctrl-C stops)", flush=True)
+    with Emulation(B, elf, port) as emu:
+        try:
+            rc = emu.wait()
+        except KeyboardInterrupt:
+            return 0
+    print(f"{B.name}: firmware exited with status {rc}")
+    return 0 if rc == 0 else 1
+
+
+def _tcp_port(spec):
+    s = spec[4:] if spec.startswith("tcp:") else spec
+    try:
+        port = int(s.rsplit(":", 1)[-1])
+    except ValueError:
+        raise TslError(f"--serial: expected tcp:PORT, got {spec!r}")
+    if not 0 < port < 65536:
+        raise TslError(f"--serial: port {port} out of range")
+    return port
+
+
+def cmd_flash(a):
+    import subprocess
+    from .boards import load_board
+    from .firmware import build_firmware, flash_plan
+    B = load_board(a.board)
+    res = build_firmware(a.out, B.name)
+    image = res["bin"] or res["elf"]
+    argv, notes = flash_plan(B, image, a.port)
+    if argv is None:
+        print(f"{B.name}: {notes}")
+        print(f"image: {image}")
+        return 0
+    print(" ".join(argv), flush=True)
+    if a.dry_run:
+        return 0
+    r = subprocess.run(argv)
+    if r.returncode:
+        raise TslError(f"{argv[2]} failed with status {r.returncode} writing {image.name} to {a.port}")
+    print(f"{B.name}: flashed {image.name} over {a.port}")
+    return 0
+
+
+def _device(a):
+    from .serialio import Device
+    return Device(a.port, baudrate=a.baud, timeout=a.timeout)
+
+
+def cmd_identify(a):
+    with _device(a) as dev:
+        info = dev.identify()
+    for k in ("board", "firmware", "model_hash", "weights_source", "weights_bytes", "arena_bytes", "kv_bytes",
+              "vocab", "max_seq", "n_ops", "cycles_unit"):
+        print(f"  {k:<16} {info[k]}")
+
+
+def cmd_run_device(a):
+    from .tokenizer import Tokenizer
+    tok = None
+    if a.out:
+        tok = _tokenizer(a.out, required=not a.ids)
+    elif a.tokenizer:
+        tok = Tokenizer.from_file(a.tokenizer)
+    elif not a.ids:
+        raise TslError("--prompt needs the build directory (or --tokenizer) to encode the text; or pass --ids")
+    with _device(a) as dev:
+        info = dev.identify()
+        ids = _prompt_ids(a, tok, info["vocab"])
+        pending = bytearray()
+        if tok and a.prompt and not a.print_ids:
+            print(a.prompt, end="", flush=True)
+        cycles = []
+        for t, cyc in dev.generate(ids, a.max_tokens, a.temperature, a.top_p, a.seed):
+            cycles.append(cyc)
+            if a.print_ids or tok is None:
+                print(t, end=",", flush=True)
+                continue
+            pending.extend(tok.token_bytes(t))
+            try:
+                print(pending.decode("utf-8"), end="", flush=True)
+                pending.clear()
+            except UnicodeDecodeError:
+                pass
+        print(pending.decode("utf-8", "replace"))
+        run = dev.last_run
+    n = max(1, len(cycles))
+    print(f"[{info['board']}: {len(cycles)} tokens, prefill {run['prefill_cycles']} {info['cycles_unit']}, "
+          f"{sum(cycles) // n} {info['cycles_unit']}/token on the device]", file=sys.stderr)
+
+
+def cmd_verify_device(a, man, prog, prompt, steps):
+    from .verify import Mismatch, fnv1a, kv_region, token_sequence
+    ids, ref_logits, ref_tokens, ref_kv = token_sequence(prog, prompt, steps)
+    with _device(a) as dev:
+        info = dev.identify()
+        if f"0x{info['arch_hash']:08x}" != man["arch_hash"]:
+            raise TslError(f"{a.port}: the device runs another model (arch hash 0x{info['arch_hash']:08x}, "
+                           f"build {man['arch_hash']}); flash or `tinyslm load` this build first")
+        print(f"  running {steps} steps on {info['board']} over {a.port}", flush=True)
+        res = dev.verify_steps(ids)
+        kv_off = {n: b["offset"] for n, b in man["memory"]["buffers"].items() if b["kind"] == "kv"}
+        for pos in range(steps):
+            if res["logits"][pos] != fnv1a(ref_logits[pos].tobytes()):
+                raise Mismatch(_device_first_bad_op(dev, man, prog, ids, pos) + f"; logits differ at step {pos}")
+            if res["tokens"][pos] != ref_tokens[pos]:
+                raise Mismatch(f"step {pos}: sampled token {res['tokens'][pos]} != reference {ref_tokens[pos]}")
+        if res["kv"] != fnv1a(kv_region(prog, kv_off, man["memory"]["kv_bytes"], ref_kv)):
+            raise Mismatch("KV cache differs after the last step")
+    print(f"OK {info['board']}: {steps} steps bit-exact on the device (logits, tokens, KV cache); "
+          f"{sum(res['cycles']) // steps} {info['cycles_unit']}/step", flush=True)
+
+
+def _device_first_bad_op(dev, man, prog, ids, step):
+    from .reference import Reference
+    from .verify import fnv1a
+    bufs = man["memory"]["buffers"]
+    regions = [(int(bufs[op.outs[0]]["kind"] == "kv"), bufs[op.outs[0]]["offset"], bufs[op.outs[0]]["bytes"])
+               for op in prog.ops]
+    got = dev.op_hashes(step, regions)
+    ref = Reference(prog)
+    for pos in range(step):
+        ref.step(ids[pos], pos)
+    for i, op in enumerate(prog.ops):
+        ref.run_op(op, ids[step], step)
+        if got[i] != fnv1a(ref.buf[op.outs[0]].tobytes()):
+            layer = f"layer {op.layer}, " if op.layer >= 0 else ""
+            return f"step {step}, {layer}op '{op.name}' ({op.kind}) -> {op.outs[0]} differs on the device"
+    return f"step {step}: logits differ but no op output did"
+
+
+def cmd_load(a):
+    from .pipeline import load_build
+    man, _ = load_build(a.out)
+    blob = (Path(a.out) / "model" / "tsl_weights.bin").read_bytes()
+    with _device(a) as dev:
+        info = dev.identify()
+        if f"0x{info['arch_hash']:08x}" != man["arch_hash"]:
+            raise TslError(f"{a.port}: the device's model has another architecture (0x{info['arch_hash']:08x}, "
+                           f"build {man['arch_hash']}); loading needs the same shapes: flash instead")
+        t0 = time.time()
+        dev.load_weights(blob, progress=lambda d, t: _progress(d, t, "bytes"))
+        info = dev.identify()
+    print(f"loaded {len(blob)} B in {time.time() - t0:.1f}s; device model {info['model_hash']} ({info['weights_source']})")
+
+
 def cmd_demo(a):
     from .pipeline import compile_model
     from .tokenizer import Tokenizer
@@ -280,6 +455,12 @@ def cmd_demo(a):
     print()
     cmd_info(argparse.Namespace(out=out, all=False))
     return 0
+
+
+def _device_args(s, required=True, what="pyserial URL of the device: /dev/ttyUSB0, COM3, socket://127.0.0.1:5555"):
+    s.add_argument("--port", required=required, help=what)
+    s.add_argument("--baud", type=int, default=115200)
+    s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer (default 2)")
 
 
 def parser():
@@ -306,10 +487,13 @@ def parser():
     s.add_argument("out", help="build directory")
     s.add_argument("--steps", type=int, default=64, help="decode steps (default: 64, at most --max-seq)")
     s.add_argument("--board", help="also build for this board and run it under its emulator")
+    _device_args(s, required=False, what="also verify on the device at this pyserial URL")
     s.set_defaults(fn=cmd_verify)
 
-    s = sub.add_parser("run", help="generate text with the host build")
-    s.add_argument("out", help="build directory")
+    s = sub.add_parser("run", help="generate text with the host build, or on a device with --port")
+    s.add_argument("out", nargs="?", help="build directory (host build; with --port: its tokenizer)")
+    _device_args(s, required=False)
+    s.add_argument("--tokenizer", help="tokenizer.json, with --port and no build directory")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--prompt", help="prompt text")
     g.add_argument("--ids", help="prompt as comma-separated token ids")
@@ -331,6 +515,33 @@ def parser():
     s = sub.add_parser("inspect", help="what the frontend recognizes in an ONNX model, or every node it cannot take")
     s.add_argument("model", help="ONNX file")
     s.set_defaults(fn=cmd_inspect)
+
+    s = sub.add_parser("build", help="firmware image for a board (ELF + raw binary, or a Linux program)")
+    s.add_argument("out", help="build directory")
+    s.add_argument("--board", required=True)
+    s.set_defaults(fn=cmd_build)
+
+    s = sub.add_parser("emulate", help="run the board's firmware under qemu, its UART on 127.0.0.1:PORT")
+    s.add_argument("out", help="build directory")
+    s.add_argument("--board", required=True)
+    s.add_argument("--serial", default="tcp:5555", help="tcp:PORT (default tcp:5555)")
+    s.set_defaults(fn=cmd_emulate)
+
+    s = sub.add_parser("flash", help="write the firmware with the family's tool (esptool, stm32loader), or print the steps")
+    s.add_argument("out", help="build directory")
+    s.add_argument("--board", required=True)
+    s.add_argument("--port", required=True, help="serial port of the bootloader, e.g. /dev/ttyUSB0")
+    s.add_argument("--dry-run", action="store_true", help="print the command only")
+    s.set_defaults(fn=cmd_flash)
+
+    s = sub.add_parser("load", help="send new weights (same architecture) into the running firmware's RAM")
+    s.add_argument("out", help="build directory whose weights to send")
+    _device_args(s)
+    s.set_defaults(fn=cmd_load)
+
+    s = sub.add_parser("identify", help="the device's board, firmware, model hash, memory sizes")
+    _device_args(s)
+    s.set_defaults(fn=cmd_identify)
 
     s = sub.add_parser("info", help="flash and RAM use of a build, per tensor and in total")
     s.add_argument("out", help="build directory")

@@ -25,7 +25,8 @@ NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.
 RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_matvec_s8.c", "tsl_matvec_s4.c",
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
-APPS = ["tsl_app_verify.c"]
+APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
+        "uart/tsl_uart.c", "uart/tsl_app_serial.c"]
 
 
 def arch_hash(meta):
@@ -140,7 +141,7 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
         shutil.copy(FIRMWARE / f, out / "runtime" / f)
     (out / "app").mkdir()
     for f in APPS:
-        shutil.copy(FIRMWARE / f, out / "app" / f)
+        shutil.copy(FIRMWARE / f, out / "app" / Path(f).name)
     sources = ["model/tsl_model.c", "model/tsl_weights.S"] + [f"runtime/{f}" for f in RUNTIME if f.endswith(".c")]
     (out / "Makefile").write_text(env.get_template("Makefile.j2").render(
         version=__version__, board=board, cc=cc, ar=ar, cflags=cflags, sources=sources))
