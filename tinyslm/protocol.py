@@ -1,0 +1,197 @@
+"""The serial protocol's framing and messages, byte for byte as firmware/proto/tsl_proto.[ch]
+(layouts and rules: docs/protocol.md). Pure functions and one stream decoder; no I/O."""
+import struct
+import zlib
+from dataclasses import dataclass
+
+VERSION = 1
+MAX_PAYLOAD = 1024
+HEADER = struct.Struct("<BBHH")                  # type, flags, seq, len
+MAX_RAW = HEADER.size + MAX_PAYLOAD + 4          # 1034
+MAX_WIRE = MAX_RAW + MAX_RAW // 254 + 2          # COBS worst case + delimiter: 1040
+
+# message types (requests 0x01..0x0B, replies and stream 0x81..0x91, ERROR 0xFF)
+IDENTIFY, GEN_START, VERIFY_START, RUN_FETCH, RUN_STATUS = 0x01, 0x02, 0x03, 0x04, 0x05
+DEBUG_BEGIN, DEBUG_OPS, READ, LOAD_BEGIN, LOAD_DATA, LOAD_COMMIT = 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B
+IDENTITY, RUN_ACK, DEBUG_ACK, OP_HASHES, DATA, LOAD_ACK = 0x81, 0x82, 0x86, 0x87, 0x88, 0x89
+ITEM, RUN_DONE, ERROR = 0x90, 0x91, 0xFF
+NAMES = {globals()[k]: k for k in (
+    "IDENTIFY GEN_START VERIFY_START RUN_FETCH RUN_STATUS DEBUG_BEGIN DEBUG_OPS READ LOAD_BEGIN LOAD_DATA "
+    "LOAD_COMMIT IDENTITY RUN_ACK DEBUG_ACK OP_HASHES DATA LOAD_ACK ITEM RUN_DONE ERROR").split()}
+
+FLAG_SYNC = 0x01
+
+# ERROR codes; 1..3 are link errors: the frame did not arrive intact, send it again
+E_CRC, E_FRAME, E_TOO_LONG = 1, 2, 3
+E_TYPE, E_LENGTH, E_SEQ, E_STATE, E_RANGE = 4, 5, 6, 7, 8
+E_TOO_BIG, E_ARCH, E_WEIGHTS_CRC, E_INCOMPLETE, E_MODEL = 9, 10, 11, 12, 13
+LINK_ERRORS = (E_CRC, E_FRAME, E_TOO_LONG)
+ERROR_TEXT = {
+    E_CRC: "frame CRC mismatch", E_FRAME: "malformed frame", E_TOO_LONG: "frame too long",
+    E_TYPE: "unknown message type {detail}", E_LENGTH: "wrong payload length (expected {detail})",
+    E_SEQ: "out-of-order sequence number (expected {detail})",
+    E_STATE: "not valid in the device's current state",
+    E_RANGE: "value out of range (limit {detail})",
+    E_TOO_BIG: "weights larger than the device's load buffer ({detail} bytes)",
+    E_ARCH: "weights built for another architecture (the firmware's arch hash is 0x{detail:08x})",
+    E_WEIGHTS_CRC: "weights CRC mismatch (the device computed 0x{detail:08x})",
+    E_INCOMPLETE: "commit before all bytes arrived ({detail} received)",
+    E_MODEL: "tsl_model_init() refused the weights (code {sdetail}; -1 magic, -2 version, "
+             "-3 architecture, -4 header size)",
+}
+
+RUN_GEN, RUN_VERIFY = 1, 2
+SPACE_ARENA, SPACE_KV, SPACE_WEIGHTS = 0, 1, 2
+RUN_HEAD = struct.Struct("<HHffQ")               # n_ids, max_tokens, temperature, top_p, seed
+MAX_IDS = (MAX_PAYLOAD - RUN_HEAD.size) // 4     # 251
+REGION = struct.Struct("<BII")                   # space, offset, length
+MAX_REGIONS = (MAX_PAYLOAD - 2) // REGION.size   # 113
+READ_REQ = struct.Struct("<BxIH")                # space, offset, length
+DATA_HEAD = struct.Struct("<BxI")                # space, offset; the bytes follow
+MAX_READ = MAX_PAYLOAD - DATA_HEAD.size - 2      # 1016
+MAX_LOAD_CHUNK = MAX_PAYLOAD - 4                 # 1020
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    flags: int
+    seq: int
+    payload: bytes
+    crc: int = 0
+
+    @property
+    def name(self):
+        return NAMES.get(self.type, f"0x{self.type:02x}")
+
+
+def cobs_encode(data):
+    out, block = bytearray(), bytearray()
+    for b in data:
+        if b:
+            block.append(b)
+        if not b or len(block) == 254:
+            out += bytes([len(block) + 1]) + block
+            block.clear()
+    return bytes(out + bytes([len(block) + 1]) + block)
+
+
+def encode_frame(type_, flags, seq, payload=b""):
+    """-> the wire bytes of one frame: COBS(header + payload + crc32) + 0x00."""
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes > {MAX_PAYLOAD}")
+    raw = HEADER.pack(type_, flags, seq & 0xFFFF, len(payload)) + payload
+    return cobs_encode(raw + struct.pack("<I", zlib.crc32(raw))) + b"\0"
+
+
+def _finish(chunk):
+    """The parser's verdict on the bytes between two delimiters: None, a Frame or an error code.
+    Same decisions, in the same order, as tsl_proto_end()."""
+    if not chunk:
+        return None
+    raw, i, code, left = bytearray(), 0, 0, 0
+    while i < len(chunk):
+        if code and code != 0xFF:
+            raw.append(0)
+        code = chunk[i]
+        block = chunk[i + 1:i + code]
+        raw += block
+        left = code - 1 - len(block)
+        i += code
+    if len(raw) > MAX_RAW:
+        return E_TOO_LONG
+    if left or len(raw) < HEADER.size + 4:
+        return E_FRAME
+    crc = struct.unpack_from("<I", raw, len(raw) - 4)[0]
+    if zlib.crc32(raw[:-4]) != crc:
+        return E_CRC
+    type_, flags, seq, n = HEADER.unpack_from(raw)
+    if n != len(raw) - HEADER.size - 4:
+        return E_FRAME
+    return Frame(type_, flags, seq, bytes(raw[HEADER.size:-4]), crc)
+
+
+class Decoder:
+    """Stream decoder: feed() any bytes, get the Frames and link-error codes (ints) they complete."""
+    # Past this many bytes without a delimiter the frame decodes to more than MAX_RAW bytes
+    # whatever they are (COBS expands at most 255/254); keep counting, stop storing.
+    KEEP = 2 * MAX_WIRE
+
+    def __init__(self):
+        self.buf, self.over = bytearray(), False
+
+    def feed(self, data):
+        out, data, start = [], bytes(data), 0
+        while True:
+            end = data.find(0, start)
+            part = data[start:] if end < 0 else data[start:end]
+            if len(self.buf) + len(part) > self.KEEP:
+                self.over = True
+            else:
+                self.buf += part
+            if end < 0:
+                return out
+            r = E_TOO_LONG if self.over else _finish(self.buf)
+            if r is not None:
+                out.append(r)
+            self.buf, self.over, start = bytearray(), False, end + 1
+
+
+# ---- payloads: one encoder per request, one decoder per reply ----
+
+def run_start(ids, max_tokens=0, temperature=0.0, top_p=1.0, seed=0):
+    """GEN_START / VERIFY_START payload (verify: max_tokens 0)."""
+    ids = [int(i) for i in ids]
+    if not 1 <= len(ids) <= MAX_IDS:
+        raise ValueError(f"{len(ids)} token ids: 1 to {MAX_IDS} fit in one request")
+    if not 0 <= max_tokens <= 0xFFFF:
+        raise ValueError(f"max_tokens {max_tokens} out of range")
+    return RUN_HEAD.pack(len(ids), max_tokens, temperature, top_p, seed & (2**64 - 1)) + \
+        struct.pack(f"<{len(ids)}I", *(i & 0xFFFFFFFF for i in ids))
+
+
+def debug_ops(regions):
+    """DEBUG_OPS payload: regions = [(space, offset, length)], at most MAX_REGIONS."""
+    return struct.pack("<H", len(regions)) + b"".join(REGION.pack(*r) for r in regions)
+
+
+def parse_identity(p):
+    (ver, loaded, max_payload), vals = struct.unpack_from("<BBH", p), struct.unpack_from("<11Ii", p, 4)
+    keys = ("arch_hash", "weights_crc", "weights_bytes", "arena_bytes", "kv_bytes", "vocab", "max_seq",
+            "n_ops", "logits_offset", "load_capacity", "max_items", "model_status")
+    info = dict(zip(keys, vals), proto_version=ver, max_payload=max_payload,
+                weights_source="loaded" if loaded else "built-in")
+    off = 52
+    for key in ("board", "firmware", "cycles_unit"):
+        n = p[off]
+        info[key] = p[off + 1:off + 1 + n].decode("utf-8", "replace")
+        off += 1 + n
+    info["model_hash"] = f"{info['arch_hash']:08x}-{info['weights_crc']:08x}"
+    return info
+
+
+def parse_item(p):
+    """ITEM -> (index, token, cycles, logits_hash)."""
+    return struct.unpack("<HiIQ", p)
+
+
+def parse_run_done(p):
+    kind, count, prefill, total, kv = struct.unpack("<BxHIIQ", p)
+    return dict(kind=kind, count=count, prefill_cycles=prefill, total_cycles=total, kv_hash=kv)
+
+
+def parse_op_hashes(p):
+    first, n = struct.unpack_from("<HH", p)
+    return first, list(struct.unpack_from(f"<{n}Q", p, 4))
+
+
+def parse_error(p):
+    """-> (code, request type, detail as u32)."""
+    code, req, detail = struct.unpack("<BBxxI", p)
+    return code, req, detail
+
+
+def error_text(code, detail=0):
+    sdetail = detail - (1 << 32) if detail & 0x80000000 else detail
+    return ERROR_TEXT.get(code, f"error code {code}").format(detail=detail, sdetail=sdetail)
