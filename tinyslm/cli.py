@@ -434,6 +434,9 @@ def cmd_load(a):
         if f"0x{info['arch_hash']:08x}" != man["arch_hash"]:
             raise TslError(f"{a.port}: the device's model has another architecture (0x{info['arch_hash']:08x}, "
                            f"build {man['arch_hash']}); loading needs the same shapes: flash instead")
+        if info["load_capacity"] < len(blob):
+            raise TslError(f"{a.port}: the firmware's load buffer holds {info['load_capacity']} B, the weights "
+                           f"are {len(blob)} B; {info['board']} cannot take new weights at run time: flash instead")
         t0 = time.time()
         dev.load_weights(blob, progress=lambda d, t: _progress(d, t, "bytes"))
         info = dev.identify()

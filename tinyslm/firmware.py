@@ -29,6 +29,12 @@ def build_firmware(out, board, log=print):
                "TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"'}
     if B.target.get("uart_base"):
         defines["TSL_UART_BASE"] = B.target["uart_base"]
+    # `tinyslm load` needs a RAM buffer as large as the weights; boards without room go without
+    mem = man["memory"]
+    room = B.ram_bytes + B.psram_bytes - mem["arena_bytes"] - mem["kv_bytes"] - 8 * man["model"]["vocab"] - 65536
+    if B.ram_bytes and man["weights"]["bytes"] > room:
+        defines["TSL_LOAD_BYTES"] = 0
+        log(f"  note: {B.name} has no RAM for a second copy of the weights: `tinyslm load` is off in this image")
     srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
     bdir = out / ".tinyslm" / f"fw-{B.name}"
     elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app"], bdir, defines, name="tinyslm")
@@ -131,48 +137,56 @@ def _port_open(port):
 
 
 class _StdioBridge:
-    """One TCP client <-> a process's stdin/stdout, byte for byte."""
+    """TCP clients, one after another, <-> a process's stdin/stdout: a serial line that stays up
+    between connections (bytes sent while no client is connected are lost, as on a real line)."""
 
     def __init__(self, proc, port):
-        self.proc, self.listening = proc, threading.Event()
+        self.proc, self.listening, self.conn = proc, threading.Event(), None
         self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.srv.bind(("127.0.0.1", port))
         self.srv.listen(1)
         self.listening.set()
-        threading.Thread(target=self._serve, daemon=True).start()
+        threading.Thread(target=self._down, daemon=True).start()
+        threading.Thread(target=self._up, daemon=True).start()
 
-    def _serve(self):
-        try:
-            conn, _ = self.srv.accept()
-        except OSError:
-            return
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def _up(self):
+        """process stdout -> the current client"""
+        while True:
+            b = self.proc.stdout.read1(4096)
+            if not b:
+                break
+            conn = self.conn
+            if conn is not None:
+                try:
+                    conn.sendall(b)
+                except OSError:
+                    pass
 
-        def up():
-            while True:
-                b = self.proc.stdout.read1(4096) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(1)
-                if not b:
-                    break
-                conn.sendall(b)
+    def _down(self):
+        """each client in turn -> process stdin"""
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conn = conn
+            try:
+                while (b := conn.recv(4096)):
+                    self.proc.stdin.write(b)
+                    self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
+            self.conn = None
             conn.close()
-        threading.Thread(target=up, daemon=True).start()
-        try:
-            while True:
-                b = conn.recv(4096)
-                if not b:
-                    break
-                self.proc.stdin.write(b)
-                self.proc.stdin.flush()
-        except OSError:
-            pass
+
+    def close(self):
+        self.srv.close()
         try:
             self.proc.stdin.close()
         except OSError:
             pass
-
-    def close(self):
-        self.srv.close()
 
 
 def free_port():
