@@ -17,6 +17,12 @@ float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n)
     return amax / 127.0f;
 }
 
+void tsl_dequant_sub_f32(float *x, const int8_t *q, const float *s, int32_t n)
+{
+    const float sc = *s;
+    for (int32_t i = 0; i < n; i++) x[i] = x[i] - (float)q[i] * sc;
+}
+
 void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *dst, int32_t n,
                   int32_t accumulate)
 {

@@ -32,6 +32,9 @@ void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const uint8_
 /* q[i] = tsl_quant_f32(x[i] * (127 / amax)), amax = max |x|; returns amax / 127 (0 if amax == 0). */
 float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n);
 
+/* x[i] = x[i] - (float)q[i] * (*s): what tsl_quant_dynamic_f32 left over */
+void tsl_dequant_sub_f32(float *x, const int8_t *q, const float *s, int32_t n);
+
 /* y = x / rms(x) * g, sums in index order. */
 void tsl_rmsnorm_f32(const float *x, const float *g, float eps, float *y, int32_t n);
 /* y = (x - mean) / std * g + b, sums in index order. */

@@ -44,11 +44,10 @@ def test_logits_cosine_against_onnxruntime(example, build, tmp_path):
     host.reset()
     got = np.stack([host.step(t, p) for p, t in enumerate(ids)]).astype(np.float64)
     cos = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
-    # Issue 2 asks for >= 0.999 at every position. Measured: median 0.9998, minimum 0.9972 at
-    # position 1 (a low-variance early position). Grouped (32) weight and activation scales reach
-    # 0.9990 in simulation; until then this guards the level reached, and the issue stays open.
-    assert np.median(cos) >= 0.9995, np.median(cos)
-    assert cos.min() >= 0.997, (cos.min(), int(cos.argmin()))
+    # Issue 2 asks for >= 0.999 at every position. Measured: median 0.99991, minimum 0.99898 (one
+    # position of 200; int8 per-channel weights set that floor). This guards the level reached.
+    assert np.median(cos) >= 0.9998, np.median(cos)
+    assert cos.min() >= 0.998, (cos.min(), int(cos.argmin()))
 
 
 def test_perplexity_bars(build):

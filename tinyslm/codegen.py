@@ -73,6 +73,8 @@ def _calls(prog, plan, woff):
         if k == "embed":
             fn, args = "tsl_embed_s8", [w(t["table_w"]), w(t["scale_w"]), "token" if t["src"] == "token" else "pos",
                                         a(op.outs[0]), t["n"], t["accumulate"]]
+        elif k == "dequant_sub":
+            fn, args = "tsl_dequant_sub_f32", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2]), t["n"]]
         elif k == "rmsnorm":
             fn, args = "tsl_rmsnorm_f32", [a(op.ins[0]), w(t["g_w"]), _f(t["eps"]), a(op.outs[0]), t["n"]]
         elif k == "layernorm":

@@ -26,7 +26,7 @@ class Buf:
 
 @dataclass
 class Op:
-    kind: str                  # kernel: embed rmsnorm layernorm quant matvec rope kv_store attention glu act
+    kind: str                  # kernel: embed rmsnorm layernorm quant dequant_sub matvec rope kv_store attention glu act
     name: str                  # e.g. "l0.attn.q"
     ins: list                  # buffer names read
     outs: list                 # buffer names written (may repeat an input: in place)

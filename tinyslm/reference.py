@@ -36,6 +36,10 @@ class Reference:
         out = self.buf[op.outs[0]]
         out[:] = out + v if a["accumulate"] else v
 
+    def op_dequant_sub(self, op, a, token, pos):
+        x, q, s = (self.buf[n] for n in op.ins)
+        x[:] = x - q.astype(f32) * s[0]
+
     def op_rmsnorm(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = nx.rmsnorm(self.buf[op.ins[0]], self.W[a["g_w"]], a["eps"])
 
