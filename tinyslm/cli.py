@@ -279,6 +279,11 @@ def cmd_build(a):
     B = load_board(a.board)
     print(f"build {a.out} for {B.name} ({B.cpu}, {B.kind})", flush=True)
     res = build_firmware(a.out, B.name)
+    if res["espidf"]:
+        print(f"  ESP-IDF project for the chip: {res['espidf']} (idf.py set-target {B.target['espidf_target']} "
+              f"&& idf.py build; not buildable here)")
+    if res["elf"] is None:
+        return
     print(f"  {'ELF' if B.kind == 'baremetal' else 'program'}: {res['elf']}")
     if res["bin"]:
         print(f"  raw binary: {res['bin']} ({res['bin'].stat().st_size} B)")
@@ -319,22 +324,24 @@ def _tcp_port(spec):
 def cmd_flash(a):
     import subprocess
     from .boards import load_board
-    from .firmware import build_firmware, flash_plan
+    from .firmware import flash_plan, write_espidf_project
     B = load_board(a.board)
-    res = build_firmware(a.out, B.name)
-    image = res["bin"] or res["elf"]
-    argv, notes = flash_plan(B, image, a.port)
+    if B.target.get("espidf_target"):
+        write_espidf_project(a.out, B)            # (re)writes OUT/espidf around the current sources
+    image = Path(a.image) if a.image else None
+    if image is not None and not image.is_file():
+        raise TslError(f"--image {image}: no such file")
+    argv, steps = flash_plan(B, a.out, a.port, image)
     if argv is None:
-        print(f"{B.name}: {notes}")
-        print(f"image: {image}")
+        print(f"{B.name}: {steps}")
         return 0
     print(" ".join(argv), flush=True)
     if a.dry_run:
         return 0
-    r = subprocess.run(argv)
+    r = subprocess.run(argv)                      # the tool shows its own progress and verifies
     if r.returncode:
-        raise TslError(f"{argv[2]} failed with status {r.returncode} writing {image.name} to {a.port}")
-    print(f"{B.name}: flashed {image.name} over {a.port}")
+        raise TslError(f"{B.flash.get('tool')} failed with status {r.returncode} writing to {a.port}")
+    print(f"{B.name}: flashed over {a.port}")
     return 0
 
 
@@ -534,6 +541,7 @@ def parser():
     s.add_argument("out", help="build directory")
     s.add_argument("--board", required=True)
     s.add_argument("--port", required=True, help="serial port of the bootloader, e.g. /dev/ttyUSB0")
+    s.add_argument("--image", help="an image you built yourself for boards without tinyslm start-up code (STM32, RP2350)")
     s.add_argument("--dry-run", action="store_true", help="print the command only")
     s.set_defaults(fn=cmd_flash)
 

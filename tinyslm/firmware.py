@@ -17,28 +17,60 @@ from .errors import TslError
 APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
 
 
-def build_firmware(out, board, log=print):
-    """-> {elf, bin, sizes}: the serial firmware of project `out` for `board`."""
-    out = Path(out).resolve()
-    man = json.loads((out / "manifest.json").read_text())
-    B = load_board(board)
-    uart = B.target.get("uart")
-    if not uart:
-        raise TslError(f"board {B.name}: no [target] uart in its toml; the serial firmware needs one")
-    defines = {"TSL_PROTO_PLATFORM_CYCLES": None, f"TSL_UART_{uart.upper()}": None,
-               "TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"'}
-    if B.target.get("uart_base"):
-        defines["TSL_UART_BASE"] = B.target["uart_base"]
-    # `tinyslm load` needs a RAM buffer as large as the weights; boards without room go without
+def _app_defines(man, B, log=print):
+    """Build options of the serial app: identity strings, and a load buffer only where RAM allows
+    (`tinyslm load` needs room for a second copy of the weights)."""
+    d = {"TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"'}
     mem = man["memory"]
     room = B.ram_bytes + B.psram_bytes - mem["arena_bytes"] - mem["kv_bytes"] - 8 * man["model"]["vocab"] - 65536
     if B.ram_bytes and man["weights"]["bytes"] > room:
-        defines["TSL_LOAD_BYTES"] = 0
+        d["TSL_LOAD_BYTES"] = 0
         log(f"  note: {B.name} has no RAM for a second copy of the weights: `tinyslm load` is off in this image")
+    return d
+
+
+def write_espidf_project(out, B):
+    """OUT/espidf: an ESP-IDF project around the generated sources (idf.py build; not built here)."""
+    import jinja2
+    from .codegen import TEMPLATES
+    out = Path(out).resolve()
+    man = json.loads((out / "manifest.json").read_text())
+    proj = out / "espidf"
+    (proj / "main").mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES / "espidf"), undefined=jinja2.StrictUndefined)
+    srcs = [f"../../{s}" for s in man["sources"] + ["app/tsl_proto.c", "app/tsl_serial_app.c"]] + ["tsl_uart_espidf.c"]
+    defs = [f"{k}={v}".replace('"', '\\"') for k, v in _app_defines(man, B, lambda m: None).items()]
+    ctx = dict(version=__version__, board=B.name, idf_target=B.target["espidf_target"], sources=srcs, defines=defs)
+    (proj / "CMakeLists.txt").write_text(env.get_template("CMakeLists.txt.j2").render(**ctx))
+    (proj / "main" / "CMakeLists.txt").write_text(env.get_template("main_CMakeLists.txt.j2").render(**ctx))
+    for f in ("sdkconfig.defaults", "partitions.csv"):
+        shutil.copy(TEMPLATES / "espidf" / f, proj / f)
+    shutil.copy(Path(__file__).resolve().parent.parent / "firmware" / "uart" / "tsl_uart_espidf.c", proj / "main")
+    return proj
+
+
+def build_firmware(out, board, log=print):
+    """-> {elf, bin, sizes, espidf}: the serial firmware of project `out` for `board` (an image for its
+    emulator or bare-metal target), and for ESP32 chips the ESP-IDF project around it."""
+    out = Path(out).resolve()
+    man = json.loads((out / "manifest.json").read_text())
+    B = load_board(board)
+    espidf = write_espidf_project(out, B) if B.target.get("espidf_target") else None
+    if B.kind == "espidf":
+        return dict(elf=None, bin=None, sizes=None, espidf=espidf)
+    if not B.target.get("startup") and B.kind == "baremetal":
+        raise TslError(f"board {B.name}: tinyslm has no start-up code for this chip; {B.flash.get('notes', '')} "
+                       f"(its stand-in {B.extra.get('stand_in', '?')} runs here)")
+    uart = B.target.get("uart")
+    if not uart:
+        raise TslError(f"board {B.name}: no [target] uart in its toml; the serial firmware needs one")
+    defines = {"TSL_PROTO_PLATFORM_CYCLES": None, f"TSL_UART_{uart.upper()}": None, **_app_defines(man, B, log)}
+    if B.target.get("uart_base"):
+        defines["TSL_UART_BASE"] = B.target["uart_base"]
     srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
     bdir = out / ".tinyslm" / f"fw-{B.name}"
     elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app"], bdir, defines, name="tinyslm")
-    res = dict(elf=elf, bin=None, sizes=_sizes(B, elf))
+    res = dict(elf=elf, bin=None, sizes=_sizes(B, elf), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):
         res["bin"] = elf.with_suffix(".bin")
@@ -195,18 +227,30 @@ def free_port():
         return s.getsockname()[1]
 
 
-def flash_plan(B, image, port):
-    """How the family's own tool writes `image` to `B` over `port`: (argv or None, steps text)."""
+def flash_plan(B, out, port, image=None):
+    """How the family's own tool writes to `B` over `port`: (argv, None) to run, or (None, steps)."""
     tool = B.flash.get("tool", "none")
     notes = B.flash.get("notes", "")
     if tool == "esptool":
-        chip = B.flash.get("chip", B.name)
-        offset = B.flash.get("offset", "0x0")
-        argv = [sys.executable, "-m", "esptool", "--chip", chip, "--port", port, "--baud",
-                str(B.flash.get("baud", 460800)), "write-flash", "--flash-mode", "dio", offset, str(image)]
-        return argv, notes
+        args = Path(out).resolve() / "espidf" / "build" / "flasher_args.json"
+        if not args.is_file():
+            raise TslError(f"{args.parent.parent}: not built yet; run `cd {args.parent.parent} && idf.py set-target "
+                           f"{B.target.get('espidf_target', B.name)} && idf.py build`, then flash again")
+        fa = json.loads(args.read_text())
+        fs = fa.get("flash_settings", {})
+        files = sorted(fa["flash_files"].items(), key=lambda kv: int(kv[0], 16))
+        argv = [sys.executable, "-m", "esptool", "--chip", fa.get("extra_esptool_args", {}).get("chip", B.name),
+                "--port", port, "--baud", str(B.flash.get("baud", 460800)), "write-flash",
+                "--flash-mode", fs.get("flash_mode", "dio"), "--flash-size", fs.get("flash_size", "detect"),
+                "--flash-freq", fs.get("flash_freq", "80m")]
+        for off, f in files:
+            argv += [off, str(args.parent / f)]
+        return argv, None
+    if image is None:
+        return None, notes or f"board {B.name}: no flashing tool (flash tool = {tool!r})"
     if tool == "stm32loader":
-        argv = [sys.executable, "-m", "stm32loader", "-p", port, "-b", str(B.flash.get("baud", 115200)),
-                "-e", "-w", "-v", "-a", B.flash.get("address", "0x08000000"), str(image)]
-        return argv, notes
-    return None, notes or f"board {B.name}: no flashing tool (flash tool = {tool!r})"
+        return [sys.executable, "-m", "stm32loader", "-p", port, "-b", str(B.flash.get("baud", 115200)),
+                "-e", "-w", "-v", "-a", B.flash.get("address", "0x08000000"), str(image)], None
+    if tool == "uf2" and shutil.which("picotool"):
+        return ["picotool", "load", "-x", str(image)], None
+    return None, notes
