@@ -14,6 +14,8 @@ FAMILIES = {
     "gpt2": dict(n_embd=64, n_layer=2, n_head=4, n_positions=256),
     "mistral": dict(num_key_value_heads=2, sliding_window=None),
     "stablelm": dict(num_key_value_heads=2, partial_rotary_factor=0.5),
+    "gptj": dict(n_embd=64, n_layer=2, n_head=4, n_positions=256, rotary_dim=8),        # interleaved RoPE, parallel
+    "gpt_neox": dict(num_key_value_heads=4, rotary_pct=0.5, use_parallel_residual=True),  # per-head fused QKV
 }
 
 

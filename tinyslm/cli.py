@@ -263,6 +263,7 @@ def cmd_inspect(a):
             ("positions", f"RoPE {'interleaved' if spec.rope_interleaved else 'rotate-half'} on {spec.rotary_dim} dims"
              if spec.pos == "rope" else f"learned table of {spec.max_pos}"),
             ("attention scale", f"{spec.attn_scale:.6g}"), ("tied embeddings", spec.tied),
+            ("blocks", "parallel attention + MLP" if spec.parallel else "sequential attention, MLP"),
             ("biases", ", ".join(sorted(spec.layers[0].bias)) or "none"),
             ("quantization found", "; ".join(notes) or "none (float32 weights)"), ("parameters", f"{spec.n_params():,}"),
             ("check", "float model reproduces the ONNX logits (onnxruntime)")]

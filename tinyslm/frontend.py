@@ -438,16 +438,7 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
         raise g.err(f"attention: found {len(softmaxes)} Softmax nodes for {n_layers} layers "
                     "(fused attention ops are not supported yet)")
 
-    def residual_in(out):
-        """The stream value added to a projection output: (stream in, stream out)."""
-        for n in g.consumers.get(out, []):
-            if n.op_type == "Add":
-                other = [i for i in n.input if i != out]
-                if other and other[0] in g.live:
-                    return other[0], n.output[0]
-        raise g.err(f"node '{g.producer[out].name}': projection output is not added to a residual stream")
-
-    layers, spec_kw, qmap = [], dict(act=None, rope=None, scale=None), {}
+    layers, spec_kw, qmap = [], dict(act=None, rope=None, scale=None, parallel=False), {}
     ang_r = _rope_freqs(g, T, D)
     stream = None
     for li in range(n_layers):
@@ -455,17 +446,19 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
         where = f"layer {li}"
         if len(o) != 1 or len(down) != 1:
             raise g.err(f"{where}: expected one output projection and one down projection")
-        x_in, x_mid = residual_in(o[0]["out"])
-        x_mid2, x_out = residual_in(down[0]["out"])
-        if x_mid2 != x_mid:
-            raise g.err(f"{where}: attention and MLP are not sequential residual blocks (parallel blocks unsupported)")
+        x_in, x_mid, x_out = _block_sums(g, o[0]["out"], down[0]["out"], where)
         if li == 0:
             layer0_in = x_in
         if stream is not None and x_in != stream:
             raise g.err(f"{where}: residual stream does not continue from the previous layer")
         stream = x_out
         attn_norm = _norm(g, x_in, qkv[0]["x"], D, where + " attention norm")
-        ffn_norm = _norm(g, x_mid, up[0]["x"], D, where + " MLP norm")
+        try:                                   # sequential: the MLP reads x + attention
+            if x_mid is None:
+                raise TslError("no x + attention value")
+            ffn_norm, parallel = _norm(g, x_mid, up[0]["x"], D, where + " MLP norm"), False
+        except TslError:                       # parallel (GPT-J, NeoX): the MLP reads the block input
+            ffn_norm, parallel = _norm(g, x_in, up[0]["x"], D, where + " MLP norm"), True
 
         # q, k, v: three projections, or one fused [q; k; v]
         if len(qkv) == 3:
@@ -477,6 +470,11 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
             if W.shape[0] % 3:
                 raise g.err(f"{where}: fused QKV projection with {W.shape[0]} outputs (only equal q, k, v sizes)")
             s = W.shape[0] // 3
+            hc = _fused_head_layout(g, qkv[0]["node"].output[0], W.shape[0])
+            if hc:                              # NeoX: rows are [head][q | k | v][hs]: regroup as [q; k; v]
+                order = np.arange(W.shape[0]).reshape(hc[0], 3, hc[1] // 3).transpose(1, 0, 2).reshape(-1)
+                W, B = W[order], (None if B is None else B[order])
+                qkv[0]["qi"] = _qslice(qkv[0]["qi"], order)
             wq, wk, wv = W[:s], W[s:2 * s], W[2 * s:]
             for i, w in enumerate((wq, wk, wv)):
                 qmap[id(w)] = _qslice(qkv[0]["qi"], slice(i * s, (i + 1) * s))
@@ -530,7 +528,7 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
             gate_L, up_L = None, up[0]
         if act is None:
             raise g.err(f"{where}: MLP activation not recognized (supported: SwiGLU, GELU tanh/erf)")
-        for key, val in (("act", act), ("rope", rope), ("scale", scale)):
+        for key, val in (("act", act), ("rope", rope), ("scale", scale), ("parallel", parallel)):
             if li == 0:
                 spec_kw[key] = val
             elif key != "scale" and str(spec_kw[key]) != str(val):
@@ -556,15 +554,65 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
         lm_head_bias=head[0]["b"], pos_emb=pos_emb,
         inv_freq=_standard_freqs(rope[1], rope[2]) if rope else None,
         rope_interleaved=bool(rope and rope[0] == "interleaved"), rotary_dim=rope[2] if rope else 0,
-        attn_scale=spec_kw["scale"], emb_scale=emb_scale, max_pos=(pos_emb.shape[0] if pos_emb is not None else max_pos_hint),
+        attn_scale=spec_kw["scale"], emb_scale=emb_scale, parallel=spec_kw["parallel"], max_pos=(pos_emb.shape[0] if pos_emb is not None else max_pos_hint),
         source=str(path))
     if rope is None and pos_emb is None:
         raise g.err("no position encoding found (neither RoPE tables nor a learned position table)")
     return spec
 
 
+def _add_of(g, v):
+    """(other live input, output) of the Add that consumes v, or None."""
+    for n in g.consumers.get(v, []):
+        if n.op_type == "Add":
+            other = [i for i in n.input if i != v]
+            if other and other[0] in g.live:
+                return other[0], n.output[0]
+    return None
+
+
+def _block_sums(g, a, m, where):
+    """How a block adds its attention output a and MLP output m to the stream:
+    sequential  x_mid = x_in + a, x_out = x_mid + m
+    parallel    x_out = (x_in + a) + m, or (a + m) + x_in   (x_mid None in the second form)
+    -> (x_in, x_mid, x_out)."""
+    s = _add_of(g, a)
+    if s is None:
+        raise g.err(f"{where}: node '{g.producer[a].name}': attention output is not added to a residual stream")
+    other, out = s
+    if other == m:                             # a + m first, then the stream
+        s2 = _add_of(g, out)
+        if s2 is None:
+            raise g.err(f"{where}: attention + MLP output is not added to a residual stream")
+        return s2[0], None, s2[1]
+    s2 = _add_of(g, m)
+    if s2 is None or s2[0] != out:
+        raise g.err(f"{where}: the MLP output is not added to the stream after the attention output")
+    return other, out, s2[1]
+
+
+def _fused_head_layout(g, out, N):
+    """(heads, 3 * head size) if a fused QKV output is reshaped to [.., heads, 3 * hs] (NeoX)."""
+    for n in g.consumers.get(out, []):
+        if n.op_type == "Reshape":
+            shp = g.const(n.input[1])
+            if shp is not None and len(shp) >= 3:
+                c = int(shp[-1])
+                if 0 < c < N and N % c == 0 and c % 3 == 0:
+                    return N // c, c
+        if n.op_type in SHAPE_ONLY + ("Add",):
+            r = _fused_head_layout(g, n.output[0], N)
+            if r:
+                return r
+    return None
+
+
 def _head_size(g, qkv, where):
     """Head size from the Reshape that splits a projection into heads."""
+    if len(qkv) == 1:
+        hc = _fused_head_layout(g, qkv[0]["node"].output[0], qkv[0]["w"].shape[0])
+        if hc:
+            return hc[1] // 3
     for L in qkv:
         hs = _split_size(g, L["node"].output[0], L["w"].shape[0] // (3 if len(qkv) == 1 else 1))
         if hs:

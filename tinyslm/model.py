@@ -50,6 +50,7 @@ class ModelSpec:
     lm_head_bias: np.ndarray = None
     pos_emb: np.ndarray = None        # [P, D] (learned)
     emb_scale: float = 1.0            # x0 = tok_emb[id] * emb_scale (Gemma: sqrt(D))
+    parallel: bool = False            # x + attn(norm1 x) + mlp(norm2 x) (GPT-J, NeoX), else sequential
     inv_freq: np.ndarray = None       # [rot/2] (rope)
     rope_interleaved: bool = False
     rotary_dim: int = 0
@@ -137,8 +138,9 @@ def forward(spec, ids):
         p = np.exp(s - s.max(-1, keepdims=True))
         p = p / p.sum(-1, keepdims=True)
         a = np.einsum("htu,uhd->thd", p, vv).reshape(T, H * hs)
-        x = x + a @ L.wo.T + b(L, "o")
-        h = _norm(L.ffn_norm, x)
+        x_attn = x + a @ L.wo.T + b(L, "o")
+        h = _norm(L.ffn_norm, x if spec.parallel else x_attn)
+        x = x_attn
         up = h @ L.w_up.T + b(L, "up")
         if L.w_gate is not None:
             m = _act(spec, h @ L.w_gate.T + b(L, "gate")) * up

@@ -145,8 +145,11 @@ def quantize(spec, max_seq, weights="int8", mlp_residual=True):
                     ("att.acc", "s32", H * hs), ("att.ch", "f32", H))]
         P.op("attention", p + "attn", [q, kc, ks, vc, vs], [att, att_s] + scratch, li,
              n_heads=H, n_kv=Hk, hs=hs, max_seq=max_seq, scale=float(np.float32(spec.attn_scale)))
+        if spec.parallel:       # the MLP reads the block input: normalize it before wo adds to x
+            hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
         matvec(p + "wo", L.wo, att, att_s, x, li, b("o"), accumulate=1, fmt=wfmt, qi=qw("o"))
-        hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
+        if not spec.parallel:
+            hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
         up, mid = p + "up", p + "mid"
         matvec(p + "w_up", L.w_up, hq, hsc, up, li, b("up"), fmt=wfmt, qi=qw("up"))
         P.buf(mid, "f32", F)
