@@ -21,25 +21,10 @@ SMOLLM_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, nu
 
 
 def export(path):
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-    torch.manual_seed(0)
-    cfg = AutoConfig.for_model("llama", **SMOLLM_135M)
-    cfg._attn_implementation = "eager"
-    m = AutoModelForCausalLM.from_config(cfg).eval()
-
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, ids):
-            return self.m(input_ids=ids, use_cache=False).logits
-    n = sum(p.numel() for p in m.parameters())
-    torch.onnx.export(Logits(m), (torch.randint(0, 1000, (1, 8)),), str(path), input_names=["input_ids"],
-                      output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=2048)},),
-                      opset_version=18, dynamo=True, external_data=False)
-    return n
+    """The model is built and exported by tests/hf_models.py (the same code the tests use)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import hf_models
+    hf_models.export_full("llama", path, SMOLLM_135M, max_t=2048)
 
 
 def main():
@@ -53,7 +38,7 @@ def main():
     with tempfile.TemporaryDirectory() as td:
         onnx_path = Path(td) / "smollm135m.onnx"
         t0 = time.perf_counter()
-        n = export(onnx_path)
+        export(onnx_path)
         t_export = time.perf_counter() - t0
         out = Path(td) / "build"
         t0 = time.perf_counter()
@@ -69,7 +54,7 @@ def main():
             host.step(pos + 1, pos)
         tps = a.tokens / (time.perf_counter() - t0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = [("parameters", f"{n / 1e6:.1f} M"), ("export (torch.onnx, dynamo)", f"{t_export:.1f} s"),
+    rows = [("parameters", f"{man['model']['n_params'] / 1e6:.1f} M"), ("export (torch.onnx, dynamo)", f"{t_export:.1f} s"),
             (f"tinyslm compile --board {a.board}", f"{t_compile:.1f} s"),
             ("host build (cc -O2, cffi)", f"{t_build:.1f} s"), ("weights blob", f"{man['weights']['bytes'] / 2**20:.1f} MiB"),
             ("arena / KV cache", f"{man['memory']['arena_bytes'] / 1024:.0f} KiB / {man['memory']['kv_bytes'] / 2**20:.1f} MiB"),

@@ -5,6 +5,7 @@
  * gs * 16 * dot is shifted right by 4 at the end (exact: every term is a multiple of 16). Bound:
  * |16 * w4 * x| <= 128 * 128, so the callers' K * 128 * 128 * 255 < 2^31 covers the scaled sum. */
 #include "tsl_kernels.h"
+#include "tsl_epilogue.h"
 
 /* sum over one group of TSL_S4_GROUP weights: w4 packed two per byte, even k low nibble */
 static int32_t tsl_dot_s4_group(const uint8_t *w, const int8_t *x)
@@ -172,28 +173,6 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *
     }
 }
 
-/* dst[i] = (accumulate ? dst[i] : 0) + (((float)acc[i] * sx) * ws[i] (+ bias[i])), i < n.
- * Elementwise IEEE ops, so the 4-lane NEON form rounds exactly like the scalar one. */
-static void tsl_epilogue(const int32_t *acc, float sx, const float *ws, const float *bias, float *dst,
-                         int32_t n, int32_t accumulate)
-{
-    int32_t i = 0;
-#if defined(TSL_NEON_ANY)
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t v = vmulq_f32(vmulq_n_f32(vcvtq_f32_s32(vld1q_s32(acc + i)), sx), vld1q_f32(ws + i));
-        if (bias) v = vaddq_f32(v, vld1q_f32(bias + i));
-        if (accumulate) v = vaddq_f32(vld1q_f32(dst + i), v);
-        vst1q_f32(dst + i, v);
-    }
-#endif
-    if (!bias && !accumulate)
-        for (; i < n; i++) dst[i] = ((float)acc[i] * sx) * ws[i];
-    for (; i < n; i++) {
-        float v = ((float)acc[i] * sx) * ws[i];
-        if (bias) v = v + bias[i];
-        dst[i] = accumulate ? dst[i] + v : v;
-    }
-}
 
 #define TSL_ROW_BLOCK 128   /* int32 accumulators on the stack, per block of rows */
 

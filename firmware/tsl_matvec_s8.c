@@ -4,6 +4,7 @@
  * several rows at once (they share the x loads), then the portable scalar loop adds k in [k0, K).
  * Integer sums are exact in any order (callers keep |acc| < 2^31), so every path is bit-identical. */
 #include "tsl_kernels.h"
+#include "tsl_epilogue.h"
 
 #define TSL_ROW_BLOCK 128   /* tsl_matvec_s8_f32: int32 accumulators on the stack, per block of rows */
 
@@ -289,28 +290,6 @@ static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32
     }
 }
 
-/* dst[i] = (accumulate ? dst[i] : 0) + (((float)acc[i] * sx) * ws[i] (+ bias[i])), i < n.
- * Elementwise IEEE ops, so the 4-lane NEON form rounds exactly like the scalar one. */
-static void tsl_epilogue(const int32_t *acc, float sx, const float *ws, const float *bias, float *dst,
-                         int32_t n, int32_t accumulate)
-{
-    int32_t i = 0;
-#if defined(TSL_NEON_ANY)
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t v = vmulq_f32(vmulq_n_f32(vcvtq_f32_s32(vld1q_s32(acc + i)), sx), vld1q_f32(ws + i));
-        if (bias) v = vaddq_f32(v, vld1q_f32(bias + i));
-        if (accumulate) v = vaddq_f32(vld1q_f32(dst + i), v);
-        vst1q_f32(dst + i, v);
-    }
-#endif
-    if (!bias && !accumulate)
-        for (; i < n; i++) dst[i] = ((float)acc[i] * sx) * ws[i];
-    for (; i < n; i++) {
-        float v = ((float)acc[i] * sx) * ws[i];
-        if (bias) v = v + bias[i];
-        dst[i] = accumulate ? dst[i] + v : v;
-    }
-}
 
 void tsl_matvec_s8_s32(const int8_t *x, const int8_t *w, int32_t *dst, int32_t N, int32_t K)
 {

@@ -19,19 +19,19 @@ FAMILIES = {
 }
 
 
-def _model(family):
+def _model(family, overrides=None):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     torch.manual_seed(0)
-    cfg = AutoConfig.for_model(family, **{**COMMON, **FAMILIES[family]})
+    cfg = AutoConfig.for_model(family, **{**COMMON, **FAMILIES[family], **(overrides or {})})
     cfg._attn_implementation = "eager"
     return AutoModelForCausalLM.from_config(cfg).eval(), cfg
 
 
-def export_full(family, path):
-    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V] (dynamo exporter)."""
+def export_full(family, path, overrides=None, max_t=256):
+    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V] (dynamo exporter). -> path"""
     import torch
-    m, _ = _model(family)
+    m, _ = _model(family, overrides)
 
     class Logits(torch.nn.Module):
         def __init__(self, m):
@@ -44,7 +44,7 @@ def export_full(family, path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(Logits(m), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
-                          output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=256)},),
+                          output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=max_t)},),
                           opset_version=18, dynamo=True, external_data=False)
     return path
 

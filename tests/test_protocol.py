@@ -267,17 +267,7 @@ def app_script(rng, n):
 
 # ---- (4) end to end: tsl_serial_app.c on the host, a TCP socket as its UART ----
 
-REF_CDEF = """
-int32_t tsl_model_init(const uint8_t *blob);
-void tsl_model_reset(void);
-void tsl_model_op(int32_t i, int32_t token, int32_t pos);
-const float *tsl_model_forward(int32_t token, int32_t pos);
-uint8_t *tsl_model_arena(void);
-int8_t *tsl_model_kv(void);
-typedef struct { uint64_t state; float temperature; float top_p; } tsl_sampler;
-void tsl_sampler_init(tsl_sampler *s, uint64_t seed, float temperature, float top_p);
-int32_t tsl_sample(tsl_sampler *s, const float *logits, int32_t V, float *probs, int32_t *idx);
-"""
+from tinyslm.hostsim import CDEF as REF_CDEF  # noqa: E402  (the model API, as the host simulation declares it)
 
 
 class FakeRef:
