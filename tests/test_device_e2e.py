@@ -102,3 +102,26 @@ def test_faulty_link_never_yields_wrong_tokens(build, seed):
             return
     assert got == want
     assert px.stats["dropped"] + px.stats["flipped"] > 0      # the link really was damaged
+
+
+def test_verify_names_diverging_op_on_the_device(build, tmp_path):
+    """Weights that differ in one byte, loaded into the running firmware: verify over the port must
+    fail and name the op whose output first differs, found from the device's per-op hashes."""
+    import struct
+    import zlib
+    B = load_board("mps2-an386")
+    require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
+    man = json.loads((build / "manifest.json").read_text())
+    blob = bytearray((build / "model" / "tsl_weights.bin").read_bytes())
+    off = man["weights"]["tensors"]["l2.w_gate.w"]["offset"] + 7
+    blob[off] = (blob[off] + 3) % 256
+    struct.pack_into("<I", blob, 16, zlib.crc32(bytes(blob[32:])))
+    elf = build_firmware(build, B.name)["elf"]
+    port = free_port()
+    with Emulation(B, elf, port):
+        url = f"socket://127.0.0.1:{port}"
+        with Device(url) as dev:
+            dev.load_weights(bytes(blob))
+        r = tinyslm("verify", build, "--port", url, "--steps", 8)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "MISMATCH: step 0, layer 2, op 'l2.w_gate' (matvec) -> l2.gate differs on the device" in r.stdout, r.stdout
