@@ -18,12 +18,14 @@ MAP(t_gelu_tanh, tsl_gelu_tanh(x[i]))
 MAP(t_gelu_erf, tsl_gelu_erf(x[i]))
 void t_quant(const float *x, int8_t *y, int n) { for (int i = 0; i < n; i++) y[i] = tsl_quant_f32(x[i]); }
 void t_requant(const int32_t *x, int32_t m, int32_t s, int32_t *y, int n) { for (int i = 0; i < n; i++) y[i] = tsl_requant(x[i], m, s); }
+void t_multiplier(float r, int32_t *m, int32_t *s) { tsl_multiplier(r, m, s); }
 """
 DEFS = """
 void t_rsqrt(const float *x, float *y, int n); void t_exp(const float *x, float *y, int n);
 void t_silu(const float *x, float *y, int n); void t_gelu_tanh(const float *x, float *y, int n);
 void t_gelu_erf(const float *x, float *y, int n); void t_quant(const float *x, int8_t *y, int n);
 void t_requant(const int32_t *x, int32_t m, int32_t s, int32_t *y, int n);
+void t_multiplier(float r, int32_t *m, int32_t *s);
 """
 
 
@@ -80,13 +82,19 @@ def test_quant_round_half_away(lib):
     assert _map(lib, "t_quant", r, np.int8).tobytes() == nx.quant_f32(r).tobytes()
 
 
-@pytest.mark.parametrize("real", [1.0, 0.5, 0.999999, 1e-3, 3.7e-7, 1.9, 1e-12])
-def test_requant(lib, real):
+@pytest.mark.parametrize("real", [1.0, 0.5, 0.999999, 1e-3, 3.7e-7, 1.9, 1e-12, 127.0, 3e5])
+def test_multiplier_and_requant(lib, real):
     ffi, L = lib
-    m, s = nx.quantize_multiplier(real)
-    x = np.concatenate([rng.integers(-2**31, 2**31 - 1, 20000), [0, 1, -1, 2**31 - 1, -2**31, 3, -3]]).astype(np.int32)
+    m, s = nx.multiplier(np.float32(real))
+    cm, cs = ffi.new("int32_t *"), ffi.new("int32_t *")
+    L.t_multiplier(float(np.float32(real)), cm, cs)
+    assert (cm[0], cs[0]) == (m, s)
+    if m:
+        assert m * 2.0 ** (s - 31) == float(np.float32(real))          # exact: a float has 24 mantissa bits
+    x = np.concatenate([rng.integers(-2**23, 2**23, 20000), [0, 1, -1, 2**23 - 1, -2**23, 3, -3]]).astype(np.int32)
     y = np.zeros_like(x)
     L.t_requant(ffi.cast("int32_t *", ffi.from_buffer(x)), m, s, ffi.cast("int32_t *", ffi.from_buffer(y)), len(x))
     want = nx.requant(x, m, s)
     assert y.tolist() == want.astype(np.int32).tolist()
-    assert np.abs(want - x.astype(np.float64) * real).max() <= 0.5 + abs(real) * 2**31 * 2**-30
+    if m:
+        assert np.abs(want - x.astype(np.float64) * m * 2.0 ** (s - 31)).max() <= 0.5

@@ -53,22 +53,6 @@ def multiplier(r):
     return ((b & 0x7FFFFF) | 0x800000) << 7, min(e, 30)
 
 
-def quantize_multiplier(real):
-    """real > 0 -> (mult, shift) with real == mult * 2^(shift-31), mult in [2^30, 2^31)."""
-    real = float(real)
-    if not real > 0:
-        raise ValueError(f"multiplier must be positive, got {real}")
-    m, e = np.frexp(real)
-    mult = int(round(m * (1 << 31)))
-    if mult == 1 << 31:
-        mult, e = mult // 2, e + 1
-    if 31 - e > 62:  # below 2^-32: the product rounds to 0 for every int32 input
-        return (1 << 30), -31
-    if 31 - e < 1:
-        raise ValueError(f"multiplier {real} too large")
-    return mult, int(e)
-
-
 def rsqrt(x):
     x = np.asarray(x, f32)
     h = f32(0.5) * x

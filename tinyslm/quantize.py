@@ -19,7 +19,7 @@ import numpy as np
 from .errors import TslError
 from .ir import Program
 from .model import forward, rope_tables
-from .numerics import ACTS, quantize_multiplier
+from .numerics import ACTS
 
 GROUP = 32            # int4 group length along K
 
