@@ -273,46 +273,83 @@ def test_bad_tokenizer_json(tmp_path, content, what):
 
 # ---- C ----
 
+# The text of issue 5: every script and the corners of both split regexes
+DEVICE_TEXT = (
+    "Hello, world! It's 2024 and we've got 12345 reasons; don't we? I'D SAY 'LL 'Re.\n"
+    "Grüße aus München: Über die Brücke gehen Mädchen, die Straße ist schön. ÄÖÜ äöü ß\n"
+    "Les élèves français étudient à l'école : déjà, où est le garçon ? Ça va très bien, Noël.\n"
+    "Καλημέρα κόσμε! Η ελληνική γλώσσα είναι όμορφη.\n"
+    "Привет, мир! Съешь же ещё этих мягких французских булок, да выпей чаю.\n"
+    "你好，世界！我们今天学习中文。\n"
+    "こんにちは世界。日本語のテキスト、カタカナとひらがなです。\n"
+    "Emoji 🙂👍🏽🚀 flag 🇩🇪 — “quoted” ½ … done\n"
+    "Numbers: 0 1 22 333 4444 55555 3.14159 -42 +7 100,000 1e-9 ٣٤ Ⅻ\n"
+    "Punctuation!!! ??? ... --- ((brackets)) [x] {y} <z> @#$%^&*_=+|\\/~`\n"
+    "\ttab\t\tdouble tab   three spaces    four\n\n\nblank lines\r\nCRLF  \n  \u00a0nbsp\u3000ideo  end   ")
+
 CDEF = """
 typedef struct {
     const uint8_t *blob; const uint32_t *offsets; int32_t vocab;
     const int32_t *merges; const int32_t *merge_rank; int32_t n_merges;
-    const int32_t *byte_to_id; int32_t flags;
+    const int32_t *byte_to_id; int32_t flags; int32_t mode; int32_t split; int32_t max_digits;
+    const uint32_t *ranges; int32_t n_ranges[4];
+    const uint32_t *char_cp; const int32_t *char_id; int32_t n_chars;
+    const uint8_t *word_blob; const uint32_t *word_offsets; const int32_t *word_id; int32_t n_words;
+    const uint8_t *needle_blob; const uint32_t *needle_offsets; int32_t n_needles;
+    int32_t unk_id; uint32_t space_cp; uint32_t prepend_cp;
+    int32_t decode_rule, strip_byte, strip_start, strip_stop;
 } tsl_tokenizer;
 int32_t tsl_token_decode(const tsl_tokenizer *t, int32_t id, const uint8_t **bytes);
-int32_t tsl_tokenizer_encode(const tsl_tokenizer *t, const uint8_t *text, int32_t len, int32_t *ids, int32_t max_ids);
+int32_t tsl_tokenizer_encode(const tsl_tokenizer *t, const uint8_t *text, int32_t len, int32_t *ids, int32_t max_ids,
+                             uint32_t *work, int32_t work_words);
+int32_t tsl_tokenizer_decode(const tsl_tokenizer *t, const int32_t *ids, int32_t n, uint8_t *out, int32_t cap);
 extern tsl_tokenizer tsl_tok;  /* const in C; cffi reads a const as a constant */
 """
+ERR_NO_ENCODER, ERR_IDS, ERR_WORK, ERR_UTF8, ERR_NOT_NFC, ERR_ADDED_TOKEN, ERR_NO_DECODER, ERR_OUT = range(-1, -9, -1)
+
+
+def build_c(ours, d, name):
+    """tsl_tokenizer.c + the tables of `ours` -> (ffi, lib, tsl_tok)"""
+    cffi = pytest.importorskip("cffi")
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc")
+    (d / f"{name}_tables.c").write_text(ours.c_source("tsl_tok"))
+    so = d / f"{name}.so"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-shared", "-fPIC",
+                    f"-I{FIRMWARE}", str(FIRMWARE / "tsl_tokenizer.c"), str(d / f"{name}_tables.c"),
+                    "-o", str(so)], check=True, capture_output=True, text=True)
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    lib = ffi.dlopen(str(so))
+    return ffi, lib, ffi.addressof(lib, "tsl_tok")
 
 
 @pytest.fixture(scope="module")
 def c_tokenizer(pair, tmp_path_factory):
-    cffi = pytest.importorskip("cffi")
-    if not shutil.which("gcc"):
-        pytest.skip("no gcc")
     d, cache = tmp_path_factory.mktemp("ctok"), {}
 
     def build(variant):
         if variant not in cache:
             ours, _ = pair(variant)
-            (d / f"{variant}_tables.c").write_text(ours.c_source("tsl_tok"))
-            so = d / f"{variant}.so"
-            subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic", "-Werror", "-shared", "-fPIC",
-                            f"-I{FIRMWARE}", str(FIRMWARE / "tsl_tokenizer.c"), str(d / f"{variant}_tables.c"),
-                            "-o", str(so)], check=True, capture_output=True, text=True)
-            ffi = cffi.FFI()
-            ffi.cdef(CDEF)
-            lib = ffi.dlopen(str(so))
-            cache[variant] = ours, ffi, lib, ffi.addressof(lib, "tsl_tok")
+            cache[variant] = (ours, *build_c(ours, d, variant))
         return cache[variant]
     return build
 
 
-def _c_encode(ffi, lib, t, text, max_ids=None):
-    data = text.encode("utf-8")
-    ids = ffi.new("int32_t[]", max(1, len(data) if max_ids is None else max_ids))
-    n = lib.tsl_tokenizer_encode(t, data, len(data), ids, len(ids) if max_ids is None else max_ids)
+def _c_encode(ffi, lib, t, text, max_ids=None, work=None):
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    max_ids = 3 * len(data) + 4 if max_ids is None else max_ids
+    work = len(data) + 1 if work is None else work
+    ids, w = ffi.new("int32_t[]", max(1, max_ids)), ffi.new("uint32_t[]", max(1, work))
+    n = lib.tsl_tokenizer_encode(t, data, len(data), ids, max_ids, w, work)
     return list(ids[0:n]) if n >= 0 else n
+
+
+def _c_decode(ffi, lib, t, ids, cap=None):
+    cap = 64 + 64 * len(ids) if cap is None else cap
+    out = ffi.new("uint8_t[]", max(1, cap))
+    n = lib.tsl_tokenizer_decode(t, ids, len(ids), out, cap)
+    return bytes(ffi.buffer(out, n)) if n >= 0 else n
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -326,24 +363,96 @@ def test_c_decode_every_token(c_tokenizer, variant):
     assert lib.tsl_token_decode(t, ours.vocab_size, out) == -1 and lib.tsl_token_decode(t, -1, out) == -1
 
 
-ASCII_TEXTS = [ENGLISH, "It's 2024: we'll test 'quotes', don't we? I'd say 'RE 'Ve ''s.",
-               "  x  \n\n  y\t\tz \r\n", "a1b22c333 4444 55555", "", " ", "!!!???"]
-
-
-@pytest.mark.parametrize("variant", ["gpt2", "smollm", "example"])
-def test_c_encode_matches_python_on_ascii(c_tokenizer, variant):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_c_encode_decode_match_tokenizers(c_tokenizer, pair, variant):
+    """Issue 5: ids and text of the C encoder and decoder equal the tokenizers library's, every script."""
     ours, ffi, lib, t = c_tokenizer(variant)
-    for text in ASCII_TEXTS:
-        assert _c_encode(ffi, lib, t, text) == ours.encode(text), text
-    # non-ASCII letters are letters on both sides
-    text = "Grüße aus München, élèves et garçons, Καλημέρα κόσμε"
-    assert _c_encode(ffi, lib, t, text) == ours.encode(text)
+    _, hf = pair(variant)
+    assert ours.c_tables()["encoder"] == "supported"
+    for text in [DEVICE_TEXT] + TEXTS:
+        ids = hf.encode(text, add_special_tokens=False).ids
+        assert _c_encode(ffi, lib, t, text) == ids, text
+        assert _c_decode(ffi, lib, t, ids) == hf.decode(ids).encode("utf-8"), text
+        specials = [i for i in (ours.bos_id, ours.eos_id) if i is not None]  # skipped by both decoders
+        with_specials = specials + ids[:5] + specials + ids[5:] + specials
+        assert _c_decode(ffi, lib, t, with_specials) == hf.decode(with_specials).encode("utf-8"), text
+    if variant in ("sp_metaspace", "llama2"):
+        assert ours.vocab["<0xF0>"] in _c_encode(ffi, lib, t, "🙂"), "the emoji goes through byte fallback"
 
 
-def test_c_encode_limits(c_tokenizer):
+FUZZ_PIECES = list("abcXYZ 012 \n\t\r'.,!?-äéßΚλ你好こ🙂\u00a0\u3000½—Ⅻ٣ſ\u2028\x1c\x85") + [
+    "  ", "'s", "'LL", "'Re", "'ſ", "DON'T", "\r\n", "1234567", " !", "!\n", "▁", "▁▁", " ▁x", "\u200b"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_c_encode_random_text_matches_tokenizers(c_tokenizer, pair, variant):
+    ours, ffi, lib, t = c_tokenizer(variant)
+    _, hf = pair(variant)
+    rng = random.Random(variant)
+    pieces = FUZZ_PIECES + ["e\u0301"]  # NFC (llama3) composes it: refused there
+    for _ in range(600):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 30)))
+        ids = hf.encode(text, add_special_tokens=False).ids
+        if variant == "llama3" and "\u0301" in text:
+            assert _c_encode(ffi, lib, t, text) == ERR_NOT_NFC, repr(text)
+            continue
+        assert _c_encode(ffi, lib, t, text) == ids, repr(text)
+        assert _c_decode(ffi, lib, t, ids) == hf.decode(ids).encode("utf-8"), repr(text)
+
+
+@pytest.mark.parametrize("digits", [r"\p{N}", r"\p{N}{1,2}"])
+def test_c_encode_qwen2_split(tokenizer_files, tmp_path, digits):
+    """The Llama-3 regex with other number chunks (Qwen2: \\p{N}); an unknown regex has no encoder."""
+    tk = pytest.importorskip("tokenizers")
+    spec = json.loads(Path(tokenizer_files["llama3"]).read_text())
+    spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = LLAMA3_REGEX.replace(r"\p{N}{1,3}", digits)
+    hf, ours = tk.Tokenizer.from_str(json.dumps(spec)), Tokenizer(spec)
+    ffi, lib, t = build_c(ours, tmp_path, "qwen2")
+    assert t.max_digits == (1 if digits == r"\p{N}" else 2)
+    for text in [DEVICE_TEXT, "1234567 x12345y 3.14159"]:
+        assert _c_encode(ffi, lib, t, text) == hf.encode(text, add_special_tokens=False).ids
+    spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"\w+|\s+"
+    assert "Split regex" in Tokenizer(spec).c_tables()["encoder"]
+
+
+def test_c_encode_refusals(c_tokenizer, pair):
+    """What the C encoder cannot do exactly it refuses."""
+    ours, ffi, lib, t = c_tokenizer("llama3")
+    assert _c_encode(ffi, lib, t, "cafe\u0301") == ERR_NOT_NFC   # NFC composes é: refused, not wrong
+    assert _c_encode(ffi, lib, t, "café") == pair("llama3")[1].encode("café", add_special_tokens=False).ids
+    assert _c_encode(ffi, lib, t, "hi<|endoftext|>") == ERR_ADDED_TOKEN
+    assert _c_encode(ffi, lib, t, b"a\xffb") == ERR_UTF8 and _c_encode(ffi, lib, t, b"\xc3") == ERR_UTF8
+    assert _c_encode(ffi, lib, t, b"\xc0\x80") == ERR_UTF8 and _c_encode(ffi, lib, t, b"\xed\xa0\x80") == ERR_UTF8
+    _, ffi, lib, t = c_tokenizer("llama2")
+    assert _c_encode(ffi, lib, t, "x <s> y") == ERR_ADDED_TOKEN
+    spec = json.loads(json.dumps(ours.spec))
+    spec["normalizer"] = {"type": "Lowercase"}
+    low = Tokenizer(spec).c_tables()
+    assert low["byte_to_id"] is None and "normalizer other than NFC" in low["encoder"]
+
+
+def test_c_encode_limits(c_tokenizer, tmp_path):
     ours, ffi, lib, t = c_tokenizer("gpt2")
-    assert _c_encode(ffi, lib, t, "hello world", max_ids=1) == -1
+    assert _c_encode(ffi, lib, t, "hello world", max_ids=1) == ERR_IDS
     n = len(ours.encode("hello world"))
     assert _c_encode(ffi, lib, t, "hello world", max_ids=11) == ours.encode("hello world") and n < 11
-    _, ffi, lib, t = c_tokenizer("llama2")
-    assert t.byte_to_id == ffi.NULL and _c_encode(ffi, lib, t, "hello") == -1
+    assert _c_encode(ffi, lib, t, "hello world", work=11) == ERR_WORK
+    assert _c_encode(ffi, lib, t, "hello world", work=12) == ours.encode("hello world")
+    assert _c_encode(ffi, lib, t, "") == []
+    ids = ours.encode(ENGLISH)
+    assert _c_decode(ffi, lib, t, ids, cap=10) == ERR_OUT
+    # worst case of TSL_TOK_MAX_IDS: spaces that become '▁' through byte fallback
+    spec = json.loads(json.dumps(Tokenizer.from_file(ROOT / "examples" / "tokenizer.json").spec))
+    spec["model"]["vocab"] = {f"<0x{b:02X}>": b for b in range(256)}
+    spec["model"]["merges"], spec["model"]["byte_fallback"], spec["added_tokens"] = [], True, []
+    spec["pre_tokenizer"] = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": False}
+    spec["decoder"] = {"type": "Sequence", "decoders": [{"type": "ByteFallback"}, {"type": "Metaspace"}]}
+    bytes_tok = Tokenizer(spec)
+    ffi, lib, t = build_c(bytes_tok, tmp_path, "bytes")
+    for text in ("   ", "a  "):
+        ids = bytes_tok.encode(text)
+        assert len(ids) == {"   ": 9, "a  ": 10}[text] <= 3 * len(text) + 4
+        assert _c_encode(ffi, lib, t, text, max_ids=len(ids)) == ids
+        assert _c_encode(ffi, lib, t, text, max_ids=len(ids) - 1) == ERR_IDS
+    assert t.decode_rule == -1  # TSL_TOK_DECODE_UNSUPPORTED: Metaspace after ByteFallback
+    assert _c_decode(ffi, lib, t, bytes_tok.encode("x")) == ERR_NO_DECODER
