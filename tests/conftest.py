@@ -1,4 +1,4 @@
-import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,3 +27,17 @@ def example():
     if not p.exists():
         pytest.fail("examples/tiny_llama.onnx is missing")
     return p
+
+
+def tinyslm(*args, timeout=600):
+    """Run the command line as a user does: `python -m tinyslm ARGS` from the checkout."""
+    return subprocess.run([sys.executable, "-m", "tinyslm", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+def compiled_example(tmp_path_factory, max_seq, tag):
+    """The bundled example compiled for the host into a fresh directory."""
+    from tinyslm.pipeline import compile_model
+    out = tmp_path_factory.mktemp(tag) / "build"
+    compile_model(ROOT / "examples" / "tiny_llama.onnx", out, "host", max_seq, "int8", quiet=True)
+    return out

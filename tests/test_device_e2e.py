@@ -2,13 +2,10 @@
 socket:// URLs (the same code path as /dev/ttyUSB0): identify, run, verify, load, timing, and a
 link that drops, flips and delays bytes."""
 import json
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import compiled_example, tinyslm
 from conftest_tools import require_tool
 from fault_proxy import FaultProxy
 from tinyslm.boards import load_board
@@ -20,17 +17,11 @@ from tinyslm.serialio import Device
 BOARDS = ["mps2-an386", "mps3-an547", "esp32c3", "rpi5"]
 
 
-def tinyslm(*args):
-    return subprocess.run([sys.executable, "-m", "tinyslm", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def build(example, tmp_path_factory):
-    from tinyslm.pipeline import compile_model
-    out = tmp_path_factory.mktemp("dev") / "build"
-    compile_model(example, out, "host", 96, "int8", quiet=True)
-    return out
+    return compiled_example(tmp_path_factory, 96, "dev")
 
 
 @pytest.fixture(params=BOARDS)

@@ -3,26 +3,19 @@ builds are accepted by esptool and stm32loader themselves (they get as far as op
 offsets and files come from ESP-IDF's flasher_args.json, and boards without a tool get steps."""
 import json
 import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import compiled_example, tinyslm
 
 NO_PORT = "/dev/ttyTSL-does-not-exist"
 
 
-def tinyslm(*args):
-    return subprocess.run([sys.executable, "-m", "tinyslm", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def build(example, tmp_path_factory):
-    from tinyslm.pipeline import compile_model
-    out = tmp_path_factory.mktemp("fl") / "build"
-    compile_model(example, out, "host", 64, "int8", quiet=True)
-    return out
+    return compiled_example(tmp_path_factory, 64, "fl")
 
 
 def fake_idf_build(out, chip):
