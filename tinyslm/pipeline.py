@@ -20,8 +20,8 @@ def log(msg, quiet=False):
 
 
 def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False):
-    """weights: int8 | int4 | None (int4 if the graph carries int4 weights, else int8)."""
-    """ONNX file -> C project in `out`. Returns the manifest."""
+    """ONNX file -> C project in `out`; returns the manifest. weights: int8 | int4 | None (int4 if
+    the graph carries int4 weights, else int8)."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
