@@ -90,3 +90,11 @@ def test_help():
     assert r.returncode == 0
     for cmd in ("demo", "compile", "verify", "run", "logits", "info", "eval"):
         assert cmd in r.stdout
+
+
+def test_demo_from_the_readme(tmp_path):
+    """The README's first command (after the install)."""
+    r = tinyslm("demo", "-o", tmp_path / "demo")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "OK host: 64 steps bit-exact" in r.stdout and "Once upon a time" in r.stdout
+    assert "activation arena" in r.stdout and "Fit per board" in r.stdout

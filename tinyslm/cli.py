@@ -116,7 +116,7 @@ def generate(host, ids, max_tokens, temperature, top_p, seed, max_seq, on_token,
 
 
 def cmd_run(a):
-    if a.port:
+    if getattr(a, "port", None):
         return cmd_run_device(a)
     if not a.out:
         raise TslError("run: give the build directory (host build) or --port URL (a device)")

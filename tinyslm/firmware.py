@@ -73,8 +73,14 @@ def build_firmware(out, board, log=print):
     res = dict(elf=elf, bin=None, sizes=_sizes(B, elf), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):
-        res["bin"] = elf.with_suffix(".bin")
-        subprocess.run([objcopy, "-O", "binary", str(elf), str(res["bin"])], check=True)
+        binf = elf.with_suffix(".bin")
+        subprocess.run([objcopy, "-O", "binary", str(elf), str(binf)], check=True)
+        s = res["sizes"]
+        if s and binf.stat().st_size > 2 * (s["text"] + s["data"]) + 65536:
+            binf.unlink()         # the image spans separate memory regions (qemu's map): a raw file would be mostly gap
+            log(f"  note: {B.name}'s image spans separate memory regions; no raw binary, load the ELF")
+        else:
+            res["bin"] = binf
     return res
 
 
