@@ -394,43 +394,20 @@ def cmd_run_device(a):
 
 
 def cmd_verify_device(a, man, prog, prompt, steps):
-    from .verify import Mismatch, fnv1a, kv_region, token_sequence
-    ids, ref_logits, ref_tokens, ref_kv = token_sequence(prog, prompt, steps)
+    from .verify import compare_hashes, op_regions, token_sequence
+    ref = token_sequence(prog, prompt, steps)
     with _device(a) as dev:
         info = dev.identify()
         if f"0x{info['arch_hash']:08x}" != man["arch_hash"]:
             raise TslError(f"{a.port}: the device runs another model (arch hash 0x{info['arch_hash']:08x}, "
                            f"build {man['arch_hash']}); flash or `tinyslm load` this build first")
         print(f"  running {steps} steps on {info['board']} over {a.port}", flush=True)
-        res = dev.verify_steps(ids)
-        kv_off = {n: b["offset"] for n, b in man["memory"]["buffers"].items() if b["kind"] == "kv"}
-        for pos in range(steps):
-            if res["logits"][pos] != fnv1a(ref_logits[pos].tobytes()):
-                raise Mismatch(_device_first_bad_op(dev, man, prog, ids, pos) + f"; logits differ at step {pos}")
-            if res["tokens"][pos] != ref_tokens[pos]:
-                raise Mismatch(f"step {pos}: sampled token {res['tokens'][pos]} != reference {ref_tokens[pos]}")
-        if res["kv"] != fnv1a(kv_region(prog, kv_off, man["memory"]["kv_bytes"], ref_kv)):
-            raise Mismatch("KV cache differs after the last step")
+        res = dev.verify_steps(ref[0])
+        regions = op_regions(man, prog)
+        compare_hashes(prog, man, ref[0], ref[1:], res["logits"], res["tokens"], res["kv"],
+                       lambda step: dict(enumerate(dev.op_hashes(step, regions))), " on the device")
     print(f"OK {info['board']}: {steps} steps bit-exact on the device (logits, tokens, KV cache); "
           f"{sum(res['cycles']) // steps} {info['cycles_unit']}/step", flush=True)
-
-
-def _device_first_bad_op(dev, man, prog, ids, step):
-    from .reference import Reference
-    from .verify import fnv1a
-    bufs = man["memory"]["buffers"]
-    regions = [(int(bufs[op.outs[0]]["kind"] == "kv"), bufs[op.outs[0]]["offset"], bufs[op.outs[0]]["bytes"])
-               for op in prog.ops]
-    got = dev.op_hashes(step, regions)
-    ref = Reference(prog)
-    for pos in range(step):
-        ref.step(ids[pos], pos)
-    for i, op in enumerate(prog.ops):
-        ref.run_op(op, ids[step], step)
-        if got[i] != fnv1a(ref.buf[op.outs[0]].tobytes()):
-            layer = f"layer {op.layer}, " if op.layer >= 0 else ""
-            return f"step {step}, {layer}op '{op.name}' ({op.kind}) -> {op.outs[0]} differs on the device"
-    return f"step {step}: logits differ but no op output did"
 
 
 def cmd_load(a):
