@@ -115,6 +115,29 @@ def generate(host, ids, max_tokens, temperature, top_p, seed, max_seq, on_token,
     return out
 
 
+class _TokenPrinter:
+    """Streams generated tokens: text as soon as it is valid UTF-8 (after the prompt), or ids."""
+
+    def __init__(self, tok, a):
+        self.tok, self.ids_only, self.pending = tok, a.print_ids or tok is None, bytearray()
+        if not self.ids_only and a.prompt:
+            print(a.prompt, end="", flush=True)
+
+    def __call__(self, t):
+        if self.ids_only:
+            print(t, end=",", flush=True)
+            return
+        self.pending.extend(self.tok.token_bytes(t))
+        try:
+            print(self.pending.decode("utf-8"), end="", flush=True)
+            self.pending.clear()
+        except UnicodeDecodeError:
+            pass                    # a multi-byte character continues in the next token
+
+    def close(self):
+        print(self.pending.decode("utf-8", "replace"))
+
+
 def cmd_run(a):
     if getattr(a, "port", None):
         return cmd_run_device(a)
@@ -123,26 +146,11 @@ def cmd_run(a):
     man, prog, host = _open(a.out)
     tok = _tokenizer(a.out, required=not a.ids)
     ids = _prompt_ids(a, tok, man["model"]["vocab"])
-    pending = bytearray()
-
-    def emit(t):
-        if a.print_ids:
-            print(t, end=",", flush=True)
-            return
-        pending.extend(tok.token_bytes(t) if tok else b"")
-        try:
-            text = pending.decode("utf-8")
-            pending.clear()
-            print(text, end="", flush=True)
-        except UnicodeDecodeError:
-            pass  # a multi-byte character continues in the next token
-
-    if not a.print_ids and tok and a.prompt:
-        print(a.prompt, end="", flush=True)
+    emit = _TokenPrinter(tok, a)
     t0 = time.time()
     out = generate(host, ids, a.max_tokens, a.temperature, a.top_p, a.seed, man["model"]["max_seq"], emit,
                    tok.eos_id if tok else None)
-    print(pending.decode("utf-8", "replace"))
+    emit.close()
     dt = time.time() - t0
     print(f"[{len(out)} tokens, {len(out) / max(dt, 1e-9):.1f} tok/s on the host build]", file=sys.stderr)
 
@@ -371,22 +379,11 @@ def cmd_run_device(a):
     with _device(a) as dev:
         info = dev.identify()
         ids = _prompt_ids(a, tok, info["vocab"])
-        pending = bytearray()
-        if tok and a.prompt and not a.print_ids:
-            print(a.prompt, end="", flush=True)
-        cycles = []
+        emit, cycles = _TokenPrinter(tok, a), []
         for t, cyc in dev.generate(ids, a.max_tokens, a.temperature, a.top_p, a.seed):
             cycles.append(cyc)
-            if a.print_ids or tok is None:
-                print(t, end=",", flush=True)
-                continue
-            pending.extend(tok.token_bytes(t))
-            try:
-                print(pending.decode("utf-8"), end="", flush=True)
-                pending.clear()
-            except UnicodeDecodeError:
-                pass
-        print(pending.decode("utf-8", "replace"))
+            emit(t)
+        emit.close()
         run = dev.last_run
     n = max(1, len(cycles))
     print(f"[{info['board']}: {len(cycles)} tokens, prefill {run['prefill_cycles']} {info['cycles_unit']}, "
