@@ -548,7 +548,8 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
     emb_scale = _emb_scale(g, layer0_in, tok_emb, pos_emb, T)
     rope = spec_kw["rope"]
     spec = ModelSpec(
-        family="llama" if rope else "gpt2", vocab=V, dim=D, n_heads=H, n_kv_heads=Hk, head_dim=hs,
+        family=("gptj" if rope[0] == "interleaved" else "neox") if rope and spec_kw["parallel"] else
+        ("llama" if rope else "gpt2"), vocab=V, dim=D, n_heads=H, n_kv_heads=Hk, head_dim=hs,
         hidden=layers[0].w_up.shape[0], act=spec_kw["act"], pos="rope" if rope else "learned",
         tok_emb=tok_emb, layers=layers, final_norm=final_norm, lm_head=tok_emb if tied else lm, tied=tied,
         lm_head_bias=head[0]["b"], pos_emb=pos_emb,
