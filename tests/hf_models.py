@@ -28,24 +28,33 @@ def _model(family, overrides=None):
     return AutoModelForCausalLM.from_config(cfg).eval(), cfg
 
 
-def export_full(family, path, overrides=None, max_t=256):
-    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V] (dynamo exporter). -> path"""
+def export_full(family, path, overrides=None, max_t=256, dynamo=True):
+    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter or the
+    TorchScript one (dynamo=False). -> path"""
     import torch
     m, _ = _model(family, overrides)
 
     class Logits(torch.nn.Module):
-        def __init__(self, m):
+        def __init__(self, m, mask):
             super().__init__()
-            self.m = m
+            self.m, self.mask = m, mask
 
         def forward(self, ids):
-            return self.m(input_ids=ids, use_cache=False).logits
+            # transformers 5 derives packed-sequence masks with aten::diff, which the TorchScript
+            # exporter lacks, unless an attention mask is given
+            mask = torch.ones_like(ids) if self.mask else None
+            return self.m(input_ids=ids, attention_mask=mask, use_cache=False).logits
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Logits(m), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
-                          output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=max_t)},),
-                          opset_version=18, dynamo=True, external_data=False)
+        if dynamo:
+            torch.onnx.export(Logits(m, False), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
+                              output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=max_t)},),
+                              opset_version=18, dynamo=True, external_data=False)
+        else:
+            torch.onnx.export(Logits(m, True), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
+                              output_names=["logits"], dynamic_axes={"input_ids": {1: "T"}, "logits": {1: "T"}},
+                              opset_version=17, dynamo=False)
     return path
 
 

@@ -46,6 +46,12 @@ def test_family_dynamo(family, tmp_path):
     check(hf_models.export_full(family, tmp_path / f"{family}.onnx"), tmp_path)
 
 
+@pytest.mark.parametrize("family", sorted(hf_models.FAMILIES))
+def test_family_torchscript(family, tmp_path):
+    """The older TorchScript exporter: Gemm projections (GPT-2), float casts between the stream and its norms."""
+    check(hf_models.export_full(family, tmp_path / f"{family}_ts.onnx", dynamo=False), tmp_path)
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_past_key_values_layout(family, tmp_path):
     check(hf_models.export_with_past(family, tmp_path / f"{family}_past.onnx"), tmp_path)

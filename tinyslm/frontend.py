@@ -562,13 +562,26 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
     return spec
 
 
+def _same_value(g, v):
+    """v with value-preserving Identity and Cast nodes in front of it stripped (TorchScript
+    exports cast the stream to float32 before each norm, and add to the cast)."""
+    while v in g.producer:
+        n = g.producer[v]
+        if n.op_type not in ("Identity", "Cast") or not n.input or \
+                np.asarray(g.values.get(n.input[0])).dtype != np.asarray(g.values.get(v)).dtype:
+            return v
+        v = n.input[0]
+    return v
+
+
 def _add_of(g, v):
-    """(other live input, output) of the Add that consumes v, or None."""
+    """(other live input, output) of the Add that consumes v, or None; the other input is named
+    by its source value (see _same_value)."""
     for n in g.consumers.get(v, []):
         if n.op_type == "Add":
             other = [i for i in n.input if i != v]
             if other and other[0] in g.live:
-                return other[0], n.output[0]
+                return _same_value(g, other[0]), n.output[0]
     return None
 
 
