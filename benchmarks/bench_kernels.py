@@ -34,7 +34,8 @@ SRC = r"""
 #define HS %(HS)d
 #define H %(H)d
 static int8_t w8[N * K], x8[K], kc[H * T * HS], vc[H * T * HS], out8[H * HS], qq[HS];
-static uint8_t w4[N * K / 2], gs[N * K / TSL_S4_GROUP];
+static uint8_t w4[N * K / 2];
+static int8_t gs[N * K / TSL_S4_GROUP];
 static int32_t acc[N], pw[T], pacc[H * HS];
 static float ws[N], dst[N], q[H * HS], ks[H * T], vs[H * T], sc[T], ch[H];
 static uint32_t rng = 12345u;
@@ -58,7 +59,7 @@ int main(void)
 {
     for (int i = 0; i < N * K; i++) w8[i] = (int8_t)(rnd() %% 255u) - 127;
     for (int i = 0; i < N * K / 2; i++) w4[i] = (uint8_t)rnd();
-    for (int i = 0; i < N * K / TSL_S4_GROUP; i++) gs[i] = (uint8_t)(1u + rnd() %% 255u);
+    for (int i = 0; i < N * K / TSL_S4_GROUP; i++) gs[i] = (int8_t)(1u + rnd() %% 127u) * ((rnd() & 1u) ? 1 : -1);
     for (int i = 0; i < K; i++) x8[i] = (int8_t)(rnd() %% 255u) - 127;
     for (int i = 0; i < N; i++) ws[i] = 0.001f;
     for (int i = 0; i < H * T * HS; i++) { kc[i] = (int8_t)(rnd() %% 255u) - 127; vc[i] = (int8_t)(rnd() %% 255u) - 127; }

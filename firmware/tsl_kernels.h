@@ -6,7 +6,7 @@
  *   x, w (s8)     [-128, 127]; activations produced by tinyslm are in [-127, 127]
  *   w (s4)        [-8, 7], two per byte, even k in the low nibble
  *   K             any >= 0 (tails of every length are handled by the scalar loop)
- *   accumulators  int32; callers keep K * 128 * 128 (* 255 for s4 group scales) < 2^31
+ *   accumulators  int32; callers keep K * 128 * 128 (s4: K * 8 * 128 * 127) < 2^31
  */
 #ifndef TSL_KERNELS_H
 #define TSL_KERNELS_H
@@ -23,9 +23,10 @@ void tsl_matvec_s8_s32(const int8_t *x, const int8_t *w, int32_t *dst, int32_t N
 void tsl_matvec_s8_f32(const int8_t *x, float sx, const int8_t *w, const float *ws,
                        const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
 
-/* w: s4 [N][K/2] bytes, gs: u8 [N][K/TSL_S4_GROUP]; K % TSL_S4_GROUP == 0.
+/* w: s4 [N][K/2] bytes, gs: s8 [N][K/TSL_S4_GROUP] in [-127, 127] (the sign lets a group's
+ * extreme sit at -8); K % TSL_S4_GROUP == 0.
  * acc_n = sum_g gs[n][g] * sum_{k in g} w4[n][k] * x[k]; epilogue as tsl_matvec_s8_f32. */
-void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const uint8_t *gs,
+void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const int8_t *gs,
                        const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                        int32_t accumulate);
 

@@ -1,9 +1,9 @@
 /* tsl_matvec_s4.c -- int4 (group-scaled) x int8 matrix-vector product.
  *
  * ISA paths unpack nibbles to 16 * w4 (the nibble in the high half of a byte: a shift or a mask,
- * no sign extension), so each group dot product comes out as 16 * dot; the row sum of
- * gs * 16 * dot is shifted right by 4 at the end (exact: every term is a multiple of 16). Bound:
- * |16 * w4 * x| <= 128 * 128, so the callers' K * 128 * 128 * 255 < 2^31 covers the scaled sum. */
+ * no sign extension), so each group dot product comes out as 16 * dot, shifted right by 4 (exact)
+ * before it is multiplied by its signed group scale. Bounds: |16 * dot| <= 32 * 128 * 128 per
+ * group; the row sum is within the callers' K * 8 * 128 * 127 < 2^31. */
 #include "tsl_kernels.h"
 #include "tsl_epilogue.h"
 
@@ -28,14 +28,14 @@ static uint32_t tsl_pair16(int8_t lo, int8_t hi)
 }
 
 #if !defined(TSL_EMULATE_DSP)
-/* 16 * sum_g gs[g] * (w4[g] . x[g]) over G groups of one row, the hot loop of the DSP path (x expanded
+/* sum_g gs[g] * (w4[g] . x[g]) over G groups of one row, the hot loop of the DSP path (x expanded
  * in xb). Per weight word (8 k): the two nibble masks, 4 SXTB16, 4 SMLAD with the 4 x words of LDM;
- * 52 instructions per group of 32 MACs. Registers: xp r0, w r1, gs r2, row sum r3, x words r4 r5 r6
- * r8, group sum r7, weight word r9, nibble halves r10 r11, mask r12, lr the group count. */
+ * 53 instructions per group of 32 MACs. Registers: xp r0, w r1, gs r2, row sum r3, x words r4 r5 r6
+ * r8, group sum r7 (16 * dot), weight word r9, nibble halves r10 r11, mask r12, lr the group count. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
 __attribute__((naked, noinline)) static int32_t tsl_dsp_s4_row(const uint32_t *xb, const uint8_t *w,
-                                                               const uint8_t *gs, int32_t G)
+                                                               const int8_t *gs, int32_t G)
 {
 #define TSL_S4_WORD(op) "ldm r0!, {r4, r5, r6, r8}\n ldr r9, [r1], #4\n"                               \
     "and r11, r9, r12\n and r10, r12, r9, lsl #4\n"                                                    \
@@ -48,7 +48,7 @@ __attribute__((naked, noinline)) static int32_t tsl_dsp_s4_row(const uint32_t *x
         "1:\n"
         TSL_S4_WORD("smuad r7, r9, r4") TSL_S4_WORD("smlad r7, r9, r4, r7")
         TSL_S4_WORD("smlad r7, r9, r4, r7") TSL_S4_WORD("smlad r7, r9, r4, r7")
-        "ldrb r9, [r2], #1\n mla r3, r9, r7, r3\n"
+        "ldrsb r9, [r2], #1\n asr r7, r7, #4\n mla r3, r9, r7, r3\n"
         "subs lr, lr, #1\n bne 1b\n"
         "mov r0, r3\n"
         "pop {r4-r11, pc}\n");
@@ -88,7 +88,7 @@ static inline int32x4_t tsl_s4_dot16(const int8_t *w, const int8_t *x, int8x16_t
 #endif
 
 /* acc[n] = sum_g gs[n][g] * (w4[n][g] . x[g]) */
-static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *gs, int32_t *acc,
+static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *gs, int32_t *acc,
                               int32_t N, int32_t K)
 {
     const int32_t G = K / TSL_S4_GROUP;
@@ -98,16 +98,16 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *
     const int8x16_t hi_mask = vdupq_n_s8((int8_t)0xF0);
     for (int32_t n = 0; n < N; n++) {
         const int8_t *wr = (const int8_t *)w + (intptr_t)n * (K / 2);
-        const uint8_t *gr = gs + (intptr_t)n * G;
-        int32_t a16 = 0;
+        const int8_t *gr = gs + (intptr_t)n * G;
+        int32_t a = 0;
         for (int32_t g = 0; g < G; g++) {
             const int8x16_t wv = vldrbq_s8(wr + 16 * g);
             const int8x16x2_t xv = vld2q_s8(x + 32 * g);              /* even k, odd k */
             int32_t d = vmladavq_s8(vshlq_n_s8(wv, 4), xv.val[0]);    /* 16 * low nibbles */
             d = vmladavaq_s8(d, vandq_s8(wv, hi_mask), xv.val[1]);    /* 16 * high nibbles */
-            a16 += (int32_t)gr[g] * d;
+            a += (int32_t)gr[g] * (d >> 4);
         }
-        acc[n] = a16 >> 4;
+        acc[n] = a;
     }
 #elif defined(TSL_ARM_DSP)
     uint32_t xb[TSL_S4_KC / 2];
@@ -117,12 +117,12 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *
         tsl_s4_expand(x + c, xb, kc / 8);
         for (int32_t n = 0; n < N; n++) {
             const uint8_t *wr = w + (intptr_t)n * (K / 2) + c / 2;
-            const uint8_t *gr = gs + (intptr_t)n * G + c / TSL_S4_GROUP;
+            const int8_t *gr = gs + (intptr_t)n * G + c / TSL_S4_GROUP;
 #if !defined(TSL_EMULATE_DSP)
-            acc[n] += tsl_dsp_s4_row(xb, wr, gr, kc / TSL_S4_GROUP) >> 4;
+            acc[n] += tsl_dsp_s4_row(xb, wr, gr, kc / TSL_S4_GROUP);
 #else
             const uint32_t *xp = xb;
-            int32_t a16 = 0;
+            int32_t a = 0;
             for (int32_t g = 0; g < kc / TSL_S4_GROUP; g++) {
                 int32_t d = 0;
                 for (int32_t j = 0; j < 4; j++, xp += 4) {
@@ -133,9 +133,9 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *
                     d = tsl_smlad(tsl_sxtb16(hi), xp[2], d);
                     d = tsl_smlad(tsl_sxtb16_ror8(hi), xp[3], d);
                 }
-                a16 += (int32_t)gr[g] * d;
+                a += (int32_t)gr[g] * (d >> 4);
             }
-            acc[n] += a16 >> 4;
+            acc[n] += a;
 #endif
         }
     }
@@ -145,19 +145,20 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *
     const int8x16_t hi_mask = vdupq_n_s8((int8_t)0xF0);
     for (int32_t n = 0; n < N; n++) {
         const int8_t *wr = (const int8_t *)w + (intptr_t)n * (K / 2);
-        const uint8_t *gr = gs + (intptr_t)n * G;
+        const int8_t *gr = gs + (intptr_t)n * G;
         int32x4_t av = vdupq_n_s32(0);
         for (int32_t g = 0; g < g0; g += 4) {
-            /* four groups: their u8 scales widened to the four lanes of gv, one MLA by lane each */
+            /* four groups: their s8 scales widened to the four lanes of gv, one MLA by lane each;
+             * each lane of a group's 16 * dot is a multiple of 16, so the shift is exact */
             uint32_t g4;
             memcpy(&g4, gr + g, 4);
-            const int32x4_t gv = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(vmovl_u8(vcreate_u8(g4)))));
-            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g, x + 32 * g, hi_mask), vdupq_laneq_s32(gv, 0));
-            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g + 16, x + 32 * g + 32, hi_mask), vdupq_laneq_s32(gv, 1));
-            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g + 32, x + 32 * g + 64, hi_mask), vdupq_laneq_s32(gv, 2));
-            av = vmlaq_s32(av, tsl_s4_dot16(wr + 16 * g + 48, x + 32 * g + 96, hi_mask), vdupq_laneq_s32(gv, 3));
+            const int32x4_t gv = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vcreate_u32(g4)))));
+            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g, x + 32 * g, hi_mask), 4), vdupq_laneq_s32(gv, 0));
+            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g + 16, x + 32 * g + 32, hi_mask), 4), vdupq_laneq_s32(gv, 1));
+            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g + 32, x + 32 * g + 64, hi_mask), 4), vdupq_laneq_s32(gv, 2));
+            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g + 48, x + 32 * g + 96, hi_mask), 4), vdupq_laneq_s32(gv, 3));
         }
-        acc[n] = vaddvq_s32(av) >> 4;
+        acc[n] = vaddvq_s32(av);
     }
 #else
     for (int32_t n = 0; n < N; n++) acc[n] = 0;
@@ -165,7 +166,7 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *
     /* Portable scalar tail (every group on the portable path). */
     if (g0 < G) for (int32_t n = 0; n < N; n++) {
         const uint8_t *wr = w + (intptr_t)n * (K / 2);
-        const uint8_t *gr = gs + (intptr_t)n * G;
+        const int8_t *gr = gs + (intptr_t)n * G;
         int32_t a = acc[n];
         for (int32_t g = g0; g < G; g++)
             a += (int32_t)gr[g] * tsl_dot_s4_group(wr + g * (TSL_S4_GROUP / 2), x + g * TSL_S4_GROUP);
@@ -176,7 +177,7 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const uint8_t *
 
 #define TSL_ROW_BLOCK 128   /* int32 accumulators on the stack, per block of rows */
 
-void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const uint8_t *gs,
+void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const int8_t *gs,
                        const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                        int32_t accumulate)
 {

@@ -86,20 +86,22 @@ def make_cases(seed=0):
               build=lambda A, x=x, w=w, sx=sx, ws=ws, b=b, N=N, K=K, accum=accum:
               f"tsl_matvec_s8_f32({A(x, 'int8_t')}, {_cf(sx)}, {A(w, 'int8_t')}, {A(ws, 'float')}, "
               f"{A(b, 'float') if b is not None else '0'}, (float *)out, {N}, {K}, {int(accum)});")
-    # int4 matvec: packed nibbles, u8 group scales; extremes -8 / 7 and scale 255
-    for i, (K, N) in enumerate([(32, 1), (32, 4), (64, 3), (96, 5), (128, 8), (256, 9), (512, 4), (64, 2)]):
+    # int4 matvec: packed nibbles, s8 group scales; extremes -8 / 7 and scales -127 / 127; K = 2048
+    # would overflow a row sum of 16 * dot (the ISA paths shift each group's sum back first)
+    for i, (K, N) in enumerate([(32, 1), (32, 4), (64, 3), (96, 5), (128, 8), (256, 9), (512, 4), (64, 2),
+                                (2048, 2), (2048, 3)]):
         pat = PATTERNS[i % 4]
         x = _s8(rng, K, pat, "x")
         w4 = {"random": rng.integers(0, 256, (N, K // 2)), "min": np.full((N, K // 2), 0x88),
               "max": np.full((N, K // 2), 0x77), "mixed": np.full((N, K // 2), 0x78)}[pat].astype(np.uint8)
-        gs = (rng.integers(1, 256, (N, K // S4_GROUP)) if pat == "random"
-              else np.full((N, K // S4_GROUP), 255)).astype(np.uint8)
+        gs = (rng.integers(1, 128, (N, K // S4_GROUP)) * rng.choice([-1, 1], (N, K // S4_GROUP)) if pat == "random"
+              else np.full((N, K // S4_GROUP), -127 if i % 2 else 127)).astype(np.int8)
         sx, ws = f32(0.01), rng.uniform(0.001, 0.02, N).astype(f32)
         b = _f(rng, N) if i % 2 else None
         exp = nx.epilogue(nx.matvec_s4_s32(x, w4, gs, S4_GROUP), sx, ws, b).astype(f32)
         B.add(f"matvec_s4_f32 K={K} N={N} {pat}", exp,
               build=lambda A, x=x, w4=w4, gs=gs, sx=sx, ws=ws, b=b, N=N, K=K:
-              f"tsl_matvec_s4_f32({A(x, 'int8_t')}, {_cf(sx)}, {A(w4, 'uint8_t')}, {A(gs, 'uint8_t')}, "
+              f"tsl_matvec_s4_f32({A(x, 'int8_t')}, {_cf(sx)}, {A(w4, 'uint8_t')}, {A(gs, 'int8_t')}, "
               f"{A(ws, 'float')}, {A(b, 'float') if b is not None else '0'}, (float *)out, {N}, {K}, 0);")
     # attention: GQA groups, head sizes around the vector widths, first and last positions
     for H, n_kv, hs, S, pos, sat in [(1, 1, 16, 4, 0, False), (2, 1, 32, 8, 5, False), (4, 2, 64, 16, 15, False),

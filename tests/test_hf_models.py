@@ -58,7 +58,7 @@ def test_past_key_values_layout(family, tmp_path):
 
 
 @pytest.mark.parametrize("how,weights,bar", [("dynamic", "int8", 0.999), ("qdq", "int8", 0.995),
-                                             ("qdq_pc", "int8", 0.995), ("nbits", "int4", 0.998)])
+                                             ("qdq_pc", "int8", 0.995), ("nbits", "int4", 0.999)])
 def test_onnxruntime_quantized(how, weights, bar, tmp_path):
     """QDQ graphs quantize activations too (onnxruntime's own rounding), which tinyslm replaces by
     its per-token scales: the bar against onnxruntime is looser there, not against the float view."""
