@@ -534,7 +534,8 @@ def parser():
     s.add_argument("--all", action="store_true", help="list every tensor and buffer")
     s.set_defaults(fn=cmd_info)
 
-    s = sub.add_parser("eval", help="perplexity of int8 and int4 builds next to the float model (onnxruntime)")
+    s = sub.add_parser("eval", help="perplexity, top-1 agreement and logit cosine of int8 and int4 builds "
+                       "against the float model (onnxruntime)")
     s.add_argument("out", help="build directory")
     s.add_argument("--text", required=True, help="held-out text file")
     s.add_argument("--max-tokens", type=int, default=4096, help="tokens of the text to score (default: 4096)")

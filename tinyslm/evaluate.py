@@ -1,4 +1,11 @@
-"""eval: perplexity of the compiled int8 and int4 builds next to the float model in onnxruntime."""
+"""eval: quality of the compiled int8 and int4 builds against the float model in onnxruntime.
+
+The text is cut into chunks the way a prompt reaches the model (the tokenizer's BOS, if it has
+one, then up to max_seq - 1 tokens); every chunk is run teacher-forced through onnxruntime and
+through each host build. Per format: perplexity, top-1 agreement with the float model, and the
+cosine similarity of the logit vectors at every position (minimum, median, and the share of
+positions at 0.999 or more).
+"""
 import math
 import tempfile
 from pathlib import Path
@@ -8,37 +15,41 @@ import numpy as np
 from .errors import TslError
 
 
-def nll_host(host, chunks):
-    """Sum of -log p(next id) over chunks, teacher-forced through a C build; float64 log-softmax."""
-    tot, n = 0.0, 0
-    for ids in chunks:
-        host.reset()
-        for pos in range(len(ids) - 1):
-            lg = host.step(ids[pos], pos).astype(np.float64)
-            m = lg.max()
-            tot += m + math.log(np.exp(lg - m).sum()) - lg[ids[pos + 1]]
-            n += 1
-    return tot, n
+def log_softmax(lg):
+    lg = np.asarray(lg, np.float64)
+    m = lg.max(-1, keepdims=True)
+    return lg - m - np.log(np.exp(lg - m).sum(-1, keepdims=True))
 
 
-def nll_onnx(model_path, chunks):
-    import onnxruntime as ort
+def host_logits(host, ids):
+    """[T, V] float64 logits of a C build, one decode step per id."""
+    host.reset()
+    return np.stack([host.step(t, p) for p, t in enumerate(ids)]).astype(np.float64)
 
+
+def onnx_logits(sess, model_path, ids):
     from .frontend import make_feeds, ort_infos
-    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    tot, n = 0.0, 0
-    for ids in chunks:
-        feeds, _ = make_feeds(ort_infos(sess), ids, model_path)
-        lg = np.asarray(sess.run(None, feeds)[0], np.float64).reshape(len(ids), -1)
-        for pos in range(len(ids) - 1):
-            m = lg[pos].max()
-            tot += m + math.log(np.exp(lg[pos] - m).sum()) - lg[pos, ids[pos + 1]]
-            n += 1
-    return tot, n
+    feeds, _ = make_feeds(ort_infos(sess), ids, model_path)
+    return np.asarray(sess.run(None, feeds)[0], np.float64).reshape(len(ids), -1)
+
+
+def cosine(a, b):
+    """Row-wise cosine similarity of [T, V] arrays."""
+    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
+
+
+def text_chunks(ids, S, bos):
+    """BOS (if any) + consecutive pieces of the text, each chunk at most S ids, at least 2."""
+    head = [] if bos is None else [bos]
+    step = S - len(head)
+    return [head + ids[i:i + step] for i in range(0, len(ids), step) if len(head + ids[i:i + step]) > 1]
 
 
 def evaluate(out, text, max_tokens=4096, quiet=False):
-    """Print and return {format: perplexity} for float (onnxruntime), int8 and int4 host builds."""
+    """Print and return {format: {ppl, top1, cos_min, cos_median, cos_999, n}} for float (onnxruntime),
+    int8 and int4 host builds of the model behind the build directory `out`."""
+    import onnxruntime as ort
+
     from .hostsim import HostModel
     from .pipeline import compile_model, load_build
     from .tokenizer import Tokenizer
@@ -52,23 +63,41 @@ def evaluate(out, text, max_tokens=4096, quiet=False):
     if not src.is_file():
         raise TslError(f"{out}: source model {src} is gone; eval compares against it in onnxruntime")
     tok = Tokenizer.from_file(tokp)
-    ids = tok.encode(Path(text).read_text())[:max_tokens]
     S = man["model"]["max_seq"]
-    chunks = [ids[i:i + S] for i in range(0, len(ids), S) if len(ids[i:i + S]) > 1]
-    res = {}
-    tot, n = nll_onnx(src, chunks)
-    res["float32 (onnxruntime)"] = math.exp(tot / n)
+    chunks = text_chunks(tok.encode(Path(text).read_text())[:max_tokens], S, tok.bos_id)
+    hosts = {}
     for fmt in ("int8", "int4"):
-        if man["model"]["weights"] == fmt:
-            build = Path(out)
-        else:
+        build = Path(out)
+        if man["model"]["weights"] != fmt:
             build = Path(tempfile.mkdtemp(prefix="tinyslm-eval-")) / "build"
             compile_model(src, build, "host", S, fmt, tokp, quiet=True)
-        tot, n = nll_host(HostModel(build), chunks)
-        res[f"{fmt} (tinyslm host build)"] = math.exp(tot / n)
-    base = res["float32 (onnxruntime)"]
+        hosts[f"{fmt} (tinyslm host build)"] = HostModel(build)
+    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    base = "float32 (onnxruntime)"
+    acc = {k: dict(nll=0.0, top1=0, cos=[]) for k in [base, *hosts]}
+    n = 0
+    for ids in chunks:
+        nxt = np.asarray(ids[1:])
+        ref = onnx_logits(sess, src, ids)
+        for name, lg in [(base, ref)] + [(k, host_logits(h, ids)) for k, h in hosts.items()]:
+            a = acc[name]
+            a["nll"] -= log_softmax(lg[:-1])[np.arange(len(nxt)), nxt].sum()
+            a["top1"] += int((lg.argmax(1) == ref.argmax(1)).sum())
+            a["cos"].append(cosine(lg, ref))
+        n += len(nxt)
+    positions = sum(len(c) for c in chunks)
+    res = {}
+    for name, a in acc.items():
+        c = np.concatenate(a["cos"])
+        res[name] = dict(ppl=math.exp(a["nll"] / n), top1=a["top1"] / positions, cos_min=float(c.min()),
+                         cos_median=float(np.median(c)), cos_999=float((c >= 0.999).mean()), n=positions)
     if not quiet:
-        print(f"perplexity on {Path(text).name}: {n} predicted tokens in {len(chunks)} chunks of <= {S}")
-        for k, v in res.items():
-            print(f"  {k:<28} {v:9.3f}  {100 * (v / base - 1):+6.2f}%")
+        print(f"eval on {Path(text).name}: {n} predicted tokens, {positions} positions in {len(chunks)} chunks "
+              f"of <= {S}{' (BOS first)' if tok.bos_id is not None else ''}")
+        print(f"  {'':<28} {'perplexity':>10} {'vs float':>9} {'top-1 agree':>12} {'cos min':>9} {'cos median':>11}"
+              f" {'cos >= 0.999':>13}")
+        for name, r in res.items():
+            rel = 100 * (r["ppl"] / res[base]["ppl"] - 1)
+            print(f"  {name:<28} {r['ppl']:10.3f} {rel:+8.2f}% {100 * r['top1']:11.2f}% {r['cos_min']:9.5f} "
+                  f"{r['cos_median']:11.6f} {100 * r['cos_999']:12.2f}%")
     return res
