@@ -98,7 +98,8 @@ def export_with_past(family, path):
 
 def quantize(src, path, how):
     """onnxruntime's quantizers: dynamic (MatMulInteger), qdq / qdq_pc (static, per tensor /
-    per channel), nbits (MatMulNBits int4)."""
+    per channel), nbits (MatMulNBits int4, blocks of 32), nbits128 (blocks of 128), nbits_asym
+    (zero points), nbits8 (8-bit blocks)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
@@ -113,9 +114,10 @@ def quantize(src, path, how):
                 return next(self.it, None)
         quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=how == "qdq_pc",
                         weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
-    elif how == "nbits":
+    elif how.startswith("nbits"):
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-        q = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=32, is_symmetric=True)
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=128 if how == "nbits128" else 32,
+                                 is_symmetric=how != "nbits_asym", bits=8 if how == "nbits8" else 4)
         q.process()
         onnx.save(q.model.model, str(path))
     return path

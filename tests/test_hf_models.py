@@ -61,10 +61,14 @@ def test_past_key_values_layout(family, tmp_path):
     check(hf_models.export_with_past(family, tmp_path / f"{family}_past.onnx"), tmp_path)
 
 
-@pytest.mark.parametrize("how,weights,bar", [("dynamic", "int8", 0.999), ("qdq", "int8", 0.995),
-                                             ("qdq_pc", "int8", 0.995), ("nbits", "int4", 0.999)])
-def test_onnxruntime_quantized(how, weights, bar, tmp_path):
-    """The graph's integer weights are kept as they are. quantize_static's QDQ graphs also fake-
+@pytest.mark.parametrize("how,weights,bar,kept", [
+    ("dynamic", "int8", 0.999, 14), ("qdq", "int8", 0.995, 14), ("qdq_pc", "int8", 0.995, 14),
+    ("nbits", "int4", 0.999, 14), ("nbits128", "int4", 0.999, 14), ("nbits_asym", "int4", 0.995, 0),
+    ("nbits8", "int8", 0.999, 0)])
+def test_onnxruntime_quantized(how, weights, bar, kept, tmp_path):
+    """The graph's integer weights are kept as they are where tinyslm's formats hold them (int4
+    blocks of any multiple of 32, signed scales); zero points and 8-bit blocks are requantized
+    from their float values. quantize_static's QDQ graphs also fake-
     quantize about a hundred activations (the residual stream, norm internals, RoPE halves, softmax)
     with static per-tensor scales; tinyslm keeps its per-token scales instead, so it lands closer to
     the float model than onnxruntime's own run of the QDQ file, and further from that run."""
@@ -72,6 +76,7 @@ def test_onnxruntime_quantized(how, weights, bar, tmp_path):
     q = hf_models.quantize(src, tmp_path / f"llama_{how}.onnx", how)
     man, got = check(q, tmp_path, None, bar)
     assert man["model"]["weights"] == weights
+    assert man["model"]["graph_weights"] == {"kept": kept, "requantized": 14 - kept}
     if how.startswith("qdq"):
         fl = ort_logits(src, IDS)
         ours, theirs = cosine(fl, got).min(), cosine(fl, ort_logits(q, IDS)).min()

@@ -215,6 +215,8 @@ def _qinfo(g, n, shape):
     qi = g.qinfo.get(n.input[1])
     if qi is None or n.op_type != "MatMul":
         return None
+    if qi["kind"] == "int8" and "block" in qi:      # MatMulNBits 8-bit blocks: [N, K] already
+        return qi if qi["q"].shape == tuple(shape) else None
     if qi["kind"] == "int8":
         if qi["q"].shape[::-1] != tuple(shape) or (qi["scale"].size > 1 and qi["axis"] not in (1, -1)):
             return None

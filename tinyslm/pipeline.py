@@ -32,6 +32,11 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     weights = weights or ("int4" if any("int4" in n for n in spec.quantization) else "int8")
     tok = load_tokenizer(model_path, tokenizer, spec.vocab)
     prog = quantize.quantize(spec, max_seq, weights)                          # float model -> integer IR (one decode step)
+    gw = prog.meta["graph_weights"]
+    if gw["kept"] or gw["requantized"]:
+        log(f"graph's integer weights: {gw['kept']} projections kept as they are"
+            + (f", {gw['requantized']} requantized from their float values (zero points, block sizes or "
+               f"a --weights format tinyslm's {weights} cannot hold as they are)" if gw["requantized"] else ""), quiet)
     pl = plan.plan(prog)                                                      # arena offsets, KV cache layout
     check_fit(B, prog, pl, model_path, weights, max_seq)                      # refuse what the board cannot hold
     out = Path(out).resolve()

@@ -68,12 +68,15 @@ def quant_rows_s4(w, where):
     return _pack_s4(best_q.astype(np.int8).reshape(N, K)), best_gs.astype(np.int8), ws.astype(np.float32)
 
 
-def honour_s4(qi, where):
-    """MatMulNBits int4 weights as they are; block scales (signed: onnxruntime's symmetric int4
-    puts each block's extreme at -8) become int8 multiples of a row scale."""
+def honour_s4(qi):
+    """MatMulNBits int4 weights as they are, or None where tinyslm's format cannot hold them
+    (zero points, blocks not a multiple of 32). Block scales (signed: onnxruntime's symmetric int4
+    puts each block's extreme at -8) become int8 multiples of a row scale, one per 32 k."""
     q, bs, scale = qi["q"], qi["block"], qi["block_scale"]
-    if bs != GROUP or q.shape[1] % GROUP or q.min() < -8 or q.max() > 7:
-        raise TslError(f"{where}: int4 blocks of {bs} (tinyslm uses {GROUP}); use --weights int8")
+    K = q.shape[1]
+    if bs % GROUP or K % GROUP or q.min() < -8 or q.max() > 7:
+        return None
+    scale = np.repeat(scale, bs // GROUP, axis=1)[:, :K // GROUP]
     sc = np.abs(scale).max(1)
     ws = np.where(sc > 0, sc / 127.0, 1.0)
     gs = np.round(scale / ws[:, None])
@@ -85,17 +88,22 @@ def quantize(spec, max_seq, weights="int8", mlp_residual=True):
     """-> Program for one decode step of `spec` with a static KV cache of max_seq positions."""
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
     P = Program(meta={}, bufs={}, ops=[], weights={})
+    graph_weights = dict(kept=[], requantized=[])   # the graph's integer weights: kept as they are, or not
 
     def matvec(name, w, x, sx, out, layer, bias=None, accumulate=0, fmt="s8", sx_const=None, qi=None):
         N, K = w.shape
         attrs = dict(N=N, K=K, accumulate=accumulate, fmt=fmt, sx=sx, sx_const=sx_const)
+        kept = None
         if fmt == "s4":
-            q, gs, s = honour_s4(qi, name) if qi and qi["kind"] == "int4" else quant_rows_s4(w, name)
+            kept = honour_s4(qi) if qi and qi["kind"] == "int4" else None
+            q, gs, s = kept or quant_rows_s4(w, name)
             attrs["gs_w"] = P.weight(name + ".gs", gs)
-        elif qi and qi["kind"] == "int8" and np.abs(qi["q"]).max() <= 128:
-            q, s = qi["q"].astype(np.int8), qi["scale"].astype(np.float32)   # the graph's own int8 grid
+        elif qi and qi["kind"] == "int8" and "scale" in qi and np.abs(qi["q"]).max() <= 128:
+            q, s = kept = qi["q"].astype(np.int8), qi["scale"].astype(np.float32)   # the graph's own int8 grid
         else:
             q, s = quant_rows_s8(w)
+        if qi:
+            graph_weights["kept" if kept else "requantized"].append(name)
         attrs["w_w"], attrs["ws_w"] = P.weight(name + ".w", q), P.weight(name + ".ws", s)
         attrs["bias_w"] = None if bias is None else P.weight(name + ".b", bias.astype(np.float32))
         P.buf(out, "f32", N, "out" if out == "logits" else "arena")
@@ -184,7 +192,7 @@ def quantize(spec, max_seq, weights="int8", mlp_residual=True):
              sx_const=None, w_w=emb_w, ws_w=emb_s, bias_w=bias)
     else:
         matvec("lm_head", spec.lm_head, fq, fs, "logits", -1, spec.lm_head_bias)
-    P.meta = dict(family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
+    P.meta = dict(graph_weights={k: len(v) for k, v in graph_weights.items()}, family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
                   n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights,
                   act=spec.act, pos=spec.pos, n_params=spec.n_params(), int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
     return P
