@@ -1,0 +1,113 @@
+"""Where the int8 logit error of a model comes from: a numpy simulation with quantize-dequantize
+at each point tinyslm quantizes, one scheme per row, against onnxruntime's float logits.
+
+    python benchmarks/quant_error.py [model.onnx] [--tokens 8000]
+
+Rows switch weight and activation precision independently, so the table says which of them sets
+the floor of the logit cosine (issue 2's bar is 0.999 at every position). The simulation is float64
+with round-to-nearest quantizers; the compiled build (`tinyslm eval`) lands near the "tinyslm" row.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tinyslm import frontend  # noqa: E402
+from tinyslm.evaluate import cosine, onnx_logits, text_chunks  # noqa: E402
+from tinyslm.model import _act, _norm, _rope, rope_tables  # noqa: E402
+
+
+def q_rows(bits, group=None):
+    """Symmetric quantize-dequantize along the last axis, max-scaled, per row or per group."""
+    m = 2 ** (bits - 1) - 1
+
+    def f(x):
+        shp = x.shape
+        g = x.reshape(*shp[:-1], -1, group or shp[-1])
+        s = np.abs(g).max(-1, keepdims=True) / m
+        s = np.where(s == 0, 1, s)
+        return (np.round(g / s) * s).reshape(shp)
+    return f
+
+
+def identity(x):
+    return x
+
+
+def forward(spec, ids, W, A, KV, MID):
+    """Float forward of model.forward's llama/gpt2 shape with quantizers at tinyslm's points:
+    W weights [N, K] (embedding rows too), A matvec inputs, KV q/k/v rows per head, MID the MLP
+    product."""
+    T, H, Hk, hs = len(ids), spec.n_heads, spec.n_kv_heads, spec.head_dim
+    b = lambda L, k: L.bias.get(k, 0.0)
+    emb = W(spec.tok_emb)
+    x = emb[ids] * spec.emb_scale
+    if spec.pos_emb is not None:
+        x = x + W(spec.pos_emb[:T])
+    if spec.pos == "rope":
+        cos, sin = (t.astype(np.float64) for t in rope_tables(spec.inv_freq, T))
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for L in spec.layers:
+        h = A(_norm(L.attn_norm, x))
+        q = (h @ W(L.wq).T + b(L, "q")).reshape(T, H, hs)
+        k = (h @ W(L.wk).T + b(L, "k")).reshape(T, Hk, hs)
+        v = (h @ W(L.wv).T + b(L, "v")).reshape(T, Hk, hs)
+        if spec.pos == "rope":
+            q, k = _rope(spec, q, cos, sin), _rope(spec, k, cos, sin)
+        q, k, v = KV(q), KV(k), KV(v)
+        kk, vv = np.repeat(k, H // Hk, axis=1), np.repeat(v, H // Hk, axis=1)
+        s = np.einsum("thd,uhd->htu", q, kk) * spec.attn_scale + mask
+        p = np.exp(s - s.max(-1, keepdims=True))
+        a = A(np.einsum("htu,uhd->thd", p / p.sum(-1, keepdims=True), vv).reshape(T, H * hs))
+        x_attn = x + a @ W(L.wo).T + b(L, "o")
+        h = A(_norm(L.ffn_norm, x if spec.parallel else x_attn))
+        up = h @ W(L.w_up).T + b(L, "up")
+        m = _act(spec, up) if L.w_gate is None else _act(spec, h @ W(L.w_gate).T + b(L, "gate")) * up
+        x = x_attn + MID(m) @ W(L.w_down).T + b(L, "down")
+    h = A(_norm(spec.final_norm, x))
+    lg = h @ (emb if spec.tied else W(spec.lm_head)).T
+    return lg + (0 if spec.lm_head_bias is None else spec.lm_head_bias)
+
+
+SCHEMES = [   # name, weights, matvec inputs, q/k/v per head, MLP product
+    ("float32 everywhere", identity, identity, identity, identity),
+    ("int8 weights per channel, float activations", q_rows(8), identity, identity, identity),
+    ("int8 weights in groups of 32, float activations", q_rows(8, 32), identity, identity, identity),
+    ("int8 weights in groups of 32, int16 activations, int16 K/V", q_rows(8, 32), q_rows(16), q_rows(16), q_rows(16)),
+    ("int8 weights, int16 activations, int16 K/V", q_rows(8), q_rows(16), q_rows(16), q_rows(16)),
+    ("int8 weights, int16 activations, int8 K/V", q_rows(8), q_rows(16), q_rows(8), q_rows(16)),
+    ("tinyslm int8: int8 activations and K/V, MLP product 16-bit", q_rows(8), q_rows(8), q_rows(8), q_rows(16)),
+    ("all int8, MLP product 8-bit too", q_rows(8), q_rows(8), q_rows(8), q_rows(8)),
+]
+
+
+def main():
+    import onnxruntime as ort
+
+    from tinyslm.tokenizer import Tokenizer
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", nargs="?", default=str(ROOT / "examples" / "tiny_llama.onnx"))
+    ap.add_argument("--tokenizer", default=str(ROOT / "examples" / "tokenizer.json"))
+    ap.add_argument("--text", default=str(ROOT / "examples" / "data" / "heldout.txt"))
+    ap.add_argument("--tokens", type=int, default=8000)
+    ap.add_argument("--max-seq", type=int, default=256)
+    a = ap.parse_args()
+    spec = frontend.frontend(a.model)
+    tok = Tokenizer.from_file(a.tokenizer)
+    chunks = text_chunks(tok.encode(Path(a.text).read_text())[:a.tokens], a.max_seq, tok.bos_id)
+    sess = ort.InferenceSession(a.model, providers=["CPUExecutionProvider"])
+    refs = [onnx_logits(sess, a.model, c) for c in chunks]
+    n = sum(len(c) for c in chunks)
+    print(f"{a.model}: logit cosine against onnxruntime at {n} positions ({len(chunks)} chunks)\n")
+    print(f"{'scheme':<60} {'median':>9} {'>= 0.999':>9} {'below':>6} {'minimum':>8}")
+    for name, W, A, KV, MID in SCHEMES:
+        c = np.concatenate([cosine(forward(spec, np.asarray(ids), W, A, KV, MID), r) for ids, r in zip(chunks, refs)])
+        print(f"{name:<60} {np.median(c):9.6f} {100 * (c >= 0.999).mean():8.2f}% {(c < 0.999).sum():6d} {c.min():8.5f}")
+
+
+if __name__ == "__main__":
+    main()
