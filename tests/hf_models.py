@@ -121,3 +121,17 @@ def quantize(src, path, how):
         q.process()
         onnx.save(q.model.model, str(path))
     return path
+
+
+def optimize(src, path, model_type):
+    """onnxruntime's transformer optimizer with attention fusion off: fused norms (Simplified /
+    Skip(Simplified)LayerNormalization), FastGelu with its bias, as onnxruntime-targeted exports
+    come. -> path"""
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    opts = FusionOptions(model_type)
+    opts.enable_attention = False
+    m = optimizer.optimize_model(str(src), model_type=model_type, num_heads=COMMON["num_attention_heads"],
+                                 hidden_size=COMMON["hidden_size"], optimization_options=opts)
+    m.save_model_to_file(str(path))
+    return path

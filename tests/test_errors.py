@@ -98,3 +98,14 @@ def test_demo_from_the_readme(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "OK host: 64 steps bit-exact" in r.stdout and "Once upon a time" in r.stdout
     assert "activation arena" in r.stdout and "Fit per board" in r.stdout
+
+
+def test_fused_norm_over_another_axis(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8])
+    g = helper.make_tensor("g", TensorProto.FLOAT, [8], [1.0] * 8)
+    n = helper.make_node("SimplifiedLayerNormalization", ["x", "g"], ["y"], name="norm0", axis=1, epsilon=1e-5)
+    p = _save(helper.make_graph([n], "g", [x], [y], [g]), tmp_path / "m.onnx")
+    check_error(tinyslm("compile", p, "-o", tmp_path / "out"), str(p), "norm0", "SimplifiedLayerNormalization",
+                "axis 1")
+    assert not (tmp_path / "out").exists()

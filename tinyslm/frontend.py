@@ -23,6 +23,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import qgraph
+from .fused import expand_fused
 from .errors import TslError
 from .model import Layer, ModelSpec, Norm, forward
 
@@ -53,6 +54,7 @@ def load_onnx(path):
         raise TslError(f"{path}: not an ONNX model ({len(data)} bytes, cannot parse: {str(e)[:80]})")
     if not model.graph.node:
         raise TslError(f"{path}: not an ONNX model (no graph nodes; truncated or another format?)")
+    model = expand_fused(model, path)     # onnxruntime's fused norms and GELUs are not ONNX ops
     try:
         onnx.checker.check_model(model)
     except Exception as e:
