@@ -28,9 +28,9 @@ def _model(family, overrides=None):
     return AutoModelForCausalLM.from_config(cfg).eval(), cfg
 
 
-def export_full(family, path, overrides=None, max_t=256, dynamo=True):
-    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter or the
-    TorchScript one (dynamo=False). -> path"""
+def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None):
+    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter (opset 18)
+    or the TorchScript one (dynamo=False, opset 17 unless given). -> path"""
     import torch
     m, _ = _model(family, overrides)
 
@@ -54,7 +54,7 @@ def export_full(family, path, overrides=None, max_t=256, dynamo=True):
         else:
             torch.onnx.export(Logits(m, True), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
                               output_names=["logits"], dynamic_axes={"input_ids": {1: "T"}, "logits": {1: "T"}},
-                              opset_version=17, dynamo=False)
+                              opset_version=opset or 17, dynamo=False)
     return path
 
 
