@@ -240,7 +240,7 @@ def _code_size(out):
 
 def cmd_eval(a):
     from .evaluate import evaluate
-    evaluate(a.out, a.text, a.max_tokens)
+    evaluate(a.out, a.text, a.max_tokens, progress=lambda d, t: _progress(d, t, "chunk"))
 
 
 def cmd_inspect(a):

@@ -45,9 +45,10 @@ def text_chunks(ids, S, bos):
     return [head + ids[i:i + step] for i in range(0, len(ids), step) if len(head + ids[i:i + step]) > 1]
 
 
-def evaluate(out, text, max_tokens=4096, quiet=False):
+def evaluate(out, text, max_tokens=4096, quiet=False, progress=None):
     """Print and return {format: {ppl, top1, cos_min, cos_median, cos_999, n}} for float (onnxruntime),
-    int8 and int4 host builds of the model behind the build directory `out`."""
+    int8 and int4 host builds of the model behind the build directory `out`. progress(done, total)
+    is called after each chunk."""
     import onnxruntime as ort
 
     from .hostsim import HostModel
@@ -75,8 +76,11 @@ def evaluate(out, text, max_tokens=4096, quiet=False):
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     base = "float32 (onnxruntime)"
     acc = {k: dict(nll=0.0, top1=0, cos=[]) for k in [base, *hosts]}
-    n = 0
-    for ids in chunks:
+    n, positions = sum(len(c) - 1 for c in chunks), sum(len(c) for c in chunks)
+    if not quiet:
+        print(f"eval on {Path(text).name}: {n} predicted tokens, {positions} positions in {len(chunks)} chunks "
+              f"of <= {S}{' (BOS first)' if tok.bos_id is not None else ''}", flush=True)
+    for i, ids in enumerate(chunks):
         nxt = np.asarray(ids[1:])
         ref = onnx_logits(sess, src, ids)
         for name, lg in [(base, ref)] + [(k, host_logits(h, ids)) for k, h in hosts.items()]:
@@ -84,16 +88,14 @@ def evaluate(out, text, max_tokens=4096, quiet=False):
             a["nll"] -= log_softmax(lg[:-1])[np.arange(len(nxt)), nxt].sum()
             a["top1"] += int((lg.argmax(1) == ref.argmax(1)).sum())
             a["cos"].append(cosine(lg, ref))
-        n += len(nxt)
-    positions = sum(len(c) for c in chunks)
+        if progress:
+            progress(i + 1, len(chunks))
     res = {}
     for name, a in acc.items():
         c = np.concatenate(a["cos"])
         res[name] = dict(ppl=math.exp(a["nll"] / n), top1=a["top1"] / positions, cos_min=float(c.min()),
                          cos_median=float(np.median(c)), cos_999=float((c >= 0.999).mean()), n=positions)
     if not quiet:
-        print(f"eval on {Path(text).name}: {n} predicted tokens, {positions} positions in {len(chunks)} chunks "
-              f"of <= {S}{' (BOS first)' if tok.bos_id is not None else ''}")
         print(f"  {'':<28} {'perplexity':>10} {'vs float':>9} {'top-1 agree':>12} {'cos min':>9} {'cos median':>11}"
               f" {'cos >= 0.999':>13}")
         for name, r in res.items():
