@@ -7,7 +7,8 @@ Scheme (all symmetric, zero point 0):
   activations int8 with a scale chosen per token at run time (max |x| / 127): matvec inputs, q,
               and each K and V row entering the cache (one scale per head and position). The MLP
               product feeds the down projection twice: int8, then its int8 rounding error
-              (mlp_residual; +25% MACs on the example, logit cosine minimum 0.9972 -> 0.9993)
+              (mlp_residual; +25% MACs on the example; without it the MLP product is the largest
+              activation error, see benchmarks/quant_error.py)
   attention   int8 q.K, float softmax (tsl_exp_neg), Q15 weights times int8 V, requantized to
               one int8 scale for all heads (tsl_multiplier + tsl_requant)
   residual    float32, norms float32, RoPE float32 with compiler-computed tables
@@ -99,7 +100,8 @@ def quantize(spec, max_seq, weights="int8", mlp_residual=True):
             q, gs, s = kept or quant_rows_s4(w, name)
             attrs["gs_w"] = P.weight(name + ".gs", gs)
         elif qi and qi["kind"] == "int8" and "scale" in qi and np.abs(qi["q"]).max() <= 128:
-            q, s = kept = qi["q"].astype(np.int8), qi["scale"].astype(np.float32)   # the graph's own int8 grid
+            kept = qi["q"].astype(np.int8), qi["scale"].astype(np.float32)   # the graph's own int8 grid
+            q, s = kept
         else:
             q, s = quant_rows_s8(w)
         if qi:
@@ -192,7 +194,8 @@ def quantize(spec, max_seq, weights="int8", mlp_residual=True):
              sx_const=None, w_w=emb_w, ws_w=emb_s, bias_w=bias)
     else:
         matvec("lm_head", spec.lm_head, fq, fs, "logits", -1, spec.lm_head_bias)
-    P.meta = dict(graph_weights={k: len(v) for k, v in graph_weights.items()}, family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
+    P.meta = dict(graph_weights={k: len(v) for k, v in graph_weights.items()},
+                  family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
                   n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights,
                   act=spec.act, pos=spec.pos, n_params=spec.n_params(), int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
     return P
