@@ -32,6 +32,29 @@ def test_bit_exact_and_close_to_float(models, tmp_path, name, weights):
     assert cos.min() > (0.998 if weights == "int8" else 0.9), cos.min()
 
 
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_activations_int8x2(models, tmp_path, name):
+    """Norm outputs sent twice (int8, then their rounding error): bit-exact, closer to float."""
+    spec = frontend.frontend(models[name])
+    ids = np.random.default_rng(6).integers(0, spec.vocab, 48)
+    ref = forward(spec, ids)
+    err = {}
+    for act in ("int8", "int8x2"):
+        out = tmp_path / act
+        man = compile_model(models[name], out, "host", 64, "int8", quiet=True, activations=act)
+        assert man["model"]["activations"] == act
+        _, prog = load_build(out)
+        host = HostModel(out)
+        verify_host(prog, host, [2, 7, 1, 8], 64)
+        host.reset()
+        got = np.stack([host.step(t, p) for p, t in enumerate(ids)])
+        err[act] = np.mean(1 - (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1))
+        macs = sum(o.attrs["N"] * o.attrs["K"] for o in prog.ops if o.kind == "matvec")
+        err[act + " macs"] = macs
+    assert err["int8x2"] < err["int8"], err
+    assert err["int8x2 macs"] > err["int8 macs"], err
+
+
 def test_verify_names_first_diverging_op(models, tmp_path):
     out = tmp_path / "b"
     compile_model(models["llama"], out, "host", 70, "int8", quiet=True)

@@ -71,7 +71,8 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None):
         build = Path(out)
         if man["model"]["weights"] != fmt:
             build = Path(tempfile.mkdtemp(prefix="tinyslm-eval-")) / "build"
-            compile_model(src, build, "host", S, fmt, tokp, quiet=True)
+            compile_model(src, build, "host", S, fmt, tokp, quiet=True,
+                          activations=man["model"].get("activations", "int8"))
         hosts[f"{fmt} (tinyslm host build)"] = HostModel(build)
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     base = "float32 (onnxruntime)"

@@ -19,9 +19,10 @@ def log(msg, quiet=False):
         print(f"  {msg}", flush=True)
 
 
-def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False):
+def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False,
+                  activations="int8"):
     """ONNX file -> C project in `out`; returns the manifest. weights: int8 | int4 | None (int4 if
-    the graph carries int4 weights, else int8)."""
+    the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize)."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
@@ -31,7 +32,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     max_seq = _max_seq(spec, max_seq, model_path)
     weights = weights or ("int4" if any("int4" in n for n in spec.quantization) else "int8")
     tok = load_tokenizer(model_path, tokenizer, spec.vocab)
-    prog = quantize.quantize(spec, max_seq, weights)                          # float model -> integer IR (one decode step)
+    prog = quantize.quantize(spec, max_seq, weights, activations)             # float model -> integer IR (one decode step)
     gw = prog.meta["graph_weights"]
     if gw["kept"] or gw["requantized"]:
         log(f"graph's integer weights: {gw['kept']} projections kept as they are"

@@ -85,42 +85,62 @@ def honour_s4(qi):
     return _pack_s4(q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
 
 
-def quantize(spec, max_seq, weights="int8", mlp_residual=True):
-    """-> Program for one decode step of `spec` with a static KV cache of max_seq positions."""
+def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True):
+    """-> Program for one decode step of `spec` with a static KV cache of max_seq positions.
+    activations: int8, or int8x2 (every norm output also sent a second time as its int8
+    rounding error, as the MLP product always is with mlp_residual)."""
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
     P = Program(meta={}, bufs={}, ops=[], weights={})
     graph_weights = dict(kept=[], requantized=[])   # the graph's integer weights: kept as they are, or not
 
-    def matvec(name, w, x, sx, out, layer, bias=None, accumulate=0, fmt="s8", sx_const=None, qi=None):
+    def act_in(name, y, n, layer, twice):
+        """The int8 input of the matvecs reading float activation y [n]; with `twice`, its rounding
+        error is quantized as well (by the first matvec that reads it) and sent through each of them."""
+        q, s = P.buf(name + ".q", "s8", n), P.buf(name + ".s", "f32", 1)
+        P.op("quant", name + ".quant", [y], [q, s], layer, n=n)
+        return dict(name=name, y=y, n=n, q=q, s=s, twice=twice, r=None)
+
+    def matvec(name, w, xin, out, layer, bias=None, accumulate=0, fmt="s8", qi=None, shared=None):
+        """out (+)= W . xin; shared: the (int8, scale) weight names of an already quantized W (tied)."""
         N, K = w.shape
-        attrs = dict(N=N, K=K, accumulate=accumulate, fmt=fmt, sx=sx, sx_const=sx_const)
+        attrs = dict(N=N, K=K, accumulate=accumulate, fmt=fmt, sx=xin["s"], sx_const=None)
         kept = None
-        if fmt == "s4":
-            kept = honour_s4(qi) if qi and qi["kind"] == "int4" else None
-            q, gs, s = kept or quant_rows_s4(w, name)
-            attrs["gs_w"] = P.weight(name + ".gs", gs)
-        elif qi and qi["kind"] == "int8" and "scale" in qi and np.abs(qi["q"]).max() <= 128:
-            kept = qi["q"].astype(np.int8), qi["scale"].astype(np.float32)   # the graph's own int8 grid
-            q, s = kept
+        if shared:
+            attrs["w_w"], attrs["ws_w"] = shared
         else:
-            q, s = quant_rows_s8(w)
-        if qi:
-            graph_weights["kept" if kept else "requantized"].append(name)
-        attrs["w_w"], attrs["ws_w"] = P.weight(name + ".w", q), P.weight(name + ".ws", s)
+            if fmt == "s4":
+                kept = honour_s4(qi) if qi and qi["kind"] == "int4" else None
+                q, gs, s = kept or quant_rows_s4(w, name)
+                attrs["gs_w"] = P.weight(name + ".gs", gs)
+            elif qi and qi["kind"] == "int8" and "scale" in qi and np.abs(qi["q"]).max() <= 128:
+                kept = qi["q"].astype(np.int8), qi["scale"].astype(np.float32)   # the graph's own int8 grid
+                q, s = kept
+            else:
+                q, s = quant_rows_s8(w)
+            if qi:
+                graph_weights["kept" if kept else "requantized"].append(name)
+            attrs["w_w"], attrs["ws_w"] = P.weight(name + ".w", q), P.weight(name + ".ws", s)
         attrs["bias_w"] = None if bias is None else P.weight(name + ".b", bias.astype(np.float32))
         P.buf(out, "f32", N, "out" if out == "logits" else "arena")
-        P.op("matvec", name, [x] + ([sx] if sx else []) + ([out] if accumulate else []), [out], layer, **attrs)
+        P.op("matvec", name, [xin["q"], xin["s"]] + ([out] if accumulate else []), [out], layer, **attrs)
+        if xin["twice"]:
+            if xin["r"] is None:
+                a = xin["name"]
+                xin["r"] = P.buf(a + ".rq", "s8", xin["n"]), P.buf(a + ".rs", "f32", 1)
+                P.op("dequant_sub", a + ".residual", [xin["y"], xin["q"], xin["s"]], [xin["y"]], layer, n=xin["n"])
+                P.op("quant", a + ".rquant", [xin["y"]], list(xin["r"]), layer, n=xin["n"])
+            rq, rs = xin["r"]
+            P.op("matvec", name + ".residual", [rq, rs, out], [out], layer,
+                 **{**attrs, "sx": rs, "bias_w": None, "accumulate": 1})
 
     def norm(name, N, x, layer):
-        y, q, s = name + ".y", name + ".q", name + ".s"
-        P.buf(y, "f32", D), P.buf(q, "s8", D), P.buf(s, "f32", 1)
+        y = P.buf(name + ".y", "f32", D)
         attrs = dict(n=D, eps=float(N.eps), g_w=P.weight(name + ".g", N.g.astype(np.float32)))
         if N.kind == "layer":
             b = N.b if N.b is not None else np.zeros(D)
             attrs["b_w"] = P.weight(name + ".b", b.astype(np.float32))
         P.op("rmsnorm" if N.kind == "rms" else "layernorm", name, [x], [y], layer, **attrs)
-        P.op("quant", name + ".quant", [y], [q, s], layer, n=D)
-        return q, s
+        return act_in(name, y, D, layer, activations == "int8x2")
 
     x = P.buf("x", "f32", D)
     etq, ets = quant_rows_s8(spec.tok_emb)
@@ -141,12 +161,12 @@ def quantize(spec, max_seq, weights="int8", mlp_residual=True):
     for li, L in enumerate(spec.layers):
         p = f"l{li}."
         b = L.bias.get
-        xq, xs = norm(p + "attn_norm", L.attn_norm, x, li)
+        xin = norm(p + "attn_norm", L.attn_norm, x, li)
         q, k, v = p + "q", p + "k", p + "v"
         qw = L.qw.get
-        matvec(p + "wq", L.wq, xq, xs, q, li, b("q"), fmt=wfmt, qi=qw("q"))
-        matvec(p + "wk", L.wk, xq, xs, k, li, b("k"), fmt=wfmt, qi=qw("k"))
-        matvec(p + "wv", L.wv, xq, xs, v, li, b("v"), fmt=wfmt, qi=qw("v"))
+        matvec(p + "wq", L.wq, xin, q, li, b("q"), fmt=wfmt, qi=qw("q"))
+        matvec(p + "wk", L.wk, xin, k, li, b("k"), fmt=wfmt, qi=qw("k"))
+        matvec(p + "wv", L.wv, xin, v, li, b("v"), fmt=wfmt, qi=qw("v"))
         if spec.pos == "rope":
             P.op("rope", p + "rope_q", [q], [q], li, n_heads=H, **rope_w)
             P.op("rope", p + "rope_k", [k], [k], li, n_heads=Hk, **rope_w)
@@ -161,41 +181,28 @@ def quantize(spec, max_seq, weights="int8", mlp_residual=True):
         P.op("attention", p + "attn", [q, kc, ks, vc, vs], [att, att_s] + scratch, li,
              n_heads=H, n_kv=Hk, hs=hs, max_seq=max_seq, scale=float(np.float32(spec.attn_scale)))
         if spec.parallel:       # the MLP reads the block input: normalize it before wo adds to x
-            hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
-        matvec(p + "wo", L.wo, att, att_s, x, li, b("o"), accumulate=1, fmt=wfmt, qi=qw("o"))
+            hin = norm(p + "ffn_norm", L.ffn_norm, x, li)
+        matvec(p + "wo", L.wo, dict(q=att, s=att_s, twice=False), x, li, b("o"), accumulate=1, fmt=wfmt, qi=qw("o"))
         if not spec.parallel:
-            hq, hsc = norm(p + "ffn_norm", L.ffn_norm, x, li)
+            hin = norm(p + "ffn_norm", L.ffn_norm, x, li)
         up, mid = p + "up", p + "mid"
-        matvec(p + "w_up", L.w_up, hq, hsc, up, li, b("up"), fmt=wfmt, qi=qw("up"))
+        matvec(p + "w_up", L.w_up, hin, up, li, b("up"), fmt=wfmt, qi=qw("up"))
         P.buf(mid, "f32", F)
         if L.w_gate is not None:
             gate = p + "gate"
-            matvec(p + "w_gate", L.w_gate, hq, hsc, gate, li, b("gate"), fmt=wfmt, qi=qw("gate"))
+            matvec(p + "w_gate", L.w_gate, hin, gate, li, b("gate"), fmt=wfmt, qi=qw("gate"))
             P.op("glu", p + "glu", [gate, up], [mid], li, n=F, act=ACTS[spec.act])
         else:
             P.op("act", p + "act", [up], [mid], li, n=F, act=ACTS[spec.act])
-        mq, ms = P.buf(p + "mid.q", "s8", F), P.buf(p + "mid.s", "f32", 1)
-        P.op("quant", p + "mid.quant", [mid], [mq, ms], li, n=F)
-        matvec(p + "w_down", L.w_down, mq, ms, x, li, b("down"), accumulate=1, fmt=wfmt, qi=qw("down"))
-        down = P.ops[-1]
-        if mlp_residual:
-            # The MLP product is the one activation with heavy tails: its int8 rounding error is
-            # quantized again and sent through the same weights (about 16 bits of input precision).
-            rq, rs = P.buf(p + "mid.rq", "s8", F), P.buf(p + "mid.rs", "f32", 1)
-            P.op("dequant_sub", p + "mid.residual", [mid, mq, ms], [mid], li, n=F)
-            P.op("quant", p + "mid.rquant", [mid], [rq, rs], li, n=F)
-            P.op("matvec", p + "w_down.residual", [rq, rs, x], [x], li,
-                 **{**down.attrs, "sx": rs, "bias_w": None})
-    fq, fs = norm("final_norm", spec.final_norm, x, -1)
-    if spec.tied:
-        P.buf("logits", "f32", V, "out")
-        bias = None if spec.lm_head_bias is None else P.weight("lm_head.b", spec.lm_head_bias.astype(np.float32))
-        P.op("matvec", "lm_head", [fq, fs], ["logits"], N=V, K=D, accumulate=0, fmt="s8", sx=fs,
-             sx_const=None, w_w=emb_w, ws_w=emb_s, bias_w=bias)
-    else:
-        matvec("lm_head", spec.lm_head, fq, fs, "logits", -1, spec.lm_head_bias)
+        # The MLP product is the one activation with heavy tails: with mlp_residual its int8
+        # rounding error is quantized again and sent through the same weights (about 16 bits).
+        matvec(p + "w_down", L.w_down, act_in(p + "mid", mid, F, li, mlp_residual), x, li, b("down"),
+               accumulate=1, fmt=wfmt, qi=qw("down"))
+    fin = norm("final_norm", spec.final_norm, x, -1)
+    matvec("lm_head", spec.tok_emb if spec.tied else spec.lm_head, fin, "logits", -1, spec.lm_head_bias,
+           shared=(emb_w, emb_s) if spec.tied else None)
     P.meta = dict(graph_weights={k: len(v) for k, v in graph_weights.items()},
                   family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
-                  n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights,
+                  n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights, activations=activations,
                   act=spec.act, pos=spec.pos, n_params=spec.n_params(), int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
     return P
