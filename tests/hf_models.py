@@ -64,8 +64,8 @@ def export_with_past(family, path):
     import torch
     from transformers import DynamicCache
     m, cfg = _model(family)
-    L, Hk = cfg.num_hidden_layers, cfg.num_key_value_heads
-    hs = cfg.hidden_size // cfg.num_attention_heads
+    L, Hk = cfg.num_hidden_layers, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    hs = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
     class WithPast(torch.nn.Module):
         def __init__(self, m):

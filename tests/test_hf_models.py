@@ -70,7 +70,7 @@ def test_onnxruntime_fused_norms(family, dynamo, opset, model_type, fused, tmp_p
     check(opt, tmp_path)
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("family", sorted(hf_models.FAMILIES))
 def test_past_key_values_layout(family, tmp_path):
     check(hf_models.export_with_past(family, tmp_path / f"{family}_past.onnx"), tmp_path)
 
