@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from tinyslm import frontend  # noqa: E402
 from tinyslm.evaluate import cosine, onnx_logits, text_chunks  # noqa: E402
-from tinyslm.model import _act, _norm, _rope, rope_tables  # noqa: E402
+from tinyslm.model import forward  # noqa: E402
 
 
 def q_rows(bits, group=None):
@@ -36,41 +36,6 @@ def q_rows(bits, group=None):
 
 def identity(x):
     return x
-
-
-def forward(spec, ids, W, A, KV, MID):
-    """Float forward of model.forward's llama/gpt2 shape with quantizers at tinyslm's points:
-    W weights [N, K] (embedding rows too), A matvec inputs, KV q/k/v rows per head, MID the MLP
-    product."""
-    T, H, Hk, hs = len(ids), spec.n_heads, spec.n_kv_heads, spec.head_dim
-    b = lambda L, k: L.bias.get(k, 0.0)
-    emb = W(spec.tok_emb)
-    x = emb[ids] * spec.emb_scale
-    if spec.pos_emb is not None:
-        x = x + W(spec.pos_emb[:T])
-    if spec.pos == "rope":
-        cos, sin = (t.astype(np.float64) for t in rope_tables(spec.inv_freq, T))
-    mask = np.triu(np.full((T, T), -np.inf), 1)
-    for L in spec.layers:
-        h = A(_norm(L.attn_norm, x))
-        q = (h @ W(L.wq).T + b(L, "q")).reshape(T, H, hs)
-        k = (h @ W(L.wk).T + b(L, "k")).reshape(T, Hk, hs)
-        v = (h @ W(L.wv).T + b(L, "v")).reshape(T, Hk, hs)
-        if spec.pos == "rope":
-            q, k = _rope(spec, q, cos, sin), _rope(spec, k, cos, sin)
-        q, k, v = KV(q), KV(k), KV(v)
-        kk, vv = np.repeat(k, H // Hk, axis=1), np.repeat(v, H // Hk, axis=1)
-        s = np.einsum("thd,uhd->htu", q, kk) * spec.attn_scale + mask
-        p = np.exp(s - s.max(-1, keepdims=True))
-        a = A(np.einsum("htu,uhd->thd", p / p.sum(-1, keepdims=True), vv).reshape(T, H * hs))
-        x_attn = x + a @ W(L.wo).T + b(L, "o")
-        h = A(_norm(L.ffn_norm, x if spec.parallel else x_attn))
-        up = h @ W(L.w_up).T + b(L, "up")
-        m = _act(spec, up) if L.w_gate is None else _act(spec, h @ W(L.w_gate).T + b(L, "gate")) * up
-        x = x_attn + MID(m) @ W(L.w_down).T + b(L, "down")
-    h = A(_norm(spec.final_norm, x))
-    lg = h @ (emb if spec.tied else W(spec.lm_head)).T
-    return lg + (0 if spec.lm_head_bias is None else spec.lm_head_bias)
 
 
 SCHEMES = [   # name, weights, matvec inputs, q/k/v per head, MLP product
@@ -105,7 +70,7 @@ def main():
     print(f"{a.model}: logit cosine against onnxruntime at {n} positions ({len(chunks)} chunks)\n")
     print(f"{'scheme':<60} {'median':>9} {'>= 0.999':>9} {'below':>6} {'minimum':>8}")
     for name, W, A, KV, MID in SCHEMES:
-        c = np.concatenate([cosine(forward(spec, np.asarray(ids), W, A, KV, MID), r) for ids, r in zip(chunks, refs)])
+        c = np.concatenate([cosine(forward(spec, ids, (W, A, KV, MID)), r) for ids, r in zip(chunks, refs)])
         print(f"{name:<60} {np.median(c):9.6f} {100 * (c >= 0.999).mean():8.2f}% {(c < 0.999).sum():6d} {c.min():8.5f}")
 
 

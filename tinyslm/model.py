@@ -115,40 +115,45 @@ def _act(spec, g):
     return 0.5 * g * (1 + np.vectorize(erf)(g / np.sqrt(2)))
 
 
-def forward(spec, ids):
-    """Full-sequence float64 forward: ids [T] -> logits [T, V]."""
+def forward(spec, ids, sim=None):
+    """Full-sequence float64 forward: ids [T] -> logits [T, V]. sim: optional quantize-dequantize
+    callables (W, A, KV, MID) applied where tinyslm quantizes: weights (embedding rows too), matvec
+    inputs, q/k/v rows per head, the MLP product (benchmarks/quant_error.py)."""
+    W, A, KV, MID = sim or (lambda v: v,) * 4
     ids = np.asarray(ids, np.int64)
     T, H, Hk, hs = len(ids), spec.n_heads, spec.n_kv_heads, spec.head_dim
     b = lambda L, k: L.bias.get(k, 0.0)
-    x = spec.tok_emb[ids].astype(np.float64) * spec.emb_scale
+    emb = W(spec.tok_emb)
+    x = emb[ids].astype(np.float64) * spec.emb_scale
     if spec.pos_emb is not None:
-        x = x + spec.pos_emb[:T]
+        x = x + W(spec.pos_emb[:T])
     if spec.pos == "rope":
         cos, sin = (t.astype(np.float64) for t in rope_tables(spec.inv_freq, T))
     mask = np.triu(np.full((T, T), -np.inf), 1)
     for li, L in enumerate(spec.layers):
-        h = _norm(L.attn_norm, x)
-        q = (h @ L.wq.T + b(L, "q")).reshape(T, H, hs)
-        k = (h @ L.wk.T + b(L, "k")).reshape(T, Hk, hs)
-        v = (h @ L.wv.T + b(L, "v")).reshape(T, Hk, hs)
+        h = A(_norm(L.attn_norm, x))
+        q = (h @ W(L.wq).T + b(L, "q")).reshape(T, H, hs)
+        k = (h @ W(L.wk).T + b(L, "k")).reshape(T, Hk, hs)
+        v = (h @ W(L.wv).T + b(L, "v")).reshape(T, Hk, hs)
         if spec.pos == "rope":
             q, k = _rope(spec, q, cos, sin), _rope(spec, k, cos, sin)
+        q, k, v = KV(q), KV(k), KV(v)
         kk, vv = np.repeat(k, H // Hk, axis=1), np.repeat(v, H // Hk, axis=1)
         s = np.einsum("thd,uhd->htu", q, kk) * spec.attn_scale + mask
         p = np.exp(s - s.max(-1, keepdims=True))
         p = p / p.sum(-1, keepdims=True)
-        a = np.einsum("htu,uhd->thd", p, vv).reshape(T, H * hs)
-        x_attn = x + a @ L.wo.T + b(L, "o")
-        h = _norm(L.ffn_norm, x if spec.parallel else x_attn)
+        a = A(np.einsum("htu,uhd->thd", p, vv).reshape(T, H * hs))
+        x_attn = x + a @ W(L.wo).T + b(L, "o")
+        h = A(_norm(L.ffn_norm, x if spec.parallel else x_attn))
         x = x_attn
-        up = h @ L.w_up.T + b(L, "up")
+        up = h @ W(L.w_up).T + b(L, "up")
         if L.w_gate is not None:
-            m = _act(spec, h @ L.w_gate.T + b(L, "gate")) * up
+            m = _act(spec, h @ W(L.w_gate).T + b(L, "gate")) * up
         else:
             m = _act(spec, up)
-        x = x + m @ L.w_down.T + b(L, "down")
-    h = _norm(spec.final_norm, x)
-    logits = h @ spec.lm_head.T
+        x = x + MID(m) @ W(L.w_down).T + b(L, "down")
+    h = A(_norm(spec.final_norm, x))
+    logits = h @ (emb if spec.tied else W(spec.lm_head)).T
     if spec.lm_head_bias is not None:
         logits = logits + spec.lm_head_bias
     return logits
