@@ -13,6 +13,7 @@ from conftest import ROOT
 pytest.importorskip("transformers")
 import hf_models  # noqa: E402
 
+from tinyslm.evaluate import cosine, host_logits  # noqa: E402
 from tinyslm.frontend import make_feeds, ort_infos  # noqa: E402
 from tinyslm.hostsim import HostModel  # noqa: E402
 from tinyslm.pipeline import compile_model, load_build  # noqa: E402
@@ -27,10 +28,6 @@ def ort_logits(path, ids):
     return np.asarray(sess.run(None, feeds)[0], np.float64).reshape(len(ids), -1)
 
 
-def cosine(a, b):
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
 def check(path, tmp_path, weights="int8", bar=0.999):
     """-> (manifest, logits of the compiled host build [T, V])"""
     out = tmp_path / "build"
@@ -38,8 +35,7 @@ def check(path, tmp_path, weights="int8", bar=0.999):
     man, prog = load_build(out)
     host = HostModel(out)
     verify_host(prog, host, IDS[:4], 20)
-    host.reset()
-    got = np.stack([host.step(t, p) for p, t in enumerate(IDS)]).astype(np.float64)
+    got = host_logits(host, IDS)
     cos = cosine(ort_logits(path, IDS), got)
     assert cos.min() >= bar, (cos.min(), int(cos.argmin()))
     return man, got

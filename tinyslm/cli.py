@@ -156,6 +156,7 @@ def cmd_run(a):
 
 
 def cmd_logits(a):
+    from .evaluate import host_logits
     src = Path(a.model)
     ids = _ids(a.ids)
     with tempfile.TemporaryDirectory() as td:
@@ -171,8 +172,7 @@ def cmd_logits(a):
             raise TslError(f"{len(ids)} ids exceed the build's --max-seq {man['model']['max_seq']}")
         if any(not 0 <= i < man["model"]["vocab"] for i in ids):
             raise TslError(f"--ids: token ids must be in [0, {man['model']['vocab']})")
-        host.reset()
-        logits = np.stack([host.step(t, p) for p, t in enumerate(ids)])
+        logits = host_logits(host, ids).astype(np.float32)
     np.save(a.out, logits)
     print(f"wrote {a.out}: float32 {list(logits.shape)}")
 
