@@ -13,8 +13,7 @@ from conftest import ROOT
 pytest.importorskip("transformers")
 import hf_models  # noqa: E402
 
-from tinyslm.evaluate import cosine, host_logits  # noqa: E402
-from tinyslm.frontend import make_feeds, ort_infos  # noqa: E402
+from tinyslm.evaluate import cosine, host_logits, onnx_logits  # noqa: E402
 from tinyslm.hostsim import HostModel  # noqa: E402
 from tinyslm.pipeline import compile_model, load_build  # noqa: E402
 from tinyslm.verify import verify_host  # noqa: E402
@@ -23,9 +22,7 @@ IDS = list(np.random.default_rng(11).integers(0, 128, 40))
 
 
 def ort_logits(path, ids):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds, _ = make_feeds(ort_infos(sess), ids, path)
-    return np.asarray(sess.run(None, feeds)[0], np.float64).reshape(len(ids), -1)
+    return onnx_logits(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), path, ids)
 
 
 def check(path, tmp_path, weights="int8", bar=0.999):
