@@ -1,14 +1,14 @@
 """tinyslm command line. Every user error ends in one line on stderr and exit status 2."""
 import argparse
+import math
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 from .errors import TslError
+from .units import MAX_SEQ
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "tiny_llama.onnx"
@@ -16,9 +16,41 @@ EXAMPLE = ROOT / "examples" / "tiny_llama.onnx"
 
 def _ids(s):
     try:
-        return [int(x) for x in s.replace(" ", "").split(",") if x != ""]
+        ids = [int(x) for x in s.replace(" ", "").split(",") if x != ""]
     except ValueError:
-        raise TslError(f"--ids: expected comma-separated integers, got {s!r}")
+        raise TslError(f"--ids: expected comma-separated integers, got {s[:80]!r}") from None
+    if not ids:
+        raise TslError(f"--ids: no token ids in {s[:80]!r}")
+    return ids
+
+
+def _int_in(lo, hi, what=""):
+    """argparse type: an integer in [lo, hi]."""
+    def parse(s):
+        try:
+            v = int(s, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {s[:40]!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} out of range: {what or f'{lo} to {hi}'}")
+        return v
+    return parse
+
+
+def _finite(lo=-math.inf, hi=math.inf):
+    """argparse type: a finite float in [lo, hi] (no nan, no inf)."""
+    def parse(s):
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {s[:40]!r}") from None
+        if not (math.isfinite(v) and lo <= v <= hi):
+            raise argparse.ArgumentTypeError(f"{s[:40]} is not a finite number in [{lo:g}, {hi:g}]")
+        return v
+    return parse
+
+
+SEED = _int_in(0, 2 ** 64 - 1, "a seed is 0 to 2^64-1")
 
 
 def _progress(done, total, what="step"):
@@ -27,10 +59,10 @@ def _progress(done, total, what="step"):
 
 
 def _open(out):
+    from .builddir import load_build
     from .hostsim import HostModel
-    from .pipeline import load_build
     man, prog = load_build(out)
-    return man, prog, HostModel(out)
+    return man, prog, HostModel(out, man)
 
 
 def _tokenizer(out, required=True):
@@ -43,7 +75,7 @@ def _tokenizer(out, required=True):
     return None
 
 
-def _prompt_ids(args, tok, vocab):
+def _prompt_ids(args, tok, vocab, max_seq=None):
     if args.ids:
         ids = _ids(args.ids)
     else:
@@ -53,6 +85,8 @@ def _prompt_ids(args, tok, vocab):
         raise TslError(f"token id {bad[0]} out of range [0, {vocab})")
     if not ids:
         raise TslError("empty prompt")
+    if max_seq is not None and len(ids) > max_seq:
+        raise TslError(f"the prompt is {len(ids)} tokens, the build holds {max_seq} positions (--max-seq)")
     return ids
 
 
@@ -145,7 +179,7 @@ def cmd_run(a):
         raise TslError("run: give the build directory (host build) or --port URL (a device)")
     man, prog, host = _open(a.out)
     tok = _tokenizer(a.out, required=not a.ids)
-    ids = _prompt_ids(a, tok, man["model"]["vocab"])
+    ids = _prompt_ids(a, tok, man["model"]["vocab"], man["model"]["max_seq"])
     emit = _TokenPrinter(tok, a)
     t0 = time.time()
     out = generate(host, ids, a.max_tokens, a.temperature, a.top_p, a.seed, man["model"]["max_seq"], emit,
@@ -156,9 +190,15 @@ def cmd_run(a):
 
 
 def cmd_logits(a):
+    import numpy as np
     from .evaluate import host_logits
     src = Path(a.model)
     ids = _ids(a.ids)
+    dst = Path(a.out)
+    if not dst.parent.is_dir():
+        raise TslError(f"--out {dst}: folder {dst.parent} does not exist")
+    if dst.is_dir():
+        raise TslError(f"--out {dst}: is a folder; give a file name such as logits.npy")
     with tempfile.TemporaryDirectory() as td:
         if src.is_file():
             from .pipeline import compile_model
@@ -178,7 +218,8 @@ def cmd_logits(a):
 
 
 def cmd_info(a):
-    from .pipeline import load_build
+    import numpy as np
+    from .builddir import load_build
     man, prog = load_build(a.out)
     m, mem = man["model"], man["memory"]
     print(f"{a.out}: {m['family']} model from {Path(man['source']).name}, board {man['board']}")
@@ -194,9 +235,6 @@ def cmd_info(a):
     for n, dt, shp, nb in rows:
         print(f"  {n:<28} {dt:<8} {shp:<12} {nb:>10}")
     print(f"  {'weights blob (all ' + str(len(tensors)) + ' tensors, aligned)':<50} {man['weights']['bytes']:>10}")
-    code = _code_size(a.out)
-    if code is not None:
-        print(f"  {'code (host build, .text)':<50} {code:>10}")
     print("\nRAM")
     bufs = sorted(((n, b) for n, b in mem["buffers"].items() if b["kind"] != "kv"), key=lambda kv: -kv[1]["bytes"])
     for n, b in (bufs if a.all else bufs[:10]):
@@ -225,18 +263,6 @@ def _fit_table(flash_need, ram_need):
         why = f" (too little {' and '.join(bad)})" if bad else ""
         run = "qemu" if b.emulated else "device only" + (f"; stand-in {b.extra['stand_in']}" if b.extra.get("stand_in") else "")
         print(f"  {name:<18} {b.flash_bytes:>12} {ram:>14}  {('yes' if fits else 'no'):<5} {run}{why}")
-
-
-def _code_size(out):
-    import subprocess
-    lib = Path(out) / ".tinyslm" / "host" / "libtsl.so"
-    if not lib.exists():
-        return None
-    r = subprocess.run(["size", "-A", str(lib)], capture_output=True, text=True)
-    for line in r.stdout.splitlines():
-        if line.startswith(".text"):
-            return int(line.split()[1])
-    return None
 
 
 def cmd_eval(a):
@@ -332,7 +358,7 @@ def _tcp_port(spec):
 
 
 def cmd_flash(a):
-    import subprocess
+    from . import procs
     from .boards import load_board
     from .firmware import flash_plan, write_espidf_project
     B = load_board(a.board)
@@ -343,14 +369,14 @@ def cmd_flash(a):
         raise TslError(f"--image {image}: no such file")
     argv, steps = flash_plan(B, a.out, a.port, image)
     if argv is None:
-        print(f"{B.name}: {steps}")
-        return 0
+        print(f"{B.name}: not flashed: {steps}", file=sys.stderr)
+        return 1
     print(" ".join(argv), flush=True)
     if a.dry_run:
         return 0
-    r = subprocess.run(argv)                      # the tool shows its own progress and verifies
-    if r.returncode:
-        raise TslError(f"{B.flash.get('tool')} failed with status {r.returncode} writing to {a.port}")
+    rc = procs.wait_any(procs.popen(argv, stdin=None))   # the tool shows its own progress and verifies
+    if rc:
+        raise TslError(f"{B.flash.get('tool')} failed with status {rc} writing to {a.port}")
     print(f"{B.name}: flashed over {a.port}")
     return 0
 
@@ -409,7 +435,7 @@ def cmd_verify_device(a, man, prog, prompt, steps):
 
 
 def cmd_load(a):
-    from .pipeline import load_build
+    from .builddir import load_build
     man, _ = load_build(a.out)
     blob = (Path(a.out) / "model" / "tsl_weights.bin").read_bytes()
     with _device(a) as dev:
@@ -454,10 +480,10 @@ ACT_HELP = ("int8 (default), or int8x2: every norm output also goes through its 
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="tinyslm", description="Compile tiny language models from ONNX to bit-exact C "
+    p = _Parser(prog="tinyslm", description="Compile tiny language models from ONNX to bit-exact C "
                                 "for microcontrollers and edge boards.")
     p.add_argument("--version", action="version", version=f"tinyslm {__version__}")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("demo", help="compile, verify and run the bundled example model on the host")
     s.add_argument("-o", "--out", default="build/demo", help="build directory (default: build/demo)")
@@ -467,7 +493,8 @@ def parser():
     s.add_argument("model", help="ONNX file (float32 decoder-only LM)")
     s.add_argument("--board", default="host", help="target board, see boards/*.toml (default: host)")
     s.add_argument("-o", "--out", default="build/model", help="output directory (default: build/model)")
-    s.add_argument("--max-seq", type=int, default=None, help="KV cache length (default: 256 or the model's limit)")
+    s.add_argument("--max-seq", type=_int_in(1, 2 ** 63), default=None,
+                   help=f"KV cache length, 1 to {MAX_SEQ} (default: 256 or the model's limit)")
     s.add_argument("--weights", choices=["int8", "int4"], default=None,
                    help="weight format (default: int4 if the graph carries int4 weights, else int8)")
     s.add_argument("--tokenizer", help="tokenizer.json (default: next to the model, if present)")
@@ -476,7 +503,7 @@ def parser():
 
     s = sub.add_parser("verify", help="check reference == host build bit for bit over decode steps")
     s.add_argument("out", help="build directory")
-    s.add_argument("--steps", type=int, default=64, help="decode steps (default: 64, at most --max-seq)")
+    s.add_argument("--steps", type=_int_in(1, MAX_SEQ), default=64, help="decode steps (default: 64, at most --max-seq)")
     s.add_argument("--board", help="also build for this board and run it under its emulator")
     _device_args(s, required=False, what="also verify on the device at this pyserial URL")
     s.set_defaults(fn=cmd_verify)
@@ -488,10 +515,10 @@ def parser():
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--prompt", help="prompt text")
     g.add_argument("--ids", help="prompt as comma-separated token ids")
-    s.add_argument("--max-tokens", type=int, default=64)
-    s.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    s.add_argument("--top-p", type=float, default=1.0)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-tokens", type=_int_in(1, 65535), default=64, help="tokens to generate, 1 to 65535 (default 64)")
+    s.add_argument("--temperature", type=_finite(0.0, 100.0), default=0.0, help="0 = greedy (default)")
+    s.add_argument("--top-p", type=_finite(0.0, 1.0), default=1.0, help="nucleus sampling, in (0, 1]; 1 = off (default)")
+    s.add_argument("--seed", type=SEED, default=0, help="sampler seed, 0 to 2^64-1 (default 0)")
     s.add_argument("--print-ids", action="store_true", help="print token ids instead of text")
     s.set_defaults(fn=cmd_run)
 
@@ -500,7 +527,7 @@ def parser():
     s.add_argument("--ids", required=True, help="comma-separated token ids")
     s.add_argument("--out", required=True, help="output .npy file")
     s.add_argument("--weights", choices=["int8", "int4"], default=None)
-    s.add_argument("--max-seq", type=int, default=None)
+    s.add_argument("--max-seq", type=_int_in(1, 2 ** 63), default=None)
     s.add_argument("--activations", choices=["int8", "int8x2"], default="int8", help=ACT_HELP)
     s.set_defaults(fn=cmd_logits)
 
@@ -545,25 +572,51 @@ def parser():
                        "against the float model (onnxruntime)")
     s.add_argument("out", help="build directory")
     s.add_argument("--text", required=True, help="held-out text file")
-    s.add_argument("--max-tokens", type=int, default=4096, help="tokens of the text to score (default: 4096)")
+    s.add_argument("--max-tokens", type=_int_in(2, 1 << 24), default=4096, help="tokens of the text to score (default: 4096)")
     s.set_defaults(fn=cmd_eval)
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, as every other error: `tinyslm CMD: error: ...`, exit 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def main(argv=None):
-    p = parser()
-    a = p.parse_args(argv)
-    if not getattr(a, "fn", None):
-        p.print_help()
-        return 2
+    """The command line: each user error is one line on stderr and exit 2; Ctrl-C is 130, SIGTERM
+    143. Whatever tinyslm started (compilers, emulators, flashers) ends with it."""
+    from . import procs
     try:
+        procs.install_signal_handlers()
+        import warnings
+        warnings.simplefilter("ignore")          # numpy/onnxruntime noise must not precede the one-line error
+        p = parser()
+        a = p.parse_args(argv)
+        if not getattr(a, "fn", None):
+            p.print_help()
+            return 2
         return a.fn(a) or 0
     except TslError as e:
-        print(f"tinyslm: error: {e}", file=sys.stderr)
+        print(f"tinyslm: error: {' '.join(str(e).split()) if _one_line(e) else e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tinyslm: interrupted", file=sys.stderr)
         return 130
+    except procs.Terminated as t:
+        print("tinyslm: terminated", file=sys.stderr)
+        return 128 + t.signum
+    except BrokenPipeError:                      # `tinyslm run ... | head`
+        return 0
+    finally:
+        procs.stop_all()
+
+
+def _one_line(e):
+    """Errors are one line, except a compiler's own diagnostics, which are kept as they are."""
+    return "build failed" not in str(e)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
     manifest = dict(
         tinyslm=__version__, board=board, source=str(source), model=prog.meta,
         arch_hash=f"0x{ahash:08x}", weights_sha256=hashlib.sha256(blob).hexdigest(),
-        weights=dict(bytes=len(blob), tensors={n: dict(offset=woff[n], dtype=str(a.dtype), shape=list(a.shape))
+        weights=dict(bytes=len(blob), tensors={n: dict(offset=woff[n], dtype=str(a.dtype), shape=list(a.shape),
+                                                       sha256=hashlib.sha256(np.ascontiguousarray(a)).hexdigest())
                                                 for n, a in prog.weights.items()}),
         memory=dict(arena_bytes=plan.arena_bytes, arena_lower_bound=plan.lower_bound, kv_bytes=plan.kv_bytes,
                     buffers={n: dict(offset=plan.offsets.get(n, plan.kv_offsets.get(n)), bytes=b.nbytes,

@@ -10,8 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, targets
+from . import __version__, procs, targets
 from .boards import load_board
+from .builddir import load_build, private_dir, write_private
 from .errors import TslError
 
 APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
@@ -34,18 +35,22 @@ def write_espidf_project(out, B):
     import jinja2
     from .codegen import TEMPLATES
     out = Path(out).resolve()
-    man = json.loads((out / "manifest.json").read_text())
+    man, _ = load_build(out)
     proj = out / "espidf"
-    (proj / "main").mkdir(parents=True, exist_ok=True)
+    for d in (proj, proj / "main"):
+        if d.is_symlink() or (d.exists() and not d.is_dir()):
+            raise TslError(f"{d}: is a link or a file; tinyslm writes its ESP-IDF project here: remove it")
+        d.mkdir(exist_ok=True)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES / "espidf"), undefined=jinja2.StrictUndefined)
     srcs = [f"../../{s}" for s in man["sources"] + ["app/tsl_proto.c", "app/tsl_serial_app.c"]] + ["tsl_uart_espidf.c"]
     defs = [f"{k}={v}".replace('"', '\\"') for k, v in _app_defines(man, B, lambda m: None).items()]
     ctx = dict(version=__version__, board=B.name, idf_target=B.target["espidf_target"], sources=srcs, defines=defs)
-    (proj / "CMakeLists.txt").write_text(env.get_template("CMakeLists.txt.j2").render(**ctx))
-    (proj / "main" / "CMakeLists.txt").write_text(env.get_template("main_CMakeLists.txt.j2").render(**ctx))
+    write_private(proj / "CMakeLists.txt", env.get_template("CMakeLists.txt.j2").render(**ctx))
+    write_private(proj / "main" / "CMakeLists.txt", env.get_template("main_CMakeLists.txt.j2").render(**ctx))
     for f in ("sdkconfig.defaults", "partitions.csv"):
-        shutil.copy(TEMPLATES / "espidf" / f, proj / f)
-    shutil.copy(Path(__file__).resolve().parent.parent / "firmware" / "uart" / "tsl_uart_espidf.c", proj / "main")
+        write_private(proj / f, (TEMPLATES / "espidf" / f).read_bytes())
+    uart = Path(__file__).resolve().parent.parent / "firmware" / "uart" / "tsl_uart_espidf.c"
+    write_private(proj / "main" / uart.name, uart.read_bytes())
     return proj
 
 
@@ -53,7 +58,7 @@ def build_firmware(out, board, log=print):
     """-> {elf, bin, sizes, espidf}: the serial firmware of project `out` for `board` (an image for its
     emulator or bare-metal target), and for ESP32 chips the ESP-IDF project around it."""
     out = Path(out).resolve()
-    man = json.loads((out / "manifest.json").read_text())
+    man, _ = load_build(out)
     B = load_board(board)
     espidf = write_espidf_project(out, B) if B.target.get("espidf_target") else None
     if B.kind == "espidf":
@@ -68,13 +73,14 @@ def build_firmware(out, board, log=print):
     if B.target.get("uart_base"):
         defines["TSL_UART_BASE"] = B.target["uart_base"]
     srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
-    bdir = out / ".tinyslm" / f"fw-{B.name}"
+    bdir = private_dir(out, f"fw-{B.name}")
     elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app"], bdir, defines, name="tinyslm")
     res = dict(elf=elf, bin=None, sizes=_sizes(B, elf), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):
         binf = elf.with_suffix(".bin")
-        subprocess.run([objcopy, "-O", "binary", str(elf), str(binf)], check=True)
+        if procs.run([objcopy, "-O", "binary", str(elf), str(binf)], timeout=600).returncode:
+            raise TslError(f"{B.name}: {objcopy} could not write {binf}")
         s = res["sizes"]
         if s and binf.stat().st_size > 2 * (s["text"] + s["data"]) + 65536:
             binf.unlink()         # the image spans separate memory regions (qemu's map): a raw file would be mostly gap
@@ -89,9 +95,9 @@ def _sizes(B, elf):
     size = B.toolchain.get("objcopy", "").replace("objcopy", "size") or "size"
     if not shutil.which(size):
         return None
-    r = subprocess.run([size, "-B", str(elf)], capture_output=True, text=True)
+    r = procs.run([size, "-B", str(elf)], timeout=600)
     try:
-        text, data, bss = map(int, r.stdout.splitlines()[1].split()[:3])
+        text, data, bss = map(int, r.stdout.decode().splitlines()[1].split()[:3])
     except (IndexError, ValueError):
         return None
     return dict(text=text, data=data, bss=bss)
@@ -118,12 +124,11 @@ class Emulation:
         self.B, self.port = B, port
         cmd = emulator_with_serial(B, elf, port)
         if cmd is not None:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE)
+            self.proc = procs.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self.bridge = None
         else:   # stdio UART: bridge one TCP client to the emulated process
-            self.proc = subprocess.Popen(targets.emulator_cmd(B, elf), stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.proc = procs.popen(targets.emulator_cmd(B, elf), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self.bridge = _StdioBridge(self.proc, port)
 
     def wait_ready(self, timeout=10.0):
@@ -140,15 +145,10 @@ class Emulation:
         raise TslError(f"{self.B.name}: emulator did not open 127.0.0.1:{self.port} within {timeout:.0f} s")
 
     def wait(self):
-        return self.proc.wait()
+        return procs.wait_any(self.proc)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        procs.stop(self.proc)
         if self.bridge:
             self.bridge.close()
 

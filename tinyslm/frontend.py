@@ -704,7 +704,9 @@ def check_against_onnx(model, spec, path, T=12):
     """The recognized float model must reproduce the graph's logits on fresh ids."""
     import onnxruntime as ort
     ids = np.random.default_rng(99).integers(0, spec.vocab, T)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     feeds, _ = make_feeds(ort_infos(sess), ids, path)
     ref = np.asarray(sess.run(None, feeds)[0], np.float64).reshape(T, -1)
     ours = forward(spec, ids)

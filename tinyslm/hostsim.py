@@ -1,12 +1,16 @@
 """Build a compiled project for the host and drive it through cffi: the host simulation."""
-import json
+import hashlib
+import hmac
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import cffi
 import numpy as np
 
+from . import __version__, procs
 from .errors import TslError
 
 HOST_CFLAGS = ["-O2", "-fPIC", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Werror"]
@@ -23,37 +27,100 @@ int32_t tsl_sample(tsl_sampler *s, const float *logits, int32_t V, float *probs,
 """
 
 
-def build_host_lib(out, cflags=None, tag="host"):
-    """Compile the project's sources into OUT/.tinyslm/<tag>/libtsl.so; returns its path."""
-    out = Path(out).resolve()
-    man = json.loads((out / "manifest.json").read_text())
+def _compiler():
+    """-> (path, version text) of the host C compiler; the version is part of the cache key."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise TslError("no host C compiler (cc/gcc) found: apt-get install gcc")
-    bdir = out / ".tinyslm" / tag
-    bdir.mkdir(parents=True, exist_ok=True)
-    lib = bdir / "libtsl.so"
-    srcs = [out / s for s in man["sources"]]
-    deps = srcs + [out / "model" / "tsl_weights.bin"]
-    if lib.exists() and all(lib.stat().st_mtime >= s.stat().st_mtime for s in deps):
-        return lib
-    cmd = [cc, *(cflags or HOST_CFLAGS), "-shared", "-I", str(out / "runtime"), "-I", str(out / "model"),
-           "-o", str(lib), *map(str, srcs)]
-    r = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
-    if r.returncode:
-        raise TslError(f"{out}: host build failed:\n{r.stderr.strip()[:2000]}")
+    if cc not in _CC_VERSION:
+        r = subprocess.run([cc, "--version"], capture_output=True, text=True)
+        _CC_VERSION[cc] = r.stdout
+    return cc, _CC_VERSION[cc]
+
+
+_CC_VERSION = {}
+
+
+def _secret():
+    """32 random bytes kept in the user's cache folder (mode 0600): what makes a cached library's
+    tag unforgeable by whoever wrote the build directory. None if there is no such folder."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyslm"
+    p = base / "host-library-key"
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+        except FileExistsError:
+            pass
+        key = p.read_bytes()
+        return key if len(key) == 32 and not p.is_symlink() else None
+    except OSError:
+        return None
+
+
+def _inputs_digest(out, man, cc, version, cflags):
+    """sha256 of everything the host library is made from: compiler, flags, every source and header
+    the build holds, and the weights blob its assembly includes."""
+    h = hashlib.sha256()
+    for part in (__version__, cc, version, *cflags):
+        h.update(part.encode() + b"\0")
+    files = sorted({*man["sources"], *(str(p.relative_to(out)) for d in ("runtime", "model")
+                                       for p in (out / d).glob("*") if p.is_file())})
+    for rel in files:
+        h.update(rel.encode() + b"\0" + hashlib.sha256((out / rel).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def build_host_lib(out, man, cflags=None, tag="host"):
+    """The host shared library of a checked build (manifest `man` from builddir.load_build), built
+    from the build's own sources with this machine's compiler and tinyslm's flags; -> its path.
+    A library is reused only when its tag file holds an HMAC, under the user's secret key, of the
+    library's bytes and of the inputs' digest: a library shipped inside a build is never loaded."""
+    from .builddir import private_dir
+    out = Path(out).resolve()
+    cc, version = _compiler()
+    cflags = list(cflags or HOST_CFLAGS)
+    digest = _inputs_digest(out, man, cc, version, cflags)
+    bdir = private_dir(out, tag)
+    lib, tagf = bdir / f"libtsl-{digest[:16]}.so", bdir / f"libtsl-{digest[:16]}.hmac"
+    key = _secret()
+
+    def mac(data):
+        return hmac.new(key, digest.encode() + hashlib.sha256(data).digest(), "sha256").hexdigest()
+    try:
+        if key and lib.is_file() and not lib.is_symlink() and not tagf.is_symlink() and \
+                hmac.compare_digest(tagf.read_text().strip(), mac(lib.read_bytes())):
+            return lib
+    except (OSError, UnicodeDecodeError):
+        pass
+    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=bdir))
+    try:
+        cmd = [cc, *cflags, "-shared", "-I", str(out / "runtime"), "-I", str(out / "model"),
+               "-o", str(tmp / "libtsl.so"), *(str(out / s) for s in man["sources"])]
+        r = procs.run(cmd, cwd=out, timeout=1800)
+        if r.returncode:
+            raise TslError(f"{out}: host build failed:\n{r.stderr.decode(errors='replace').strip()[:2000]}")
+        os.replace(tmp / "libtsl.so", lib)                 # replaces a link, never writes through one
+        if key:
+            (tmp / "tag").write_text(mac(lib.read_bytes()) + "\n")
+            os.replace(tmp / "tag", tagf)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return lib
 
 
 class HostModel:
     """The compiled C model, loaded with cffi; mirrors reference.Reference's interface."""
 
-    def __init__(self, out, lib=None):
+    def __init__(self, out, man=None):
+        from .builddir import load_build
         self.out = Path(out)
-        self.man = json.loads((self.out / "manifest.json").read_text())
+        self.man = man or load_build(out)[0]
         self.ffi = cffi.FFI()
         self.ffi.cdef(CDEF)
-        self.lib = self.ffi.dlopen(str(lib or build_host_lib(out)))
+        self.lib = self.ffi.dlopen(str(build_host_lib(out, self.man)))
         rc = self.lib.tsl_model_init(self.ffi.NULL)
         if rc:
             raise TslError(f"{out}: weights rejected by the model (code {rc})")

@@ -1,17 +1,12 @@
 """The compiler, top to bottom: one stage per line."""
-import json
-import pickle
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from . import codegen, frontend, plan, quantize
+from . import builddir, codegen, frontend, plan, quantize
+from .builddir import load_build  # noqa: F401  (the reader of what compile writes)
 from .errors import TslError
-
-PROGRAM = "program.pkl"     # the IR with its weights: what `verify` replays as the reference
+from .units import MAX_SEQ, human_bytes
 
 
 def log(msg, quiet=False):
@@ -26,6 +21,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
+    out = builddir.check_target(out)                                          # refuse a folder tinyslm did not make
     spec = frontend.frontend(model_path)                                      # ONNX -> float model, checked against onnxruntime
     log(f"frontend: {spec.family}, {spec.n_layers} layers, dim {spec.dim}, heads {spec.n_heads}/{spec.n_kv_heads}, "
         f"vocab {spec.vocab}, {spec.n_params() / 1e6:.2f}M params ({time.time() - t0:.1f}s)", quiet)
@@ -40,47 +36,21 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
                f"a --weights format tinyslm's {weights} cannot hold as they are)" if gw["requantized"] else ""), quiet)
     pl = plan.plan(prog)                                                      # arena offsets, KV cache layout
     check_fit(B, prog, pl, model_path, weights, max_seq)                      # refuse what the board cannot hold
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))   # same filesystem: rename is atomic
+    tmp = builddir.new_dir(out)                                               # .OUT.partial-*, beside OUT
     try:
         man = codegen.generate(prog, pl, tmp, board, B.toolchain["cc"], B.toolchain["cflags"],
                                B.toolchain.get("ar", "ar"), model_path)      # IR + plan -> C sources, weights blob, Makefile
         if tok is not None:
             shutil.copy(tok.source_path, tmp / "tokenizer.json")
-        with open(tmp / PROGRAM, "wb") as f:
-            pickle.dump(prog, f, protocol=4)
         man.update(tokenizer="tokenizer.json" if tok is not None else None, compile_seconds=round(time.time() - t0, 2))
-        (tmp / "manifest.json").write_text(json.dumps(man, indent=1, default=_json))  # written last: marks OUT complete
-        _replace_dir(tmp, out)
+        man = builddir.save(tmp, man, prog)                                   # IR as JSON, manifest, marker
+        builddir.replace(tmp, out)                                            # atomic swap; only a tinyslm build is replaced
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log(f"wrote {out} in {time.time() - t0:.1f}s: weights {man['weights']['bytes']} B, arena {pl.arena_bytes} B "
         f"(lower bound {pl.lower_bound}), KV cache {pl.kv_bytes} B", quiet)
     return man
-
-
-def _json(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(type(o))
-
-
-def _replace_dir(tmp, out):
-    if out.exists():
-        if not (out / "manifest.json").exists() and any(out.iterdir()):
-            raise TslError(f"{out}: exists and is not a tinyslm build directory; refusing to overwrite")
-        old = out.with_name(f".{out.name}.old-{int(time.time() * 1e6)}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def _max_seq(spec, max_seq, path):
@@ -91,6 +61,10 @@ def _max_seq(spec, max_seq, path):
         raise TslError(f"--max-seq must be positive, got {max_seq}")
     if limit and max_seq > limit:
         raise TslError(f"{path}: --max-seq {max_seq} exceeds the {limit} positions the model supports")
+    if max_seq > MAX_SEQ:
+        kv = spec.n_layers * 2 * spec.n_kv_heads * (spec.head_dim + 4) * max_seq    # int8 rows + a float scale each
+        raise TslError(f"{path}: --max-seq {max_seq}: its KV cache alone would need {human_bytes(kv)}; "
+                       f"tinyslm takes at most {MAX_SEQ} positions")
     return max_seq
 
 
@@ -122,14 +96,3 @@ def check_fit(board, prog, pl, path, weights, max_seq):
     if ram_cap and ram > ram_cap:
         raise TslError(f"{path}: arena {pl.arena_bytes} B + KV cache {pl.kv_bytes} B exceed the {ram_cap} B of RAM "
                        f"on {board.name}; try --max-seq {max(16, max_seq // 2)} or a board with PSRAM")
-
-
-def load_build(out):
-    """-> (manifest, Program) of a compiled project, with clear errors for anything else."""
-    out = Path(out)
-    if not (out / "manifest.json").is_file():
-        raise TslError(f"{out}: not a tinyslm build directory (no manifest.json); run `tinyslm compile` first")
-    man = json.loads((out / "manifest.json").read_text())
-    with open(out / PROGRAM, "rb") as f:
-        prog = pickle.load(f)
-    return man, prog

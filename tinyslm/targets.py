@@ -9,9 +9,9 @@ Nothing here branches on a board's name: kinds differ only by what their TOML li
 """
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
+from . import procs
 from .boards import ROOT, load_board
 from .errors import TslError
 
@@ -54,13 +54,16 @@ def build(board, sources, include_dirs, out_dir, defines=None, name="app", extra
     st_srcs, st_ld = _startup(board)
     defs = [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in (defines or {}).items()]
     incs = [f"-I{Path(d).resolve()}" for d in [*include_dirs, PLATFORM_INCLUDE]]
+    tmp = out_dir / f".{exe.name}.tmp-{os.urandom(8).hex()}"
     cmd = [cc, *tc.get("cflags", []), *extra_cflags, *incs, *defs, *map(str, st_srcs), *map(str, sources),
-           *st_ld, *tc.get("ldflags", []), "-o", str(exe)]
+           *st_ld, *tc.get("ldflags", []), "-o", str(tmp)]
     # cwd: the sources' common folder, against which .incbin paths in assembly sources resolve
     cwd = os.path.commonpath([str(s.parent) for s in sources]) if sources else out_dir
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    r = procs.run(cmd, cwd=cwd, timeout=1800)
     if r.returncode:
-        raise TslError(f"{board.name}: build of {exe.name} failed:\n{' '.join(cmd)}\n{r.stderr.strip()[:3000]}")
+        raise TslError(f"{board.name}: build of {exe.name} failed:\n{' '.join(cmd)}\n"
+                       f"{r.stderr.decode(errors='replace').strip()[:3000]}")
+    os.replace(tmp, exe)     # replaces a planted link, never writes through it
     return exe
 
 
@@ -83,10 +86,10 @@ def run(board, exe, timeout=120, icount=False):
     """Run `exe` for `board` -> (returncode, stdout bytes). Raises TslError on a timeout."""
     board = load_board(board)
     cmd = emulator_cmd(board, exe, icount)
-    r = subprocess.run(["timeout", "-k", "5", str(timeout), *cmd], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if r.returncode in (124, 137):
-        raise TslError(f"{board.name}: {Path(exe).name} timed out after {timeout} s under {cmd[0]}")
+    try:
+        r = procs.run(cmd, timeout=timeout)
+    except procs.Timeout:
+        raise TslError(f"{board.name}: {Path(exe).name} timed out after {timeout} s under {cmd[0]}") from None
     return r.returncode, r.stdout
 
 
@@ -94,7 +97,7 @@ def disassemble(board, exe):
     board = load_board(board)
     od = board.toolchain["objdump"]
     _need(od[0], board.toolchain.get("install"))
-    r = subprocess.run([*od, str(exe)], capture_output=True, text=True)
+    r = procs.run([*od, str(exe)], timeout=600)
     if r.returncode:
-        raise TslError(f"{board.name}: {od[0]} failed on {exe}: {r.stderr.strip()[:500]}")
-    return r.stdout
+        raise TslError(f"{board.name}: {od[0]} failed on {exe}: {r.stderr.decode(errors='replace').strip()[:500]}")
+    return r.stdout.decode(errors="replace")

@@ -187,7 +187,11 @@ class Tokenizer:
         try:
             spec = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise TslError(f"{path}: tokenizer is not a readable JSON file ({' '.join(str(e).split())})") from None
+            raise TslError(f"{path}: tokenizer is not a readable JSON file ({' '.join(str(e).split())[:200]})") from None
+        except RecursionError:
+            raise TslError(f"{path}: tokenizer JSON is nested too deeply") from None
+        if _depth(spec) > 32:
+            raise TslError(f"{path}: tokenizer JSON is nested more than 32 levels deep; tokenizer.json files are flat")
         tok = cls(spec, path)
         tok.source_path = path
         return tok
@@ -902,3 +906,16 @@ def _strip(t, content, start, stop):
     while b > a and len(t) - b < stop and t[b - 1] == content:
         b -= 1
     return t[a:b]
+
+
+def _depth(obj):
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(o, dict):
+            stack += [(v, d + 1) for v in o.values()]
+        elif isinstance(o, list):
+            stack += [(v, d + 1) for v in o]
+    return deepest

@@ -124,16 +124,17 @@ def verify_target(out, man, prog, board, prompt_ids, steps, seed=7, log=print):
     from pathlib import Path
 
     from . import targets
+    from .builddir import private_dir, write_private
     out = Path(out).resolve()
     ids, ref_logits, ref_tokens, ref_kv = token_sequence(prog, prompt_ids, steps, seed)
-    vdir = out / ".tinyslm" / f"verify-{board.name}"
-    vdir.mkdir(parents=True, exist_ok=True)
-    (vdir / "tsl_verify_data.h").write_text(verify_data_header(man, prog, ids, seed, 0.8, 0.9))
+    vdir = private_dir(out, f"verify-{board.name}")
+    write_private(vdir / "tsl_verify_data.h", verify_data_header(man, prog, ids, seed, 0.8, 0.9))
     srcs = [out / s for s in man["sources"]] + [out / "app" / "tsl_app_verify.c"]
     incs = [out / "runtime", out / "model", vdir]
 
     def run(defines, tag):
-        exe = targets.build(board, srcs, incs, vdir / tag, defines=defines, name="verify")
+        exe = targets.build(board, srcs, incs, private_dir(out, f"verify-{board.name}", tag), defines=defines,
+                            name="verify")
         rc, stdout = targets.run(board, exe, timeout=600)
         text = stdout.decode("utf-8", "replace")
         if rc != 0 or "done" not in text:
