@@ -25,6 +25,7 @@ from onnx import numpy_helper
 from . import qgraph
 from .fused import expand_fused
 from .errors import TslError
+from .onnx_check import check_tensors
 from .model import Layer, ModelSpec, Norm, forward
 
 T_PROBE = 6
@@ -54,6 +55,7 @@ def load_onnx(path):
         raise TslError(f"{path}: not an ONNX model ({len(data)} bytes, cannot parse: {str(e)[:80]})")
     if not model.graph.node:
         raise TslError(f"{path}: not an ONNX model (no graph nodes; truncated or another format?)")
+    check_tensors(model, path)            # sizes against dims, before anything reads a tensor
     model = expand_fused(model, path)     # onnxruntime's fused norms and GELUs are not ONNX ops
     try:
         onnx.checker.check_model(model)
