@@ -270,6 +270,7 @@ def test_leftovers_of_other_programs_are_not_removed(example, tmp_path):
     (["logits", "{b}", "--ids", ",", "--out", "{t}/l.npy"], "--ids"),
     (["logits", "{b}", "--ids", "1,2", "--out", "{t}/missing/l.npy"], "does not exist"),
     (["compile", "{e}", "--max-seq", "99999999999", "-o", "{t}/o"], "at most 65536"),
+    (["compile", "{t}", "-o", "{t}/o"], "is a directory"),
 ])
 def test_one_line_errors(good, example, tmp_path, args, needle):
     args = [a.format(b=good, t=tmp_path, e=example) for a in args]
