@@ -79,7 +79,7 @@ def save(tmp, man, prog):
         ops=[dict(kind=o.kind, name=o.name, ins=o.ins, outs=o.outs, layer=o.layer, attrs=o.attrs) for o in prog.ops])))
     files = sorted(str(p.relative_to(tmp)) for d in SOURCE_DIRS for p in (tmp / d).rglob("*")
                    if p.is_file() and p != tmp / BLOB)       # the blob: weights_sha256 and one sha256 per tensor
-    files += [f for f in ("Makefile", "tokenizer.json", PROGRAM) if (tmp / f).is_file()]
+    files += [f for f in ("Makefile", "tokenizer.json", "memory.svg", PROGRAM) if (tmp / f).is_file()]
     man = dict(man, format=FORMAT, program=PROGRAM,
                files={f: hashlib.sha256((tmp / f).read_bytes()).hexdigest() for f in files})
     (tmp / MANIFEST).write_text(_dump(man))
@@ -160,7 +160,8 @@ def _alive(pid):
 
 
 def _only_compile_output(d):
-    names = {"model", "runtime", "app", "Makefile", "tokenizer.json", PROGRAM, MANIFEST, ".tinyslm", "espidf"}
+    names = {"model", "runtime", "app", "Makefile", "tokenizer.json", "memory.svg", PROGRAM, MANIFEST, ".tinyslm",
+             "espidf"}
     try:
         return all(p.name in names for p in d.iterdir())
     except OSError:

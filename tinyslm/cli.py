@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import TslError
-from .units import MAX_SEQ
+from .units import MAX_SEQ, human_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "tiny_llama.onnx"
@@ -218,51 +218,14 @@ def cmd_logits(a):
 
 
 def cmd_info(a):
-    import numpy as np
-    from .builddir import load_build
-    man, prog = load_build(a.out)
-    m, mem = man["model"], man["memory"]
-    print(f"{a.out}: {m['family']} model from {Path(man['source']).name}, board {man['board']}")
-    print(f"  {m['n_layers']} layers, dim {m['dim']}, heads {m['n_heads']} (kv {m['n_kv_heads']}) x {m['head_dim']}, "
-          f"ffn {m['hidden']}, vocab {m['vocab']}, max_seq {m['max_seq']}, weights {m['weights']}, {m['n_params']} params")
-    print("\nFlash (read-only data)")
-    tensors = sorted(man["weights"]["tensors"].items(), key=lambda kv: kv[1]["offset"])
-    rows = [(n, t["dtype"], "x".join(map(str, t["shape"])), int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize)
-            for n, t in tensors]
-    if not a.all:
-        big = sorted(rows, key=lambda r: -r[3])[:12]
-        rows = [r for r in rows if r in big]
-    for n, dt, shp, nb in rows:
-        print(f"  {n:<28} {dt:<8} {shp:<12} {nb:>10}")
-    print(f"  {'weights blob (all ' + str(len(tensors)) + ' tensors, aligned)':<50} {man['weights']['bytes']:>10}")
-    print("\nRAM")
-    bufs = sorted(((n, b) for n, b in mem["buffers"].items() if b["kind"] != "kv"), key=lambda kv: -kv[1]["bytes"])
-    for n, b in (bufs if a.all else bufs[:10]):
-        print(f"  {n:<28} {b['dtype']:<4} {b['bytes']:>8} B at {b['offset']:>7}  ops {b['life']}")
-    print(f"  {'activation arena':<50} {mem['arena_bytes']:>10}  (lower bound {mem['arena_lower_bound']})")
-    print(f"  {'KV cache (int8)':<50} {mem['kv_bytes']:>10}")
-    print(f"  {'sampler scratch (probs + indices)':<50} {8 * m['vocab']:>10}")
-    total = mem["arena_bytes"] + mem["kv_bytes"] + 8 * m["vocab"]
-    print(f"  {'total RAM':<50} {total:>10}")
-    _fit_table(man["weights"]["bytes"], total)
-
-
-def _fit_table(flash_need, ram_need):
     from .boards import list_boards, load_board
-    print(f"\nFit per board (flash {flash_need} B, RAM {ram_need} B)")
-    print(f"  {'board':<18} {'flash':>12} {'RAM (+PSRAM)':>14}  {'fits':<5} runs here")
-    for name in list_boards():
-        b = load_board(name)
-        if not b.flash_bytes and not b.ram_bytes:
-            print(f"  {name:<18} {'-':>12} {'-':>14}  {'yes':<5} native")
-            continue
-        ram = b.ram_bytes + b.psram_bytes
-        need_ram = ram_need + (0 if b.flash_bytes else flash_need)     # no flash: weights load into RAM
-        bad = [x for x, over in (("flash", b.flash_bytes and flash_need > b.flash_bytes), ("RAM", need_ram > ram)) if over]
-        fits = not bad
-        why = f" (too little {' and '.join(bad)})" if bad else ""
-        run = "qemu" if b.emulated else "device only" + (f"; stand-in {b.extra['stand_in']}" if b.extra.get("stand_in") else "")
-        print(f"  {name:<18} {b.flash_bytes:>12} {ram:>14}  {('yes' if fits else 'no'):<5} {run}{why}")
+    from .builddir import load_build
+    from .report import build_info, fit_table, ram_need
+    man, _ = load_build(a.out)
+    print("\n".join(build_info(man, a.all)))
+    print()
+    print("\n".join(fit_table(man["weights"]["bytes"], ram_need(man), [load_board(n) for n in list_boards()])))
+    print(f"\npicture of the memory plan: {Path(a.out).resolve() / 'memory.svg'}")
 
 
 def cmd_eval(a):
@@ -312,9 +275,10 @@ def cmd_inspect(a):
 def cmd_build(a):
     from .boards import load_board
     from .firmware import build_firmware
+    from .report import image_report
     B = load_board(a.board)
     print(f"build {a.out} for {B.name} ({B.cpu}, {B.kind})", flush=True)
-    res = build_firmware(a.out, B.name)
+    res = build_firmware(a.out, B.name, load_buffer=a.load_buffer)
     if res["espidf"]:
         print(f"  ESP-IDF project for the chip: {res['espidf']} (idf.py set-target {B.target['espidf_target']} "
               f"&& idf.py build; not buildable here)")
@@ -322,11 +286,9 @@ def cmd_build(a):
         return
     print(f"  {'ELF' if B.kind == 'baremetal' else 'program'}: {res['elf']}")
     if res["bin"]:
-        print(f"  raw binary: {res['bin']} ({res['bin'].stat().st_size} B)")
-    s = res["sizes"]
-    if s:
-        print(f"  text {s['text']} B + data {s['data']} B (flash {s['text'] + s['data']} of {B.flash_bytes or '-'}), "
-              f"bss {s['bss']} B (RAM {s['data'] + s['bss']} of {B.ram_bytes + B.psram_bytes or '-'})")
+        print(f"  raw binary: {res['bin']} ({human_bytes(res['bin'].stat().st_size)})")
+    if res["sizes"]:
+        print("\n".join(image_report(res["sizes"], B)))
 
 
 def cmd_emulate(a):
@@ -334,13 +296,14 @@ def cmd_emulate(a):
     from .firmware import Emulation, build_firmware
     B = load_board(a.board)
     port = _tcp_port(a.serial)
-    elf = build_firmware(a.out, B.name)["elf"]
+    elf = build_firmware(a.out, B.name, load_buffer=a.load_buffer)["elf"]
     print(f"{B.name}: firmware running under {B.emulator['cmd'][0]}; UART on socket://127.0.0.1:{port} "
           f"(Ctrl-C stops)", flush=True)
     with Emulation(B, elf, port) as emu:
         try:
             rc = emu.wait()
         except KeyboardInterrupt:
+            print(f"{B.name}: emulator stopped")
             return 0
     print(f"{B.name}: firmware exited with status {rc}")
     return 0 if rc == 0 else 1
@@ -444,8 +407,9 @@ def cmd_load(a):
             raise TslError(f"{a.port}: the device's model has another architecture (0x{info['arch_hash']:08x}, "
                            f"build {man['arch_hash']}); loading needs the same shapes: flash instead")
         if info["load_capacity"] < len(blob):
-            raise TslError(f"{a.port}: the firmware's load buffer holds {info['load_capacity']} B, the weights "
-                           f"are {len(blob)} B; {info['board']} cannot take new weights at run time: flash instead")
+            raise TslError(f"{a.port}: the firmware's load buffer holds {human_bytes(info['load_capacity'])}, the "
+                           f"weights are {human_bytes(len(blob))}; {info['board']} cannot take new weights at run "
+                           f"time: flash instead, or build the firmware with --load-buffer")
         t0 = time.time()
         dev.load_weights(blob, progress=lambda d, t: _progress(d, t, "bytes"))
         info = dev.identify()
@@ -475,13 +439,17 @@ def _device_args(s, required=True, what="pyserial URL of the device: /dev/ttyUSB
     s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer (default 2)")
 
 
+LOAD_HELP = ("reserve RAM for a second copy of the weights, so that `tinyslm load` can replace them without "
+             "reflashing (doubles the weights' RAM; off by default)")
+BOARD_HELP = "target board (`tinyslm --help` lists them)"
 ACT_HELP = ("int8 (default), or int8x2: every norm output also goes through its matvecs a second time as its "
             "int8 rounding error, as the MLP product always does (about 15-bit inputs; +57%% MACs on the example)")
 
 
 def parser():
     p = _Parser(prog="tinyslm", description="Compile tiny language models from ONNX to bit-exact C "
-                                "for microcontrollers and edge boards.")
+                "for microcontrollers and edge boards.", epilog=_boards_epilog(),
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"tinyslm {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
 
@@ -491,7 +459,7 @@ def parser():
 
     s = sub.add_parser("compile", help="compile an ONNX decoder LM into a C project")
     s.add_argument("model", help="ONNX file (float32 decoder-only LM)")
-    s.add_argument("--board", default="host", help="target board, see boards/*.toml (default: host)")
+    s.add_argument("--board", default="host", help="target board (default: host; `tinyslm --help` lists them)")
     s.add_argument("-o", "--out", default="build/model", help="output directory (default: build/model)")
     s.add_argument("--max-seq", type=_int_in(1, 2 ** 63), default=None,
                    help=f"KV cache length, 1 to {MAX_SEQ} (default: 256 or the model's limit)")
@@ -504,7 +472,7 @@ def parser():
     s = sub.add_parser("verify", help="check reference == host build bit for bit over decode steps")
     s.add_argument("out", help="build directory")
     s.add_argument("--steps", type=_int_in(1, MAX_SEQ), default=64, help="decode steps (default: 64, at most --max-seq)")
-    s.add_argument("--board", help="also build for this board and run it under its emulator")
+    s.add_argument("--board", help="also build for this board and run it under its emulator (see `tinyslm --help`)")
     _device_args(s, required=False, what="also verify on the device at this pyserial URL")
     s.set_defaults(fn=cmd_verify)
 
@@ -537,18 +505,20 @@ def parser():
 
     s = sub.add_parser("build", help="firmware image for a board (ELF + raw binary, or a Linux program)")
     s.add_argument("out", help="build directory")
-    s.add_argument("--board", required=True)
+    s.add_argument("--board", required=True, help=BOARD_HELP)
+    s.add_argument("--load-buffer", action="store_true", help=LOAD_HELP)
     s.set_defaults(fn=cmd_build)
 
     s = sub.add_parser("emulate", help="run the board's firmware under qemu, its UART on 127.0.0.1:PORT")
     s.add_argument("out", help="build directory")
-    s.add_argument("--board", required=True)
+    s.add_argument("--board", required=True, help=BOARD_HELP)
+    s.add_argument("--load-buffer", action="store_true", help=LOAD_HELP)
     s.add_argument("--serial", default="tcp:5555", help="tcp:PORT (default tcp:5555)")
     s.set_defaults(fn=cmd_emulate)
 
     s = sub.add_parser("flash", help="write the firmware with the family's tool (esptool, stm32loader), or print the steps")
     s.add_argument("out", help="build directory")
-    s.add_argument("--board", required=True)
+    s.add_argument("--board", required=True, help=BOARD_HELP)
     s.add_argument("--port", required=True, help="serial port of the bootloader, e.g. /dev/ttyUSB0")
     s.add_argument("--image", help="an image you built yourself for boards without tinyslm start-up code (STM32, RP2350)")
     s.add_argument("--dry-run", action="store_true", help="print the command only")
@@ -575,6 +545,18 @@ def parser():
     s.add_argument("--max-tokens", type=_int_in(2, 1 << 24), default=4096, help="tokens of the text to score (default: 4096)")
     s.set_defaults(fn=cmd_eval)
     return p
+
+
+def _boards_epilog():
+    from .boards import list_boards, load_board
+    rows = []
+    for n in list_boards():
+        try:
+            b = load_board(n)
+        except TslError:
+            continue
+        rows.append(f"  {n:<18} {'runs here ' if b.emulated else 'device    '} {b.description}")
+    return "boards (--board):\n" + "\n".join(rows)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,25 +12,30 @@ from pathlib import Path
 
 from . import __version__, procs, targets
 from .boards import load_board
+from .boards import BOARDS as BOARDS_DIR
 from .builddir import load_build, private_dir, write_private
+from .units import human_bytes
 from .errors import TslError
 
 APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
 
 
-def _app_defines(man, B, log=print):
-    """Build options of the serial app: identity strings, and a load buffer only where RAM allows
-    (`tinyslm load` needs room for a second copy of the weights)."""
-    d = {"TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"'}
+def _app_defines(man, B, load_buffer=False):
+    """Build options of the serial app: identity strings, and with load_buffer a RAM buffer for a
+    second copy of the weights (what `tinyslm load` writes into; it doubles the weights' RAM)."""
+    d = {"TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"', "TSL_LOAD_BYTES": 0}
+    if not load_buffer:
+        return d
     mem = man["memory"]
     room = B.ram_bytes + B.psram_bytes - mem["arena_bytes"] - mem["kv_bytes"] - 8 * man["model"]["vocab"] - 65536
     if B.ram_bytes and man["weights"]["bytes"] > room:
-        d["TSL_LOAD_BYTES"] = 0
-        log(f"  note: {B.name} has no RAM for a second copy of the weights: `tinyslm load` is off in this image")
+        raise TslError(f"--load-buffer: {B.name} has no RAM for a second copy of the weights "
+                       f"({human_bytes(man['weights']['bytes'])}, {human_bytes(max(0, room))} free)")
+    d["TSL_LOAD_BYTES"] = man["weights"]["bytes"]
     return d
 
 
-def write_espidf_project(out, B):
+def write_espidf_project(out, B, load_buffer=False):
     """OUT/espidf: an ESP-IDF project around the generated sources (idf.py build; not built here)."""
     import jinja2
     from .codegen import TEMPLATES
@@ -43,7 +48,7 @@ def write_espidf_project(out, B):
         d.mkdir(exist_ok=True)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES / "espidf"), undefined=jinja2.StrictUndefined)
     srcs = [f"../../{s}" for s in man["sources"] + ["app/tsl_proto.c", "app/tsl_serial_app.c"]] + ["tsl_uart_espidf.c"]
-    defs = [f"{k}={v}".replace('"', '\\"') for k, v in _app_defines(man, B, lambda m: None).items()]
+    defs = [f"{k}={v}".replace('"', '\\"') for k, v in _app_defines(man, B, load_buffer).items()]
     ctx = dict(version=__version__, board=B.name, idf_target=B.target["espidf_target"], sources=srcs, defines=defs)
     write_private(proj / "CMakeLists.txt", env.get_template("CMakeLists.txt.j2").render(**ctx))
     write_private(proj / "main" / "CMakeLists.txt", env.get_template("main_CMakeLists.txt.j2").render(**ctx))
@@ -54,13 +59,15 @@ def write_espidf_project(out, B):
     return proj
 
 
-def build_firmware(out, board, log=print):
+def build_firmware(out, board, log=print, load_buffer=False):
     """-> {elf, bin, sizes, espidf}: the serial firmware of project `out` for `board` (an image for its
-    emulator or bare-metal target), and for ESP32 chips the ESP-IDF project around it."""
+    emulator or bare-metal target), and for ESP32 chips the ESP-IDF project around it. sizes: flash
+    and RAM part by part (report.image_sizes). load_buffer: room for `tinyslm load` (off by default)."""
     out = Path(out).resolve()
     man, _ = load_build(out)
     B = load_board(board)
-    espidf = write_espidf_project(out, B) if B.target.get("espidf_target") else None
+    check_board(man, B)
+    espidf = write_espidf_project(out, B, load_buffer) if B.target.get("espidf_target") else None
     if B.kind == "espidf":
         return dict(elf=None, bin=None, sizes=None, espidf=espidf)
     if not B.target.get("startup") and B.kind == "baremetal":
@@ -69,20 +76,20 @@ def build_firmware(out, board, log=print):
     uart = B.target.get("uart")
     if not uart:
         raise TslError(f"board {B.name}: no [target] uart in its toml; the serial firmware needs one")
-    defines = {"TSL_PROTO_PLATFORM_CYCLES": None, f"TSL_UART_{uart.upper()}": None, **_app_defines(man, B, log)}
+    defines = {"TSL_PROTO_PLATFORM_CYCLES": None, f"TSL_UART_{uart.upper()}": None, **_app_defines(man, B, load_buffer)}
     if B.target.get("uart_base"):
         defines["TSL_UART_BASE"] = B.target["uart_base"]
     srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
     bdir = private_dir(out, f"fw-{B.name}")
     elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app"], bdir, defines, name="tinyslm")
-    res = dict(elf=elf, bin=None, sizes=_sizes(B, elf), espidf=espidf)
+    res = dict(elf=elf, bin=None, sizes=_sizes(B, elf, man), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):
         binf = elf.with_suffix(".bin")
         if procs.run([objcopy, "-O", "binary", str(elf), str(binf)], timeout=600).returncode:
             raise TslError(f"{B.name}: {objcopy} could not write {binf}")
         s = res["sizes"]
-        if s and binf.stat().st_size > 2 * (s["text"] + s["data"]) + 65536:
+        if s and binf.stat().st_size > 2 * s["flash"] + 65536:
             binf.unlink()         # the image spans separate memory regions (qemu's map): a raw file would be mostly gap
             log(f"  note: {B.name}'s image spans separate memory regions; no raw binary, load the ELF")
         else:
@@ -90,17 +97,40 @@ def build_firmware(out, board, log=print):
     return res
 
 
-def _sizes(B, elf):
-    """text / data / bss bytes of an image, from the toolchain's size (or None)."""
+def _sizes(B, elf, man):
+    """The image's flash and RAM part by part (report.image_sizes), from the toolchain's size and
+    nm; None without them."""
+    from .report import image_sizes
     size = B.toolchain.get("objcopy", "").replace("objcopy", "size") or "size"
-    if not shutil.which(size):
+    nm = size[:-4] + "nm" if size.endswith("size") else "nm"
+    if not shutil.which(size) or not shutil.which(nm):
         return None
-    r = procs.run([size, "-B", str(elf)], timeout=600)
-    try:
-        text, data, bss = map(int, r.stdout.decode().splitlines()[1].split()[:3])
-    except (IndexError, ValueError):
-        return None
-    return dict(text=text, data=data, bss=bss)
+    sections, symbols = {}, {}
+    for line in procs.run([size, "-A", str(elf)], timeout=600).stdout.decode(errors="replace").splitlines():
+        p = line.split()
+        if len(p) >= 2 and p[0].startswith(".") and p[1].isdigit():
+            sections[p[0]] = int(p[1])
+    for line in procs.run([nm, "-S", str(elf)], timeout=600).stdout.decode(errors="replace").splitlines():
+        p = line.split()
+        if len(p) == 4:
+            try:
+                symbols[p[3]] = int(p[1], 16)
+            except ValueError:
+                pass
+    return image_sizes(sections, symbols, man, 0)
+
+
+def check_board(man, B):
+    """A build compiled for one board is built only for that board or, to run it here, for that
+    board's emulated stand-in; a host build (generic: no board limits) for any board."""
+    own = man["board"]
+    if own in ("host", B.name):
+        return
+    other = load_board(own) if (BOARDS_DIR / f"{own}.toml").is_file() else None
+    if other is not None and other.stand_in == B.name:
+        return
+    raise TslError(f"--board {B.name}: this build was compiled for {own} (its memory checks, fit and kernels "
+                   f"assume that board); compile it again with --board {B.name}")
 
 
 def emulator_with_serial(B, elf, port):

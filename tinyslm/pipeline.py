@@ -3,7 +3,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import builddir, codegen, frontend, plan, quantize
+from . import builddir, codegen, frontend, memmap, plan, quantize
 from .builddir import load_build  # noqa: F401  (the reader of what compile writes)
 from .errors import TslError
 from .units import MAX_SEQ, human_bytes
@@ -39,17 +39,19 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     tmp = builddir.new_dir(out)                                               # .OUT.partial-*, beside OUT
     try:
         man = codegen.generate(prog, pl, tmp, board, B.toolchain["cc"], B.toolchain["cflags"],
-                               B.toolchain.get("ar", "ar"), model_path)      # IR + plan -> C sources, weights blob, Makefile
+                               B.toolchain.get("ar", "ar"), Path(model_path).resolve())  # IR + plan -> C, weights blob, Makefile
         if tok is not None:
             shutil.copy(tok.source_path, tmp / "tokenizer.json")
         man.update(tokenizer="tokenizer.json" if tok is not None else None, compile_seconds=round(time.time() - t0, 2))
+        (tmp / "memory.svg").write_text(memmap.svg(man))                     # the plan as a picture
         man = builddir.save(tmp, man, prog)                                   # IR as JSON, manifest, marker
         builddir.replace(tmp, out)                                            # atomic swap; only a tinyslm build is replaced
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"wrote {out} in {time.time() - t0:.1f}s: weights {man['weights']['bytes']} B, arena {pl.arena_bytes} B "
-        f"(lower bound {pl.lower_bound}), KV cache {pl.kv_bytes} B", quiet)
+    log(f"wrote {out} in {time.time() - t0:.1f}s: weights {human_bytes(man['weights']['bytes'])}, arena "
+        f"{human_bytes(pl.arena_bytes)} (lower bound {human_bytes(pl.lower_bound)}), KV cache {human_bytes(pl.kv_bytes)}; "
+        f"picture: {out / 'memory.svg'}", quiet)
     return man
 
 
@@ -79,7 +81,12 @@ def load_tokenizer(model_path, tokenizer, vocab):
     tok = Tokenizer.from_file(cand)
     tok.source_path = cand
     if tok.vocab_size > vocab:
-        raise TslError(f"{cand}: tokenizer has {tok.vocab_size} tokens, the model only {vocab}")
+        raise TslError(f"{cand}: tokenizer has {tok.vocab_size} tokens, the model only {vocab}: "
+                       f"not this model's tokenizer")
+    if tok.vocab_size < vocab:
+        log(f"note: {cand.name} has {tok.vocab_size} tokens, the model's vocabulary {vocab}: ids "
+            f"{tok.vocab_size}..{vocab - 1} never come from the tokenizer (padded vocabularies are common; "
+            f"a much smaller tokenizer is probably not this model's)")
     return tok
 
 

@@ -125,6 +125,8 @@ def verify_target(out, man, prog, board, prompt_ids, steps, seed=7, log=print):
 
     from . import targets
     from .builddir import private_dir, write_private
+    from .firmware import check_board
+    check_board(man, board)
     out = Path(out).resolve()
     ids, ref_logits, ref_tokens, ref_kv = token_sequence(prog, prompt_ids, steps, seed)
     vdir = private_dir(out, f"verify-{board.name}")

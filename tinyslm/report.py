@@ -1,0 +1,91 @@
+"""Reports a person reads at a glance: what a build needs (flash, RAM per buffer), where it fits,
+and what a firmware image takes. Plain functions from checked data to lines of text."""
+from .units import human_bytes as hb
+
+
+def _pct(part, whole):
+    return f" ({100 * part / whole:.1f}%)" if whole else ""
+
+
+def build_info(man, show_all=False):
+    """-> lines: model, flash per tensor, RAM per buffer, totals."""
+    import numpy as np
+    m, mem = man["model"], man["memory"]
+    L = [f"{man.get('source_name') or man['source'].rsplit('/', 1)[-1]}: {m['family']} model for board {man['board']}",
+         f"  {m['n_layers']} layers, dim {m['dim']}, heads {m['n_heads']} (kv {m['n_kv_heads']}) x {m['head_dim']}, "
+         f"ffn {m['hidden']}, vocab {m['vocab']}, max_seq {m['max_seq']}, weights {m['weights']}, "
+         f"{m['n_params'] / 1e6:.2f} M params", "", "Flash (read-only data)"]
+    tensors = sorted(man["weights"]["tensors"].items(), key=lambda kv: kv[1]["offset"])
+    rows = [(n, t["dtype"], "x".join(map(str, t["shape"])),
+             int(np.prod(t["shape"], dtype=np.int64)) * np.dtype(t["dtype"]).itemsize) for n, t in tensors]
+    if not show_all:
+        big = sorted(rows, key=lambda r: -r[3])[:12]
+        rows = [r for r in rows if r in big]
+    L += [f"  {n:<28} {dt:<8} {shp:<12} {hb(nb):>10}" for n, dt, shp, nb in rows]
+    L.append(f"  {'weights blob (' + str(len(tensors)) + ' tensors, aligned)':<50} {hb(man['weights']['bytes']):>10}")
+    L += ["", "RAM (one decode step reuses the arena; see memory.svg)"]
+    bufs = sorted(((n, b) for n, b in mem["buffers"].items() if b["kind"] != "kv"), key=lambda kv: -kv[1]["bytes"])
+    for n, b in (bufs if show_all else bufs[:10]):
+        life = b.get("life") or ["-", "-"]
+        L.append(f"  {n:<28} {b['dtype']:<4} {hb(b['bytes']):>10} at {b['offset'] or 0:>8}  ops {life[0]}-{life[1]}")
+    need = ram_need(man)
+    L += [f"  {'activation arena':<50} {hb(mem['arena_bytes']):>10}  (lower bound {hb(mem['arena_lower_bound'])})",
+          f"  {'KV cache (int8 rows + a float scale each)':<50} {hb(mem['kv_bytes']):>10}",
+          f"  {'sampler scratch (probs + indices)':<50} {hb(8 * m['vocab']):>10}",
+          f"  {'total RAM for the model':<50} {hb(need):>10}"]
+    return L
+
+
+def ram_need(man):
+    mem = man["memory"]
+    return mem["arena_bytes"] + mem["kv_bytes"] + 8 * man["model"]["vocab"]
+
+
+def fit_table(flash_need, ram_need, boards):
+    """-> lines: for each Board, whether the weights fit its flash and the buffers its RAM."""
+    L = [f"Fit per board (flash {hb(flash_need)}, RAM {hb(ram_need)})",
+         f"  {'board':<18} {'flash':>10} {'RAM (+PSRAM)':>13}  {'fits':<5} runs here"]
+    for b in boards:
+        if not b.flash_bytes and not b.ram_bytes:
+            L.append(f"  {b.name:<18} {'-':>10} {'-':>13}  {'yes':<5} native")
+            continue
+        ram = b.ram_bytes + b.psram_bytes
+        need_ram = ram_need + (0 if b.flash_bytes else flash_need)     # no flash: weights load into RAM
+        bad = [x for x, over in (("flash", b.flash_bytes and flash_need > b.flash_bytes), ("RAM", need_ram > ram))
+               if over]
+        why = f" (too little {' and '.join(bad)})" if bad else ""
+        run = "qemu" if b.emulated else "device only" + (f"; stand-in {b.stand_in}" if b.stand_in else "")
+        L.append(f"  {b.name:<18} {hb(b.flash_bytes) if b.flash_bytes else '-':>10} {hb(ram):>13}  "
+                 f"{('no' if bad else 'yes'):<5} {run}{why}")
+    return L
+
+
+def image_sizes(sections, symbols, man, load_bytes):
+    """-> dict of an image's flash and RAM parts, from `size -A` sections and `nm -S` symbol sizes."""
+    s = lambda k: sections.get(k, 0)                              # noqa: E731
+    weights = symbols.get("tsl_weights_blob", man["weights"]["bytes"])
+    flash_total = s(".text") + s(".rodata") + s(".data") + s(".ARM.exidx") + s(".ARM.extab") + s(".srodata") \
+        + s(".sdata")
+    model_ram = sum(symbols.get(k, 0) for k in ("tsl_arena", "tsl_kv"))
+    sampler = sum(symbols.get(k, 0) for k in ("probs", "idx"))
+    load = symbols.get("load_buf", 0)
+    bss = s(".bss") + s(".sbss")
+    return dict(flash=flash_total, code=flash_total - weights - s(".data") - s(".sdata"), weights=weights,
+                data=s(".data") + s(".sdata"), bss=bss, model_ram=model_ram, sampler=sampler, load_buffer=load,
+                other_bss=max(0, bss - model_ram - sampler - load), heap=s(".heap"), stack=s(".stack"),
+                ram=s(".data") + s(".sdata") + bss + s(".heap") + s(".stack"))
+
+
+def image_report(sz, board):
+    """-> lines: the image's flash and RAM, part by part, against the board's."""
+    L = [f"  {'flash' if board.kind == 'baremetal' else 'file '} {hb(sz['flash'])}{' of ' + hb(board.flash_bytes) + _pct(sz['flash'], board.flash_bytes) if board.flash_bytes else ''}:"
+         f" code {hb(sz['code'])}, weights {hb(sz['weights'])}, initialized data {hb(sz['data'])}"]
+    cap = board.ram_bytes + board.psram_bytes
+    used = sz["data"] + sz["bss"] + sz["stack"]
+    parts = [("model arena + KV cache", sz["model_ram"]), ("sampler", sz["sampler"]),
+             ("load buffer (--load-buffer)", sz["load_buffer"]), ("other bss", sz["other_bss"]),
+             ("data", sz["data"]), ("stack", sz["stack"])]
+    L.append(f"  RAM   {hb(used)}{' of ' + hb(cap) + _pct(used, cap) if cap else ''}: "
+             + ", ".join(f"{k} {hb(v)}" for k, v in parts if v)
+             + (f"; the heap gets the rest ({hb(sz['heap'])})" if sz["heap"] else ""))
+    return L
