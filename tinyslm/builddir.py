@@ -35,6 +35,7 @@ MAX_JSON = 256 << 20                    # a manifest or program larger than this
 WEIGHT_DTYPES = ("int8", "uint8", "uint16", "int32", "float32")
 BUF_KINDS = ("arena", "kv", "out", "scratch")
 SOURCE_DIRS = ("model", "runtime", "app")    # what the compilers read: regular files only
+PACKAGE_DIRS = ("zephyr", "arduino")          # build-system packages (tinyslm/packages.py)
 OP_KINDS = ("embed", "dequant_sub", "rmsnorm", "layernorm", "quant", "matvec", "rope", "kv_store", "attention",
             "glu", "act")
 PARTIAL, OLD = ".partial-", ".old-"     # .OUT.partial-PID-XXXX (being written), .OUT.old-PID-XXXX (being removed)
@@ -77,9 +78,9 @@ def save(tmp, man, prog):
         format=FORMAT, meta=prog.meta, weights=list(prog.weights),
         bufs=[[b.name, b.dtype, b.size, b.kind] for b in prog.bufs.values()],
         ops=[dict(kind=o.kind, name=o.name, ins=o.ins, outs=o.outs, layer=o.layer, attrs=o.attrs) for o in prog.ops])))
-    files = sorted(str(p.relative_to(tmp)) for d in SOURCE_DIRS for p in (tmp / d).rglob("*")
-                   if p.is_file() and p != tmp / BLOB)       # the blob: weights_sha256 and one sha256 per tensor
-    files += [f for f in ("Makefile", "tokenizer.json", "memory.svg", PROGRAM) if (tmp / f).is_file()]
+    skip = {tmp / MANIFEST, tmp / BLOB}                  # the blob: weights_sha256 and one sha256 per tensor
+    files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")
+                   if p.is_file() and p not in skip and p.relative_to(tmp).parts[0] != ".tinyslm")
     man = dict(man, format=FORMAT, program=PROGRAM,
                files={f: hashlib.sha256((tmp / f).read_bytes()).hexdigest() for f in files})
     (tmp / MANIFEST).write_text(_dump(man))
@@ -161,7 +162,7 @@ def _alive(pid):
 
 def _only_compile_output(d):
     names = {"model", "runtime", "app", "Makefile", "tokenizer.json", "memory.svg", PROGRAM, MANIFEST, ".tinyslm",
-             "espidf"}
+             "espidf", "CMakeLists.txt", "idf_component.yml", "library.json", *PACKAGE_DIRS}
     try:
         return all(p.name in names for p in d.iterdir())
     except OSError:
@@ -242,7 +243,7 @@ def inside(out, rel, c, field):
 
 
 def _check_source_dirs(out, c):
-    for d in SOURCE_DIRS:
+    for d in SOURCE_DIRS + PACKAGE_DIRS:
         root = out / d
         if root.is_symlink():
             c.fail(d, "is a symbolic link")

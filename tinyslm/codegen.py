@@ -134,7 +134,7 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
                ("TSL_WEIGHTS_VERSION", VERSION), ("TSL_ARCH_HASH", f"0x{ahash:08x}u")]
     ctx = dict(version=__version__, source=Path(source).name, board=board, defines=defines,
                ops=_calls(prog, plan, woff), arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
-               kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="model/tsl_weights.bin",
+               kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="tsl_weights.bin",
                note_gnu_stack=cc in ("cc", "gcc", "clang") or "linux" in cc)
     for tpl, dst in (("tsl_model.h.j2", "model/tsl_model.h"), ("tsl_model.c.j2", "model/tsl_model.c"),
                      ("tsl_weights.S.j2", "model/tsl_weights.S")):

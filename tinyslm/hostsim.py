@@ -15,6 +15,19 @@ from .errors import TslError
 
 HOST_CFLAGS = ["-O2", "-fPIC", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Werror"]
 CDEF = """
+typedef struct tsl_model { const uint8_t *weights; uint8_t *arena; int8_t *kv; } tsl_model;
+size_t tsl_arena_size(void);
+size_t tsl_kv_size(void);
+int32_t tsl_init(tsl_model *m, const uint8_t *weights, uint8_t *arena, int8_t *kv);
+int32_t tsl_check_weights(const uint8_t *weights, uint32_t n_bytes);
+int32_t tsl_reset(tsl_model *m);
+int32_t tsl_forward(tsl_model *m, int32_t token, int32_t pos, const float **logits);
+int32_t tsl_run_op(tsl_model *m, int32_t i, int32_t token, int32_t pos);
+typedef int32_t (*tsl_token_fn)(void *user, int32_t token);
+typedef struct { int32_t max_tokens; float temperature; float top_p; uint64_t seed; int32_t eos; } tsl_generate_cfg;
+int32_t tsl_generate(tsl_model *m, const int32_t *prompt, int32_t n_prompt, const tsl_generate_cfg *cfg,
+                     tsl_token_fn on_token, void *user, const volatile int32_t *cancel, void *scratch,
+                     int32_t *n_out);
 int32_t tsl_model_init(const uint8_t *blob);
 void tsl_model_reset(void);
 void tsl_model_op(int32_t i, int32_t token, int32_t pos);
@@ -112,7 +125,8 @@ def build_host_lib(out, man, cflags=None, tag="host"):
 
 
 class HostModel:
-    """The compiled C model, loaded with cffi; mirrors reference.Reference's interface."""
+    """The compiled C model, loaded with cffi, on buffers Python owns (the C API's caller-owned
+    arena and KV cache); mirrors reference.Reference's interface."""
 
     def __init__(self, out, man=None):
         from .builddir import load_build
@@ -121,26 +135,60 @@ class HostModel:
         self.ffi = cffi.FFI()
         self.ffi.cdef(CDEF)
         self.lib = self.ffi.dlopen(str(build_host_lib(out, self.man)))
-        rc = self.lib.tsl_model_init(self.ffi.NULL)
+        mem, m = self.man["memory"], self.man["model"]
+        if (self.lib.tsl_arena_size(), self.lib.tsl_kv_size()) != (max(16, mem["arena_bytes"]), max(16, mem["kv_bytes"])):
+            raise TslError(f"{out}: the host library's buffer sizes are not the manifest's")
+        self._arena_mem, arena = self._aligned(self.lib.tsl_arena_size(), "uint8_t")
+        self._kv_mem, kv = self._aligned(self.lib.tsl_kv_size(), "int8_t")
+        self.model = self.ffi.new("tsl_model *")
+        rc = self.lib.tsl_init(self.model, self.ffi.NULL, arena, kv)
         if rc:
             raise TslError(f"{out}: weights rejected by the model (code {rc})")
-        m = self.man["model"]
         self.vocab = m["vocab"]
         self.n_ops = len(self.man["ops"])
-        self.arena = self.ffi.buffer(self.lib.tsl_model_arena(), max(16, self.man["memory"]["arena_bytes"]))
-        self.kvbuf = self.ffi.buffer(self.lib.tsl_model_kv(), max(16, self.man["memory"]["kv_bytes"]))
+        self.arena = self.ffi.buffer(arena, self.lib.tsl_arena_size())
+        self.kvbuf = self.ffi.buffer(kv, self.lib.tsl_kv_size())
         self._probs = self.ffi.new("float[]", self.vocab)
         self._idx = self.ffi.new("int32_t[]", self.vocab)
+        self._lg = self.ffi.new("const float **")
+
+    def _aligned(self, n, ctype):
+        """(owner, 16-byte aligned ctype* into it) of n bytes."""
+        mem = self.ffi.new("uint8_t[]", n + 16)
+        addr = int(self.ffi.cast("uintptr_t", mem))
+        return mem, self.ffi.cast(ctype + " *", mem + (-addr % 16))
+
+    def _check(self, rc, what):
+        if rc:
+            raise TslError(f"{self.out}: {what} failed with tsl_status {rc}")
 
     def reset(self):
-        self.lib.tsl_model_reset()
+        self._check(self.lib.tsl_reset(self.model), "tsl_reset")
 
     def step(self, token, pos):
-        p = self.lib.tsl_model_forward(int(token), int(pos))
-        return np.frombuffer(self.ffi.buffer(p, 4 * self.vocab), np.float32).copy()
+        self._check(self.lib.tsl_forward(self.model, int(token), int(pos), self._lg), f"tsl_forward({token}, {pos})")
+        return np.frombuffer(self.ffi.buffer(self._lg[0], 4 * self.vocab), np.float32).copy()
 
     def run_op(self, i, token, pos):
-        self.lib.tsl_model_op(i, int(token), int(pos))
+        self._check(self.lib.tsl_run_op(self.model, i, int(token), int(pos)), f"tsl_run_op({i})")
+
+    def generate(self, ids, max_tokens, temperature, top_p, seed, eos=None, on_token=None):
+        """The C generate loop (tsl_generate): -> (status, [tokens])."""
+        out = []
+
+        @self.ffi.callback("int32_t(void *, int32_t)")
+        def cb(user, t):
+            out.append(int(t))
+            if on_token:
+                on_token(int(t))
+            return 0
+        cfg = self.ffi.new("tsl_generate_cfg *", dict(max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                                       seed=seed, eos=-1 if eos is None else eos))
+        prompt = self.ffi.new("int32_t[]", [int(i) for i in ids])
+        scratch = self.ffi.new("float[]", 2 * self.vocab)
+        n = self.ffi.new("int32_t *")
+        rc = self.lib.tsl_generate(self.model, prompt, len(ids), cfg, cb, self.ffi.NULL, self.ffi.NULL, scratch, n)
+        return rc, out
 
     def buffer(self, name):
         """Current contents of an arena or KV buffer, as numpy."""

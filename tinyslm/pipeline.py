@@ -3,7 +3,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import builddir, codegen, frontend, memmap, plan, quantize
+from . import builddir, codegen, frontend, memmap, packages, plan, quantize
 from .builddir import load_build  # noqa: F401  (the reader of what compile writes)
 from .errors import TslError
 from .units import MAX_SEQ, human_bytes
@@ -43,6 +43,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         if tok is not None:
             shutil.copy(tok.source_path, tmp / "tokenizer.json")
         man.update(tokenizer="tokenizer.json" if tok is not None else None, compile_seconds=round(time.time() - t0, 2))
+        packages.write(tmp, man, B)                                           # CMake, ESP-IDF, Zephyr, PlatformIO, Arduino
         (tmp / "memory.svg").write_text(memmap.svg(man))                     # the plan as a picture
         man = builddir.save(tmp, man, prog)                                   # IR as JSON, manifest, marker
         builddir.replace(tmp, out)                                            # atomic swap; only a tinyslm build is replaced

@@ -144,10 +144,10 @@ def verify_target(out, man, prog, board, prompt_ids, steps, seed=7, log=print):
         return parse_target_output(text)
 
     log(f"  running {steps} steps on {board.name} ({'emulated' if board.emulated else 'native'})")
-    res = run({}, "run")
+    res = run({"TSL_NO_DEFAULT_MODEL": None}, "run")
     compare_hashes(prog, man, ids, (ref_logits, ref_tokens, ref_kv),
                    [res["logits"].get(p) for p in range(steps)], [res["token"].get(p) for p in range(steps)],
-                   res["kv"], lambda pos: run({"TSL_DUMP_STEP": pos}, f"dump{pos}")["op"], "")
+                   res["kv"], lambda pos: run({"TSL_NO_DEFAULT_MODEL": None, "TSL_DUMP_STEP": pos}, f"dump{pos}")["op"], "")
     return dict(steps=steps, tokens=ref_tokens)
 
 
