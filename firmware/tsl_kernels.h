@@ -14,6 +14,10 @@
 #include "tsl_arch.h"
 #include "tsl_numerics.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TSL_S4_GROUP 32
 
 /* dst[n] = sum_k w[n*K + k] * x[k], n in [0, N) */
@@ -81,4 +85,7 @@ void tsl_act_f32(const float *x, float *y, int32_t n, int32_t act);
 /* h[i] = act(g[i]) * u[i]  (SwiGLU, GeGLU) */
 void tsl_glu_f32(const float *g, const float *u, float *h, int32_t n, int32_t act);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -4,6 +4,10 @@
 #define TSL_SAMPLER_H
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     uint64_t state;     /* xorshift64* */
     float temperature;  /* <= 0: greedy */
@@ -15,4 +19,7 @@ void tsl_sampler_init(tsl_sampler *s, uint64_t seed, float temperature, float to
 int32_t tsl_sample(tsl_sampler *s, const float *logits, int32_t V, float *probs, int32_t *idx);
 uint32_t tsl_rng_u32(tsl_sampler *s);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -56,6 +56,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* flags */
 #define TSL_TOK_SPLIT_DIGITS 1
 #define TSL_TOK_ADD_PREFIX_SPACE 2
@@ -139,4 +143,7 @@ int32_t tsl_tokenizer_encode(const tsl_tokenizer *t, const uint8_t *text, int32_
 /* Writes the text of ids[0..n) to out[0..cap); returns its length in bytes or a TSL_TOK_ERR_* code. */
 int32_t tsl_tokenizer_decode(const tsl_tokenizer *t, const int32_t *ids, int32_t n, uint8_t *out, int32_t cap);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
