@@ -1,4 +1,6 @@
-"""eval: quality of the compiled int8 and int4 builds against the float model in onnxruntime.
+"""eval: quality of the compiled int8 and int4 builds against the float model in onnxruntime,
+measured as llama.cpp's `perplexity --kl-divergence` measures it (mean, 99th percentile and max of
+KL(float || quantized) per position, same top-1), with bytes per weight and matvec MACs per token.
 
 The text is cut into chunks the way a prompt reaches the model (the tokenizer's BOS, if it has
 one, then up to max_seq - 1 tokens); every chunk is run teacher-forced through onnxruntime and
@@ -66,17 +68,21 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None):
     tok = Tokenizer.from_file(tokp)
     S = man["model"]["max_seq"]
     chunks = text_chunks(tok.encode(Path(text).read_text())[:max_tokens], S, tok.bos_id)
-    hosts = {}
+    hosts, formats = {}, {}
     for fmt in ("int8", "int4"):
         build = Path(out)
         if man["model"]["weights"] != fmt:
             build = Path(tempfile.mkdtemp(prefix="tinyslm-eval-")) / "build"
             compile_model(src, build, "host", S, fmt, tokp, quiet=True,
                           activations=man["model"].get("activations", "int8"))
-        hosts[f"{fmt} (tinyslm host build)"] = HostModel(build)
+        bman, bprog = load_build(build)
+        hosts[f"{fmt} (tinyslm host build)"] = HostModel(build, bman)
+        formats[f"{fmt} (tinyslm host build)"] = dict(
+            bytes_per_weight=bman["weights"]["bytes"] / bman["model"]["n_params"],
+            macs=sum(o.attrs["N"] * o.attrs["K"] for o in bprog.ops if o.kind == "matvec"))
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     base = "float32 (onnxruntime)"
-    acc = {k: dict(nll=0.0, top1=0, cos=[]) for k in [base, *hosts]}
+    acc = {k: dict(nll=0.0, top1=0, cos=[], kld=[]) for k in [base, *hosts]}
     n, positions = sum(len(c) - 1 for c in chunks), sum(len(c) for c in chunks)
     if not quiet:
         print(f"eval on {Path(text).name}: {n} predicted tokens, {positions} positions in {len(chunks)} chunks "
@@ -84,23 +90,37 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None):
     for i, ids in enumerate(chunks):
         nxt = np.asarray(ids[1:])
         ref = onnx_logits(sess, src, ids)
+        ref_lp = log_softmax(ref)
         for name, lg in [(base, ref)] + [(k, host_logits(h, ids)) for k, h in hosts.items()]:
             a = acc[name]
-            a["nll"] -= log_softmax(lg[:-1])[np.arange(len(nxt)), nxt].sum()
+            lp = log_softmax(lg)
+            a["nll"] -= lp[:-1][np.arange(len(nxt)), nxt].sum()
+            a["kld"].append((np.exp(ref_lp) * (ref_lp - lp)).sum(1))          # KL(float || this), per position
             a["top1"] += int((lg.argmax(1) == ref.argmax(1)).sum())
             a["cos"].append(cosine(lg, ref))
         if progress:
             progress(i + 1, len(chunks))
     res = {}
     for name, a in acc.items():
-        c = np.concatenate(a["cos"])
+        c, kld = np.concatenate(a["cos"]), np.maximum(np.concatenate(a["kld"]), 0.0)
         res[name] = dict(ppl=math.exp(a["nll"] / n), top1=a["top1"] / positions, cos_min=float(c.min()),
-                         cos_median=float(np.median(c)), cos_999=float((c >= 0.999).mean()), n=positions)
+                         cos_median=float(np.median(c)), cos_999=float((c >= 0.999).mean()), n=positions,
+                         kld_mean=float(kld.mean()), kld_p99=float(np.percentile(kld, 99)), kld_max=float(kld.max()))
+        res[name].update(formats.get(name, {}))
     if not quiet:
-        print(f"  {'':<28} {'perplexity':>10} {'vs float':>9} {'top-1 agree':>12} {'cos min':>9} {'cos median':>11}"
-              f" {'cos >= 0.999':>13}")
-        for name, r in res.items():
-            rel = 100 * (r["ppl"] / res[base]["ppl"] - 1)
-            print(f"  {name:<28} {r['ppl']:10.3f} {rel:+8.2f}% {100 * r['top1']:11.2f}% {r['cos_min']:9.5f} "
-                  f"{r['cos_median']:11.6f} {100 * r['cos_999']:12.2f}%")
+        print("\n".join(table(res, base)))
     return res
+
+
+def table(res, base):
+    """-> lines: llama.cpp's `perplexity --kl-divergence` figures per format, plus size and work."""
+    L = [f"  {'':<28} {'bytes/w':>7} {'MMAC/tok':>8} {'perplexity':>10} {'vs float':>9} {'mean KLD':>9} "
+         f"{'p99 KLD':>8} {'max KLD':>8} {'same top-1':>10} {'cos min':>8} {'cos >= 0.999':>12}"]
+    for name, r in res.items():
+        rel = 100 * (r["ppl"] / res[base]["ppl"] - 1)
+        bpw = f"{r['bytes_per_weight']:.3f}" if "bytes_per_weight" in r else "4"
+        mac = f"{r['macs'] / 1e6:.2f}" if "macs" in r else ""
+        L.append(f"  {name:<28} {bpw:>7} {mac:>8} {r['ppl']:10.4f} {rel:+8.2f}% {r['kld_mean']:9.6f} "
+                 f"{r['kld_p99']:8.5f} {r['kld_max']:8.4f} {100 * r['top1']:9.2f}% {r['cos_min']:8.4f} "
+                 f"{100 * r['cos_999']:11.2f}%")
+    return L
