@@ -590,6 +590,35 @@ def test_through_fault_proxy(app, ref, seed, drop, flip, delay):
         assert got == want and vgot == vwant
 
 
+def test_default_retries_fit_a_damaged_link(app, ref):
+    """With the command line's defaults (its parser and _device: timeout, retries, step_timeout), a
+    link that flips 1% and drops 0.5% of the bytes both ways: at least 19 of 20 sessions give exactly
+    the clean answers (identify, a 20-token generation, a 12-step verify); the others a TslError
+    from the device, never other tokens or hashes."""
+    from fault_proxy import FaultProxy
+    from tinyslm.cli import _device, parser
+    ref.init()
+    ids, vids = [5, 6, 7], [(3 * i + 1) % VOCAB for i in range(12)]
+    want, vwant = ref.generate(ids, 20, 0.8, 0.9, 11), ref.verify(vids, 0.8, 0.9, 11)
+    ok, damaged, failures = 0, 0, []
+    for seed in range(20):
+        with FaultProxy(app, seed=100 + seed, drop=0.005, flip=0.01, max_seconds=60) as px:
+            a = parser().parse_args(["identify", "--port", f"socket://127.0.0.1:{px.port}"])
+            try:
+                with _device(a) as d:
+                    assert d.identify()["vocab"] == VOCAB
+                    got = [t for t, _ in d.generate(ids, 20, 0.8, 0.9, 11)]
+                    v = d.verify_steps(vids, 0.8, 0.9, 11)
+                assert got == want and (v["logits"], v["tokens"], v["kv"]) == vwant
+                ok += 1
+            except TslError as e:
+                assert "device on socket://127.0.0.1" in str(e), e
+                failures.append(str(e))
+            damaged += px.stats["dropped"] + px.stats["flipped"]
+    assert ok >= 19, failures
+    assert damaged > 100                                       # the link really was damaged
+
+
 # ---- (6) libFuzzer, bounded ----
 
 @pytest.mark.parametrize("target", ["fuzz_parser", "fuzz_app"])

@@ -46,13 +46,17 @@ class Device:
         import serial
         self.url, self.baudrate, self.timeout, self.retries = url, baudrate, timeout, retries
         self.step_timeout = step_timeout
-        self.settle = min(timeout, 0.02 + 10 * P.MAX_WIRE / baudrate)   # time for one longest frame
-        self.resend = min(timeout, max(0.25, 2 * self.settle))
+        # a line quiet this long carries no frame (20 byte times and scheduling slack): after a damaged
+        # frame the host resends once the line is quiet; without any answer it resends after `resend`
+        # (two longest frames at the baud rate, at least 0.25 s)
+        self.settle = min(timeout, 0.02 + 200 / baudrate)
+        self.resend = min(timeout, max(0.25, 0.05 + 20 * P.MAX_WIRE / baudrate))
         try:
-            self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=min(timeout, 0.05))
+            self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=min(timeout, 0.01))
         except (serial.SerialException, ValueError, OSError) as e:
             raise TslError(f"cannot open {url}: {e}") from None
         self.decoder, self.queue = P.Decoder(), []
+        self.last_rx = 0.0            # when the last byte arrived
         self.seq = int.from_bytes(os.urandom(2), "little")   # a fresh session never looks like a resend
         self.sync = True
         self.link_errors = 0          # corrupted frames received, over this connection's life
@@ -72,17 +76,20 @@ class Device:
 
     # ---- link ----
 
-    def _recv(self, deadline):
-        """The next Frame or link-error code from the device, or None at the deadline."""
+    def _recv(self, deadline, quiet=None):
+        """The next Frame or link-error code from the device; None at the deadline, or (quiet) once
+        no byte has arrived for `quiet` seconds."""
         while not self.queue:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= deadline or quiet is not None and now - self.last_rx >= quiet:
                 return None
             try:
                 data = self.port.read(max(1, self.port.in_waiting))
             except Exception as e:   # pyserial raises several types for a vanished port
                 raise TslError(f"{self.url}: connection lost: {e}") from None
-            self.queue += self.decoder.feed(data)
+            if data:
+                self.last_rx = time.monotonic()
+                self.queue += self.decoder.feed(data)
         return self.queue.pop(0)
 
     def _send(self, frame):
@@ -129,13 +136,13 @@ class Device:
                 frame = P.encode_frame(type_, P.FLAG_SYNC if self.sync else 0, self.seq, payload)
             self._send(frame)
             sends += 1
-            deadline = time.monotonic() + resend
-            while (r := self._recv(deadline)) is not None:
+            deadline, quiet_line = time.monotonic() + resend, None
+            while (r := self._recv(deadline, quiet_line)) is not None:
                 heard = time.monotonic()
                 if self._garbled(r, tally):
                     # our request or its reply was damaged: resend once the line has been quiet
                     # for `settle`, unless a valid reply comes first
-                    deadline = min(deadline, heard + self.settle)
+                    quiet_line = self.settle
                     continue
                 if r.seq != self.seq:                 # a stale reply, a stream frame, a stray ERROR
                     if aside is not None and aside(r):
