@@ -7,18 +7,17 @@ traceback, or in exactly the clean output; never in more tokens than asked."""
 import re
 import socket
 import struct
-import subprocess
 import threading
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 
+import socket_firmware
 from conftest import compiled_example, tinyslm
+from conftest_tools import require_tool
 from tinyslm import protocol as P
 
-ROOT = Path(__file__).resolve().parent.parent
 RUN = ["--ids", "0,48,79,317", "--max-tokens", 20, "--temperature", 0.8, "--seed", 5, "--print-ids"]
 
 
@@ -30,23 +29,9 @@ def build(tmp_path_factory):
 @pytest.fixture(scope="module")
 def device(build, tmp_path_factory):
     """The example's serial firmware built for this machine, its UART a TCP port; -> the port."""
-    import json
-    man = json.loads((build / "manifest.json").read_text())
-    exe = tmp_path_factory.mktemp("fw") / "tsl_serial_host"
-    cmd = ["gcc", "-O2", "-std=c99", "-ffp-contract=off", "-I", build / "runtime", "-I", build / "model",
-           "-I", build / "app", *[build / s for s in man["sources"]], build / "app" / "tsl_proto.c",
-           build / "app" / "tsl_serial_app.c", ROOT / "firmware" / "proto" / "host_uart_socket.c",
-           '-DTSL_BOARD_NAME="host-socket"', "-o", exe]
-    r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=build)   # .incbin paths
-    assert r.returncode == 0, r.stderr
-    proc = subprocess.Popen([str(exe), "0", "0"], stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("port "), line
-        yield int(line.split()[1])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    require_tool("gcc", "gcc")
+    with socket_firmware.running(socket_firmware.build(build, tmp_path_factory.mktemp("fw") / "fw")) as port:
+        yield port
 
 
 def wire(type_, seq, payload, flags=0):
@@ -88,6 +73,7 @@ class Hostile:
             except (socket.timeout, OSError):
                 continue
             up = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            up.settimeout(None)                    # a silent device is a case, not a broken pipe
             self.socks += [client, up]
             threading.Thread(target=self._pump, args=(client, up, None), daemon=True).start()
             threading.Thread(target=self._pump, args=(up, client, P.Decoder()), daemon=True).start()
@@ -408,3 +394,25 @@ def test_verify_refuses_bad_frames(build, device, case, rewrite, pattern):
     with Hostile(device, rewrite) as h:
         r = verify(build, h.url)
     one_error_line(r, pattern)
+
+
+def test_run_stops_after_the_end_of_sequence_token(build, device, clean):
+    """As on the host build: the device's run ends, for the user, after EOS (the tokenizer's id 1;
+    here item 5 is made EOS on the way); the rest of the stream is read and dropped."""
+    rw = each(in_stream(P.ITEM, lambda f: item_index(f) == 5), lambda f: [again(f, patch(f.payload, "<i", 2, 1))])
+    with Hostile(device, rw) as h:
+        r = tinyslm("run", build, "--port", h.url, *RUN)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().strip(",").split(",") == clean[1].strip().strip(",").split(",")[:5] + ["1"]
+    assert "[host-socket: 6 tokens" in r.stderr
+
+
+@pytest.mark.parametrize("case,rewrite,pattern", [
+    ("LOAD_ACK for other bytes", once(lambda f: f.type == P.LOAD_ACK and f.payload[:4] != bytes(4),
+                                      lambda f: [again(f, patch(f.payload, "<I", 0, 7))]),
+     r"LOAD_ACK \(received, capacity\) = \(7, \d+\) in answer to LOAD_DATA, expected \(\d+, \d+\)"),
+    ("short LOAD_ACK", each(is_(P.LOAD_ACK), lambda f: [again(f, f.payload[:6])]), r"LOAD_ACK of 6 bytes, expected 8"),
+])
+def test_load_refuses_bad_acks(build, device, case, rewrite, pattern):
+    with Hostile(device, rewrite) as h:
+        one_error_line(tinyslm("load", build, "--port", h.url), pattern)
