@@ -378,12 +378,23 @@ def test_generate(dev, ref, temperature, top_p, seed):
 
 
 def test_generate_refusals(dev):
+    """The device refuses what does not fit (E_RANGE with the bound), and the host refuses it
+    before sending, from the device's IDENTITY."""
+    start = lambda *a, **k: dev.request(P.GEN_START, P.run_start(*a, **k))  # noqa: E731
     with pytest.raises(TslError, match=r"GEN_START refused: value out of range \(limit 44\)"):
-        dev.generate([1, 2, 3, 4, 5], MAX_SEQ)                       # positions 0..51 > 48
-    with pytest.raises(TslError, match=f"limit {VOCAB}"):
+        start([1, 2, 3, 4, 5], MAX_SEQ)                              # positions 0..51 > 48
+    with pytest.raises(TslError, match=f"GEN_START refused: value out of range \\(limit {VOCAB}\\)"):
+        start([1, VOCAB], 4)
+    with pytest.raises(TslError, match="GEN_START refused: value out of range"):
+        start([1], 4, temperature=float("nan"))
+    with pytest.raises(TslError, match=r"5 prompt ids \+ 48 tokens pass the device's max_seq 48 \(at most 44"):
+        dev.generate([1, 2, 3, 4, 5], MAX_SEQ)
+    with pytest.raises(TslError, match=f"token id {VOCAB} out of range"):
         dev.generate([1, VOCAB], 4)
-    with pytest.raises(TslError, match="out of range"):
+    with pytest.raises(TslError, match="not NaN"):
         dev.generate([1], 4, temperature=float("nan"))
+    with pytest.raises(TslError, match="seed -1 out of range"):
+        dev.generate([1], 4, seed=-1)
     assert len(list(dev.generate([1, 2, 3], MAX_SEQ - 2))) == MAX_SEQ - 2   # the longest that fits
 
 
@@ -572,11 +583,40 @@ def test_through_fault_proxy(app, ref, seed, drop, flip, delay):
                 v = d.verify_steps(vids, 0.8, 0.9, seed)
                 vgot = v["logits"], v["tokens"], v["kv"]
         except TslError as e:
-            assert seed >= 4 and "from the device on socket://127.0.0.1" in str(e), e
+            assert seed >= 4 and "device on socket://127.0.0.1" in str(e), e
         assert px.stats["dropped"] + px.stats["flipped"] > 0
     assert got in (None, want) and vgot in (None, vwant)
     if seed < 4:
         assert got == want and vgot == vwant
+
+
+def test_default_retries_fit_a_damaged_link(app, ref):
+    """With the command line's defaults (its parser and _device: timeout, retries, step_timeout), a
+    link that flips 1% and drops 0.5% of the bytes both ways: at least 19 of 20 sessions give exactly
+    the clean answers (identify, a 20-token generation, a 12-step verify); the others a TslError
+    from the device, never other tokens or hashes."""
+    from fault_proxy import FaultProxy
+    from tinyslm.cli import _device, parser
+    ref.init()
+    ids, vids = [5, 6, 7], [(3 * i + 1) % VOCAB for i in range(12)]
+    want, vwant = ref.generate(ids, 20, 0.8, 0.9, 11), ref.verify(vids, 0.8, 0.9, 11)
+    ok, damaged, failures = 0, 0, []
+    for seed in range(20):
+        with FaultProxy(app, seed=100 + seed, drop=0.005, flip=0.01, max_seconds=60) as px:
+            a = parser().parse_args(["identify", "--port", f"socket://127.0.0.1:{px.port}"])
+            try:
+                with _device(a) as d:
+                    assert d.identify()["vocab"] == VOCAB
+                    got = [t for t, _ in d.generate(ids, 20, 0.8, 0.9, 11)]
+                    v = d.verify_steps(vids, 0.8, 0.9, 11)
+                assert got == want and (v["logits"], v["tokens"], v["kv"]) == vwant
+                ok += 1
+            except TslError as e:
+                assert "device on socket://127.0.0.1" in str(e), e
+                failures.append(str(e))
+            damaged += px.stats["dropped"] + px.stats["flipped"]
+    assert ok >= 19, failures
+    assert damaged > 100                                       # the link really was damaged
 
 
 # ---- (6) libFuzzer, bounded ----

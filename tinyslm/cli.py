@@ -345,7 +345,12 @@ def cmd_flash(a):
 
 
 def _device(a):
+    import math
     from .serialio import Device
+    if not (math.isfinite(a.timeout) and a.timeout > 0):
+        raise TslError(f"--timeout {a.timeout}: must be a positive number of seconds")
+    if a.baud <= 0:
+        raise TslError(f"--baud {a.baud}: must be positive")
     return Device(a.port, baudrate=a.baud, timeout=a.timeout)
 
 
@@ -358,7 +363,10 @@ def cmd_identify(a):
 
 
 def cmd_run_device(a):
+    from .device_run import generate, run_count
+    from .sampler import check_args
     from .tokenizer import Tokenizer
+    check_args(a.seed, a.temperature, a.top_p, a.max_tokens)
     tok = None
     if a.out:
         tok = _tokenizer(a.out, required=not a.ids)
@@ -369,14 +377,14 @@ def cmd_run_device(a):
     with _device(a) as dev:
         info = dev.identify()
         ids = _prompt_ids(a, tok, info["vocab"])
-        emit, cycles = _TokenPrinter(tok, a), []
-        for t, cyc in dev.generate(ids, a.max_tokens, a.temperature, a.top_p, a.seed):
-            cycles.append(cyc)
-            emit(t)
+        run_count(info, len(ids), a.max_tokens)        # refused before the prompt is printed
+        emit = _TokenPrinter(tok, a)
+        out, cycles = generate(dev, ids, a.max_tokens, a.temperature, a.top_p, a.seed, emit,
+                               tok.eos_id if tok else None)
         emit.close()
-        run = dev.last_run
+        run = dev.last_run or {}
     n = max(1, len(cycles))
-    print(f"[{info['board']}: {len(cycles)} tokens, prefill {run['prefill_cycles']} {info['cycles_unit']}, "
+    print(f"[{info['board']}: {len(out)} tokens, prefill {run.get('prefill_cycles', '?')} {info['cycles_unit']}, "
           f"{sum(cycles) // n} {info['cycles_unit']}/token on the device]", file=sys.stderr)
 
 
@@ -394,7 +402,7 @@ def cmd_verify_device(a, man, prog, prompt, steps):
         compare_hashes(prog, man, ref[0], ref[1:], res["logits"], res["tokens"], res["kv"],
                        lambda step: dict(enumerate(dev.op_hashes(step, regions))), " on the device")
     print(f"OK {info['board']}: {steps} steps bit-exact on the device (logits, tokens, KV cache); "
-          f"{sum(res['cycles']) // steps} {info['cycles_unit']}/step", flush=True)
+          f"{sum(res['cycles']) // max(1, steps)} {info['cycles_unit']}/step", flush=True)
 
 
 def cmd_load(a):
@@ -436,7 +444,8 @@ def cmd_demo(a):
 def _device_args(s, required=True, what="pyserial URL of the device: /dev/ttyUSB0, COM3, socket://127.0.0.1:5555"):
     s.add_argument("--port", required=required, help=what)
     s.add_argument("--baud", type=int, default=115200)
-    s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an answer (default 2)")
+    s.add_argument("--timeout", type=float, default=2.0,
+                   help="seconds of silence from the device before giving up (default 2); lost frames are resent sooner")
 
 
 LOAD_HELP = ("reserve RAM for a second copy of the weights, so that `tinyslm load` can replace them without "

@@ -146,8 +146,10 @@ def run_start(ids, max_tokens=0, temperature=0.0, top_p=1.0, seed=0):
     if not 1 <= len(ids) <= MAX_IDS:
         raise ValueError(f"{len(ids)} token ids: 1 to {MAX_IDS} fit in one request")
     if not 0 <= max_tokens <= 0xFFFF:
-        raise ValueError(f"max_tokens {max_tokens} out of range")
-    return RUN_HEAD.pack(len(ids), max_tokens, temperature, top_p, seed & (2**64 - 1)) + \
+        raise ValueError(f"max_tokens {max_tokens} out of range [0, 65535]")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed {seed} out of range [0, 2^64)")
+    return RUN_HEAD.pack(len(ids), max_tokens, temperature, top_p, seed) + \
         struct.pack(f"<{len(ids)}I", *(i & 0xFFFFFFFF for i in ids))
 
 
@@ -156,40 +158,117 @@ def debug_ops(regions):
     return struct.pack("<H", len(regions)) + b"".join(REGION.pack(*r) for r in regions)
 
 
+class BadPayload(ValueError):
+    """A frame that arrived intact (its CRC holds) but whose payload does not fit its type: the
+    device's fault, not the link's. The message names the type and what is wrong."""
+
+
+# IDENTITY bounds: what a tinyslm firmware can report. A value outside them is a broken or
+# hostile device, refused before the host sizes anything by it.
+MAX_VOCAB = 1 << 20                              # sampler scratch is 8 * vocab bytes of device RAM
+MAX_SEQ = 1 << 20
+MAX_ITEMS = 0xFFFF                               # ITEM index and counts are u16
+MAX_STR = 64
+IDENTITY_HEAD = struct.Struct("<BBH11Ii")        # 52 bytes, then three u8-length strings
+IDENTITY_KEYS = ("arch_hash", "weights_crc", "weights_bytes", "arena_bytes", "kv_bytes", "vocab", "max_seq",
+                 "n_ops", "logits_offset", "load_capacity", "max_items", "model_status")
+ITEM_P = struct.Struct("<HiIQ")                  # index, token, cycles, logits fnv1a
+RUN_ACK_P = struct.Struct("<BxH")                # kind, count
+RUN_DONE_P = struct.Struct("<BxHIIQ")            # kind, count, prefill, total, kv fnv1a
+DEBUG_ACK_P = struct.Struct("<HHH")              # step, n_ops, next_op
+LOAD_ACK_P = struct.Struct("<II")                # received, capacity
+ERROR_P = struct.Struct("<BBxxI")                # code, request type, detail
+
+
+def _exact(name, p, st):
+    if len(p) != st.size:
+        raise BadPayload(f"{name} of {len(p)} bytes, expected {st.size}")
+    return st.unpack(p)
+
+
 def parse_identity(p):
-    (ver, loaded, max_payload), vals = struct.unpack_from("<BBH", p), struct.unpack_from("<11Ii", p, 4)
-    keys = ("arch_hash", "weights_crc", "weights_bytes", "arena_bytes", "kv_bytes", "vocab", "max_seq",
-            "n_ops", "logits_offset", "load_capacity", "max_items", "model_status")
-    info = dict(zip(keys, vals), proto_version=ver, max_payload=max_payload,
-                weights_source="loaded" if loaded else "built-in")
-    off = 52
+    """IDENTITY -> dict, every field checked against what a firmware can report."""
+    if len(p) < IDENTITY_HEAD.size + 3:
+        raise BadPayload(f"IDENTITY of {len(p)} bytes, expected at least {IDENTITY_HEAD.size + 3}")
+    ver, loaded, max_payload, *vals = IDENTITY_HEAD.unpack_from(p)
+    info = dict(zip(IDENTITY_KEYS, vals), proto_version=ver, max_payload=max_payload)
+    if ver != VERSION:
+        raise BadPayload(f"IDENTITY: the device speaks protocol version {ver}, this host version {VERSION}")
+    if max_payload != MAX_PAYLOAD:
+        raise BadPayload(f"IDENTITY: max_payload {max_payload}, protocol version {VERSION} has {MAX_PAYLOAD}")
+    if loaded not in (0, 1):
+        raise BadPayload(f"IDENTITY: weights_source {loaded} is neither 0 (built-in) nor 1 (loaded)")
+    info["weights_source"] = "loaded" if loaded else "built-in"
+    for key, lo, hi in (("vocab", 1, MAX_VOCAB), ("max_seq", 1, MAX_SEQ), ("n_ops", 1, 0xFFFF),
+                        ("max_items", 1, MAX_ITEMS), ("weights_bytes", 32, 2**32 - 1)):
+        if not lo <= info[key] <= hi:
+            raise BadPayload(f"IDENTITY: {key} {info[key]} outside [{lo}, {hi}]")
+    if info["logits_offset"] + 4 * info["vocab"] > info["arena_bytes"]:
+        raise BadPayload(f"IDENTITY: logits at {info['logits_offset']} + 4 x vocab {info['vocab']} pass the "
+                         f"arena's {info['arena_bytes']} bytes")
+    if info["load_capacity"] and info["load_capacity"] < 32:
+        raise BadPayload(f"IDENTITY: load_capacity {info['load_capacity']} is below a weights header (32)")
+    off = IDENTITY_HEAD.size
     for key in ("board", "firmware", "cycles_unit"):
-        n = p[off]
-        info[key] = p[off + 1:off + 1 + n].decode("utf-8", "replace")
+        n = p[off] if off < len(p) else None
+        if n is None or n > MAX_STR or off + 1 + n > len(p):
+            raise BadPayload(f"IDENTITY: {key} string " + ("missing" if n is None else
+                             f"of {n} bytes does not fit (at most {MAX_STR}, {len(p) - off - 1} left)"))
+        try:
+            s = p[off + 1:off + 1 + n].decode("utf-8")
+        except UnicodeDecodeError:
+            s = None
+        if s is None or not s.isprintable():
+            raise BadPayload(f"IDENTITY: {key} string {p[off + 1:off + 1 + n]!r} is not printable text")
+        info[key] = s
         off += 1 + n
+    if off != len(p):
+        raise BadPayload(f"IDENTITY: {len(p) - off} bytes after the last string")
     info["model_hash"] = f"{info['arch_hash']:08x}-{info['weights_crc']:08x}"
     return info
 
 
-def parse_item(p):
-    """ITEM -> (index, token, cycles, logits_hash)."""
-    return struct.unpack("<HiIQ", p)
+def parse_item(p, count=None, vocab=None):
+    """ITEM -> (index, token, cycles, logits_hash); index < count, 0 <= token < vocab when given."""
+    index, token, cycles, h = _exact("ITEM", p, ITEM_P)
+    if count is not None and index >= count:
+        raise BadPayload(f"ITEM index {index} of a run of {count}")
+    if vocab is not None and not 0 <= token < vocab:
+        raise BadPayload(f"ITEM {index}: token {token} outside the vocabulary [0, {vocab})")
+    return index, token, cycles, h
+
+
+def parse_run_ack(p):
+    """RUN_ACK -> (kind, count)."""
+    return _exact("RUN_ACK", p, RUN_ACK_P)
 
 
 def parse_run_done(p):
-    kind, count, prefill, total, kv = struct.unpack("<BxHIIQ", p)
+    kind, count, prefill, total, kv = _exact("RUN_DONE", p, RUN_DONE_P)
     return dict(kind=kind, count=count, prefill_cycles=prefill, total_cycles=total, kv_hash=kv)
 
 
+def parse_debug_ack(p):
+    """DEBUG_ACK -> (step, n_ops, next_op)."""
+    return _exact("DEBUG_ACK", p, DEBUG_ACK_P)
+
+
 def parse_op_hashes(p):
+    """OP_HASHES -> (first_op, [fnv1a64] * n)."""
+    if len(p) < 4 or len(p) != 4 + 8 * struct.unpack_from("<H", p, 2)[0]:
+        raise BadPayload(f"OP_HASHES of {len(p)} bytes does not hold the count it announces")
     first, n = struct.unpack_from("<HH", p)
     return first, list(struct.unpack_from(f"<{n}Q", p, 4))
 
 
+def parse_load_ack(p):
+    """LOAD_ACK -> (received, capacity)."""
+    return _exact("LOAD_ACK", p, LOAD_ACK_P)
+
+
 def parse_error(p):
     """-> (code, request type, detail as u32)."""
-    code, req, detail = struct.unpack("<BBxxI", p)
-    return code, req, detail
+    return _exact("ERROR", p, ERROR_P)
 
 
 def error_text(code, detail=0):

@@ -39,3 +39,20 @@ class Sampler:
         c = np.add.accumulate(probs[idx], dtype=f32)
         hit = np.nonzero(r * total < c)[0]
         return int(idx[hit[0]] if len(hit) else idx[-1])
+
+
+def check_args(seed, temperature, top_p, max_tokens=None):
+    """Raise TslError (naming the command-line option) unless the settings are ones the sampler
+    takes, on the host build and on a device alike: seed in [0, 2^64) (tsl_sampler_init's u64),
+    temperature a finite float32 >= 0 (0: greedy), top_p in [0, 1] (0 or 1: no nucleus),
+    max_tokens >= 0."""
+    import math
+    from .errors import TslError
+    if not 0 <= seed < 2**64:
+        raise TslError(f"--seed {seed}: the sampler's seed is an unsigned 64-bit number, 0 to 2^64-1")
+    if not (math.isfinite(temperature) and 0 <= temperature <= 3.4028234663852886e38):
+        raise TslError(f"--temperature {temperature}: must be a finite number >= 0 (0 = greedy)")
+    if not (math.isfinite(top_p) and 0 <= top_p <= 1):
+        raise TslError(f"--top-p {top_p}: must be in [0, 1] (1 = no nucleus)")
+    if max_tokens is not None and max_tokens < 0:
+        raise TslError(f"--max-tokens {max_tokens}: must be >= 0")
