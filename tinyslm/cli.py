@@ -426,7 +426,6 @@ def cmd_load(a):
 
 def cmd_demo(a):
     from .pipeline import compile_model
-    from .tokenizer import Tokenizer
     out = Path(a.out)
     print(f"tinyslm {__version__} demo: {EXAMPLE.relative_to(ROOT)} -> {out} (board host)", flush=True)
     compile_model(EXAMPLE, out, "host", 256, "int8", EXAMPLE.with_name("tokenizer.json"))
