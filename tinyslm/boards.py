@@ -62,4 +62,7 @@ def load_board(name):
         raise TslError(f"{p}: missing keys {sorted(missing)}")
     if d["name"] != name:
         raise TslError(f"{p}: name is '{d['name']}', expected '{name}'")
+    cc = d["toolchain"].get("cc", "")
+    if "/" in cc and not cc.startswith("/"):      # a driver shipped in this repository, named from its root
+        d["toolchain"]["cc"] = str(ROOT / cc)
     return Board(**d, extra=extra, path=p)

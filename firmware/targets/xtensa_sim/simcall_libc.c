@@ -1,0 +1,303 @@
+/* simcall_libc.c -- the little libc the kernel tests, the verify app and the benchmarks need on the
+ * Xtensa sim (no Xtensa C library here): printf (d i u x s c, l/ll/z, width, 0-pad), puts, putchar,
+ * exit, memcpy, memset, memmove, memcmp, strlen, qsort (heapsort: callers pass a total order, so any
+ * sort agrees), __divsf3 (float division: the ESP32's FPU has no divide; LLVM calls this) and __muldi3
+ * (64-bit products, called where the build leaves out MUL32_HIGH: qemu's de233_fpu core lacks it).
+ * Output and exit through qemu's Xtensa simcall semihosting (SIMCALL, a2 = call, a3.. = arguments). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SYS_EXIT 1
+#define SYS_WRITE 4
+
+static int simcall(int nr, int a, int b, int c)
+{
+    register int a2 __asm("a2") = nr;
+    register int a3 __asm("a3") = a;
+    register int a4 __asm("a4") = b;
+    register int a5 __asm("a5") = c;
+    __asm volatile(".byte 0x00, 0x51, 0x00" : "+r"(a2), "+r"(a3) : "r"(a4), "r"(a5) : "memory");  /* simcall */
+    return a2;
+}
+
+static char obuf[256];
+static unsigned olen;
+
+static void flush(void)
+{
+    if (olen) simcall(SYS_WRITE, 1, (int)(uintptr_t)obuf, (int)olen);
+    olen = 0;
+}
+
+int putchar(int c)
+{
+    obuf[olen++] = (char)c;
+    if (olen == sizeof obuf || c == '\n') flush();
+    return c;
+}
+
+int puts(const char *s)
+{
+    while (*s) putchar(*s++);
+    putchar('\n');
+    return 0;
+}
+
+void exit(int status)
+{
+    flush();
+    simcall(SYS_EXIT, status, 0, 0);
+    for (;;) {}
+}
+
+void abort(void) { exit(134); }
+
+/* v / base by shift-and-subtract: keeps 64-bit division (a libgcc call) out of the image. */
+static uint64_t divmod_small(uint64_t v, unsigned base, unsigned *rem)
+{
+    uint64_t q = 0;
+    uint32_t r = 0;
+    for (int i = 63; i >= 0; i--) {
+        r = (r << 1) | (uint32_t)((v >> i) & 1u);
+        q <<= 1;
+        if (r >= base) { r -= base; q |= 1; }
+    }
+    *rem = r;
+    return q;
+}
+
+static void put_num(uint64_t v, unsigned base, int neg, int width, char pad)
+{
+    char b[24];
+    int n = 0;
+    do { unsigned d; v = divmod_small(v, base, &d); b[n++] = "0123456789abcdef"[d]; } while (v);
+    if (neg) {
+        if (pad == '0') { putchar('-'); width--; } else b[n++] = '-';
+    }
+    for (; width > n; width--) putchar(pad);
+    while (n) putchar(b[--n]);
+}
+
+/* printf's variadic arguments are read straight from the windowed ABI, not through <stdarg.h>: LLVM 22's
+ * Xtensa va_start points its register save area one word too far (the first variadic argument in a
+ * register is skipped, and those on the stack are read from the wrong offset). The entry stub stores
+ * a2-a7 (fmt and the first five argument words) in a row and passes that and the caller's stack
+ * arguments (at the caller's sp, our sp + frame size; the frame's top 32 bytes are the window spill
+ * areas of our caller's caller and of our own a4-a7) to printf_words (through a literal: GNU ld's
+ * lx106 configuration cannot relocate a CALL8). A 64-bit argument takes an
+ * even-numbered pair of words (a2/a3, a4/a5, a6/a7; 8-byte aligned on the stack). */
+__asm__(
+    "    .section .literal.printf, \"ax\"\n"
+    "    .balign 4\n"
+    ".Lprintf_words: .long printf_words\n"
+    "    .section .text.printf, \"ax\"\n"
+    "    .global printf\n"
+    "    .type printf, @function\n"
+    "    .balign 4\n"
+    "printf:\n"
+    "    entry a1, 64\n"
+    "    s32i a2, a1, 0\n"
+    "    s32i a3, a1, 4\n"
+    "    s32i a4, a1, 8\n"
+    "    s32i a5, a1, 12\n"
+    "    s32i a6, a1, 16\n"
+    "    s32i a7, a1, 20\n"
+    "    mov a10, a1\n"
+    "    addi a11, a1, 64\n"
+    "    l32r a8, .Lprintf_words\n"
+    "    callx8 a8\n"
+    "    mov a2, a10\n"
+    "    retw\n"
+    "    .size printf, . - printf\n");
+
+struct words {
+    const uint32_t *reg, *stk;      /* a2..a7 as stored, the caller's stack arguments */
+    unsigned i;                     /* next word: 0..5 in reg, 6.. on the stack */
+};
+
+static uint32_t next32(struct words *w)
+{
+    const unsigned i = w->i++;
+    return i < 6 ? w->reg[i] : w->stk[i - 6];
+}
+
+static uint64_t next64(struct words *w)
+{
+    w->i += w->i & 1u;
+    const uint32_t lo = next32(w);
+    return (uint64_t)next32(w) << 32 | lo;
+}
+
+__attribute__((used)) int printf_words(const uint32_t *reg, const uint32_t *stk)
+{
+    struct words w = {reg, stk, 1};
+    for (const char *fmt = (const char *)(uintptr_t)reg[0]; *fmt; fmt++) {
+        if (*fmt != '%') { putchar(*fmt); continue; }
+        char pad = ' ';
+        int width = 0, lng = 0;
+        if (*++fmt == '0') { pad = '0'; fmt++; }
+        while (*fmt >= '0' && *fmt <= '9') width = width * 10 + (*fmt++ - '0');
+        while (*fmt == 'l' || *fmt == 'z') { lng += *fmt == 'l'; fmt++; }
+        switch (*fmt) {                 /* ILP32: int, long and size_t are one word, long long two */
+        case 'd': case 'i': {
+            const int64_t v = lng > 1 ? (int64_t)next64(&w) : (int32_t)next32(&w);
+            put_num(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, 10, v < 0, width, pad);
+            break;
+        }
+        case 'u': case 'x': {
+            const uint64_t v = lng > 1 ? next64(&w) : next32(&w);
+            put_num(v, *fmt == 'u' ? 10 : 16, 0, width, pad);
+            break;
+        }
+        case 's': for (const char *s = (const char *)(uintptr_t)next32(&w); *s; s++) putchar(*s); break;
+        case 'c': putchar((int)next32(&w)); break;
+        default: putchar(*fmt); break;
+        }
+    }
+    return 0;
+}
+
+/* The byte loops below must not be turned back into calls to themselves. */
+#define TSL_NO_BUILTIN __attribute__((no_builtin))
+
+TSL_NO_BUILTIN void *memcpy(void *d, const void *s, size_t n)
+{
+    uint8_t *a = d;
+    const uint8_t *b = s;
+    while (n--) *a++ = *b++;
+    return d;
+}
+
+TSL_NO_BUILTIN void *memmove(void *d, const void *s, size_t n)
+{
+    uint8_t *a = d;
+    const uint8_t *b = s;
+    if (a < b) while (n--) *a++ = *b++;
+    else while (n--) a[n] = b[n];
+    return d;
+}
+
+TSL_NO_BUILTIN void *memset(void *d, int c, size_t n)
+{
+    uint8_t *a = d;
+    while (n--) *a++ = (uint8_t)c;
+    return d;
+}
+
+TSL_NO_BUILTIN int memcmp(const void *x, const void *y, size_t n)
+{
+    const uint8_t *a = x, *b = y;
+    for (; n; n--, a++, b++)
+        if (*a != *b) return *a - *b;
+    return 0;
+}
+
+TSL_NO_BUILTIN size_t strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+static void swap_bytes(uint8_t *a, uint8_t *b, size_t n)
+{
+    while (n--) { const uint8_t t = *a; *a++ = *b; *b++ = t; }
+}
+
+static void sift(uint8_t *base, size_t root, size_t n, size_t sz, int (*cmp)(const void *, const void *))
+{
+    for (size_t c; (c = 2 * root + 1) < n; root = c) {
+        if (c + 1 < n && cmp(base + c * sz, base + (c + 1) * sz) < 0) c++;
+        if (cmp(base + root * sz, base + c * sz) >= 0) return;
+        swap_bytes(base + root * sz, base + c * sz, sz);
+    }
+}
+
+void qsort(void *base, size_t n, size_t sz, int (*cmp)(const void *, const void *))
+{
+    uint8_t *b = base;
+    for (size_t i = n / 2; i-- > 0;) sift(b, i, n, sz, cmp);
+    for (size_t end = n; end-- > 1;) {
+        swap_bytes(b, b + end * sz, sz);
+        sift(b, 0, end, sz, cmp);
+    }
+}
+
+/* IEEE 754 binary32 division, round to nearest even, subnormals in and out: what the ESP32's
+ * toolchains compute for a / b (libgcc's __divsf3, or their DIV0.S/DIVN.S sequence). */
+float __divsf3(float a, float b)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, 4);
+    memcpy(&ub, &b, 4);
+    const uint32_t sign = (ua ^ ub) & 0x80000000u;
+    int ea = (int)(ua >> 23 & 0xff), eb = (int)(ub >> 23 & 0xff);
+    uint32_t ma = ua & 0x7fffffu, mb = ub & 0x7fffffu, r;
+    if ((ea == 255 && ma) || (eb == 255 && mb)) {
+        r = (ea == 255 && ma ? ua : ub) | 0x400000u;                 /* NaN in: that NaN, quieted */
+    } else if (ea == 255) {
+        r = eb == 255 ? 0x7fc00000u : sign | 0x7f800000u;            /* inf / inf, inf / x */
+    } else if (eb == 255) {
+        r = sign;                                                    /* x / inf */
+    } else if (!ea && !ma) {
+        r = !eb && !mb ? 0x7fc00000u : sign;                         /* 0 / 0, 0 / x */
+    } else if (!eb && !mb) {
+        r = sign | 0x7f800000u;                                      /* x / 0 */
+    } else {
+        /* significands into [2^23, 2^24), subnormals normalized with a lower exponent */
+        if (ea) ma |= 0x800000u; else { ea = 1; while (!(ma & 0x800000u)) { ma <<= 1; ea--; } }
+        if (eb) mb |= 0x800000u; else { eb = 1; while (!(mb & 0x800000u)) { mb <<= 1; eb--; } }
+        int e = ea - eb + 127;                                       /* biased exponent of the result */
+        if (ma < mb) { ma <<= 1; e--; }                              /* ma / mb in [1, 2) */
+        uint32_t q = 0, rem = ma;                                    /* q = floor(ma / mb * 2^25) */
+        for (int i = 0; i < 26; i++) {
+            q <<= 1;
+            if (rem >= mb) { rem -= mb; q |= 1; }
+            rem <<= 1;
+        }
+        uint32_t sticky = rem != 0;
+        const int shift = e <= 0 ? 1 - e : 0;                        /* subnormal result: fewer bits */
+        if (shift > 26) {
+            sticky |= q != 0;
+            q = 0;
+        } else if (shift) {
+            sticky |= (q & ((1u << shift) - 1)) != 0;
+            q >>= shift;
+        }
+        uint32_t m = q >> 2;                                         /* 24 bits (normal) or fewer */
+        const uint32_t half = q >> 1 & 1;
+        sticky |= q & 1;
+        if (half && (sticky || (m & 1))) m++;                        /* a carry renormalizes by itself */
+        if (shift) r = sign | m;                                     /* exponent field 0, or 1 after a carry */
+        else {
+            r = ((uint32_t)e << 23) + (m - 0x800000u);
+            r = r >= 0x7f800000u ? sign | 0x7f800000u : sign | r;    /* overflow: inf */
+        }
+    }
+    float f;
+    memcpy(&f, &r, 4);
+    return f;
+}
+
+/* High word of a 32 x 32 -> 64 bit unsigned product, from 16-bit halves (MULL only). The empty asm
+ * hides the halves from LLVM, which otherwise recognizes the whole as a 64-bit product: __muldi3. */
+static uint32_t mulhu32(uint32_t a, uint32_t b)
+{
+    uint32_t al = a & 0xffffu, ah = a >> 16, bl = b & 0xffffu, bh = b >> 16;
+    __asm("" : "+r"(al), "+r"(ah), "+r"(bl), "+r"(bh));
+    const uint32_t ll = al * bl, lh = al * bh, hl = ah * bl;
+    const uint32_t mid = (ll >> 16) + (lh & 0xffffu) + (hl & 0xffffu);
+    return ah * bh + (lh >> 16) + (hl >> 16) + (mid >> 16);
+}
+
+/* a * b mod 2^64 (signed and unsigned alike). */
+long long __muldi3(long long a, long long b)
+{
+    const uint32_t al = (uint32_t)a, ah = (uint32_t)((unsigned long long)a >> 32);
+    const uint32_t bl = (uint32_t)b, bh = (uint32_t)((unsigned long long)b >> 32);
+    const uint32_t hi = mulhu32(al, bl) + al * bh + ah * bl;
+    return (long long)((unsigned long long)hi << 32 | (uint32_t)(al * bl));
+}
