@@ -2,7 +2,7 @@
  * Kernels test only these. Define TSL_PORTABLE to force the portable C paths.
  * Host test builds: TSL_SIMDE_NEON (+ TSL_SIMDE_DOTPROD) runs the NEON paths through SIMDe,
  * TSL_EMULATE_DSP runs the Armv7E-M DSP path on portable emulations of its instructions,
- * TSL_EMULATE_SCALAR4 the RISC-V path (plain C) on the host. */
+ * TSL_EMULATE_SCALAR4 the RISC-V path (plain C, also taken on Xtensa) on the host. */
 #ifndef TSL_ARCH_H
 #define TSL_ARCH_H
 #include <stdint.h>
@@ -18,8 +18,8 @@
 #define TSL_NEON_DOTPROD 1
 #elif (defined(__aarch64__) && defined(__ARM_NEON)) || defined(TSL_SIMDE_NEON)
 #define TSL_NEON 1
-#elif defined(__riscv) || defined(TSL_EMULATE_SCALAR4)
-#define TSL_RISCV_SCALAR4 1   /* no SIMD (rv32imc): plain C, 4 rows per pass sharing the x loads */
+#elif defined(__riscv) || defined(__XTENSA__) || defined(TSL_EMULATE_SCALAR4)
+#define TSL_RISCV_SCALAR4 1   /* no SIMD (rv32imc, Xtensa LX6): plain C, 4 rows per pass sharing the x loads */
 #endif
 #endif
 

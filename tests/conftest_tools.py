@@ -15,3 +15,11 @@ def require_tool(name, install=""):
     if os.environ.get("TSL_REQUIRE_TOOLCHAINS") == "1":
         pytest.fail(msg + " (TSL_REQUIRE_TOOLCHAINS=1)")
     pytest.skip(msg)
+
+
+def require_toolchain(board):
+    """require_tool for a board's compiler and the tools a driver script behind it runs ([toolchain] tools)."""
+    tc = board.toolchain
+    require_tool(tc["cc"], tc.get("install", ""))
+    for t in tc.get("tools", []):
+        require_tool(t, tc.get("install", ""))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import compiled_example, tinyslm
-from conftest_tools import require_tool
+from conftest_tools import require_tool, require_toolchain
 from fault_proxy import FaultProxy
 from tinyslm.boards import load_board
 from tinyslm.errors import TslError
@@ -14,7 +14,7 @@ from tinyslm.firmware import Emulation, build_firmware, free_port
 from tinyslm.hostsim import HostModel
 from tinyslm.serialio import Device
 
-BOARDS = ["mps2-an386", "mps3-an547", "esp32c3", "rpi5"]
+BOARDS = ["mps2-an386", "mps3-an547", "esp32c3", "rpi5", "esp32"]
 
 
 
@@ -27,7 +27,7 @@ def build(example, tmp_path_factory):
 @pytest.fixture(params=BOARDS)
 def board(request, build):
     B = load_board(request.param)
-    require_tool(B.toolchain["cc"], B.toolchain.get("install", ""))
+    require_toolchain(B)
     require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
     try:
         elf = build_firmware(build, B.name, load_buffer=True)["elf"]     # room for `tinyslm load`

@@ -33,7 +33,7 @@ def fake_idf_build(out, chip):
         "extra_esptool_args": {"after": "hard_reset", "before": "default_reset", "chip": chip}}))
 
 
-@pytest.mark.parametrize("board", ["esp32c3", "esp32s3"])
+@pytest.mark.parametrize("board", ["esp32c3", "esp32s3", "esp32"])
 def test_esptool(build, board, tmp_path):
     import shutil
     pytest.importorskip("esptool")

@@ -10,7 +10,7 @@ import re
 import pytest
 
 import kernel_cases as kc
-from conftest_tools import require_tool
+from conftest_tools import require_tool, require_toolchain
 from tinyslm import targets
 from tinyslm.boards import ROOT, list_boards, load_board
 
@@ -42,7 +42,7 @@ def built(program, tmp_path_factory):
 
     def get(board, path="default"):
         if (board.name, path) not in cache:
-            require_tool(board.toolchain["cc"], board.toolchain.get("install", ""))
+            require_toolchain(board)
             cache[board.name, path] = targets.build(board, [program[1], *KERNELS], [FIRMWARE],
                                                     root / f"{board.name}-{path}", defines=HOST_PATHS.get(path),
                                                     name="kernel_cases", extra_cflags=["-Wall", "-Werror"])

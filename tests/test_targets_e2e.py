@@ -6,15 +6,15 @@ import sys
 import pytest
 
 from conftest import ROOT
-from conftest_tools import require_tool
+from conftest_tools import require_tool, require_toolchain
 from tinyslm.boards import load_board
 
-BOARDS = ["mps2-an386", "mps3-an547", "rpi5", "rpi4", "esp32c3", "mps2-an505", "mps2-an500"]
+BOARDS = ["mps2-an386", "mps3-an547", "rpi5", "rpi4", "esp32c3", "esp32", "mps2-an505", "mps2-an500"]
 
 
 def require_board_tools(board):
     B = load_board(board)
-    require_tool(B.toolchain["cc"], B.toolchain.get("install", ""))
+    require_toolchain(B)
     require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
 
 

@@ -47,6 +47,8 @@ def build(board, sources, include_dirs, out_dir, defines=None, name="app", extra
     if board.kind == "espidf":
         raise TslError(f"board {board.name}: ESP-IDF builds go through idf.py ({board.flash.get('notes', '')})")
     cc = _need(tc["cc"], tc.get("install"))
+    for t in tc.get("tools", []):       # what a driver script runs
+        _need(t, tc.get("install"))
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [Path(s).resolve() for s in sources]

@@ -4,6 +4,8 @@
  *                of virtual time, so one tick = 1e9 / clock_hz instructions (40 on mps2 at 25 MHz).
  *   RISC-V       mcycle; under qemu -icount it counts instructions.
  *   AArch64 bare PMCCNTR_EL0; qemu counts it at 1 GHz of virtual time: 1 per instruction with -icount shift=0.
+ *   Xtensa       CCOUNT (32 bit, widened here: read it at least once per wrap); qemu runs it at the core's
+ *                clock in virtual time, so under -icount its ticks are a fixed number of instructions.
  *   Linux, host  CLOCK_MONOTONIC in ns.
  * tsl_cycles_init() once, then tsl_cycles() differences. */
 #ifndef TSL_PLATFORM_H
@@ -64,6 +66,18 @@ static inline uint64_t tsl_cycles(void)
     uint64_t c;
     __asm volatile("isb\n mrs %0, pmccntr_el0" : "=r"(c) : : "memory");
     return c;
+}
+#elif defined(__XTENSA__)
+#define TSL_CYCLES_UNIT "ccount"
+static uint32_t tsl_ccount_last, tsl_ccount_wraps;
+static inline void tsl_cycles_init(void) {}
+static inline uint64_t tsl_cycles(void)
+{
+    uint32_t c;
+    __asm volatile("rsr %0, ccount" : "=r"(c) : : "memory");
+    if (c < tsl_ccount_last) tsl_ccount_wraps++;
+    tsl_ccount_last = c;
+    return ((uint64_t)tsl_ccount_wraps << 32) | c;
 }
 #else
 #define TSL_CYCLES_UNIT "ns"

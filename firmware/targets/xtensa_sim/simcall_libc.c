@@ -1,6 +1,6 @@
 /* simcall_libc.c -- the little libc the kernel tests, the verify app and the benchmarks need on the
  * Xtensa sim (no Xtensa C library here): printf (d i u x s c, l/ll/z, width, 0-pad), puts, putchar,
- * exit, memcpy, memset, memmove, memcmp, strlen, qsort (heapsort: callers pass a total order, so any
+ * exit, stdin/stdout as FILEs (fgetc, fwrite: the serial protocol's byte pipe), getenv (no environment), memcpy, memset, memmove, memcmp, strlen, qsort (heapsort: callers pass a total order, so any
  * sort agrees), __divsf3 (float division: the ESP32's FPU has no divide; LLVM calls this) and __muldi3
  * (64-bit products, called where the build leaves out MUL32_HIGH: qemu's de233_fpu core lacks it).
  * Output and exit through qemu's Xtensa simcall semihosting (SIMCALL, a2 = call, a3.. = arguments). */
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define SYS_EXIT 1
+#define SYS_READ 3
 #define SYS_WRITE 4
 
 static int simcall(int nr, int a, int b, int c)
@@ -54,6 +55,42 @@ void exit(int status)
 }
 
 void abort(void) { exit(134); }
+
+struct tsl_file { int fd; };
+static struct tsl_file files[2] = {{0}, {1}};
+FILE *const stdin = &files[0], *const stdout = &files[1];
+
+FILE *fopen(const char *path, const char *mode) { (void)path; (void)mode; return NULL; }
+int setvbuf(FILE *f, char *buf, int mode, size_t size) { (void)f; (void)buf; (void)mode; (void)size; return 0; }
+char *getenv(const char *name) { (void)name; return NULL; }
+
+int fflush(FILE *f)
+{
+    (void)f;
+    flush();
+    return 0;
+}
+
+int fgetc(FILE *f)
+{
+    flush();
+    unsigned char c;
+    return simcall(SYS_READ, f->fd, (int)(uintptr_t)&c, 1) == 1 ? c : EOF;
+}
+
+size_t fwrite(const void *p, size_t size, size_t n, FILE *f)
+{
+    flush();
+    const char *b = p;
+    size_t left = size * n;
+    while (left) {
+        const int w = simcall(SYS_WRITE, f->fd, (int)(uintptr_t)b, (int)left);
+        if (w <= 0) return (size * n - left) / size;
+        b += w;
+        left -= (size_t)w;
+    }
+    return n;
+}
 
 /* v / base by shift-and-subtract: keeps 64-bit division (a libgcc call) out of the image. */
 static uint64_t divmod_small(uint64_t v, unsigned base, unsigned *rem)

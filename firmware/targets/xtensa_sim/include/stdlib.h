@@ -4,5 +4,6 @@
 #include <stddef.h>
 void exit(int status) __attribute__((noreturn));
 void abort(void) __attribute__((noreturn));
+char *getenv(const char *name);
 void qsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 #endif
