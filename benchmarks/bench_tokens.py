@@ -32,7 +32,7 @@ static void spin(uint32_t n)
     __asm volatile("1: subs %%w0, %%w0, #1\n b.ne 1b" : "+r"(n) : : "cc");
 #elif defined(__arm__)
     __asm volatile("1: subs %%0, %%0, #1\n bne 1b" : "+r"(n) : : "cc");
-#elif defined(__riscv)
+#elif defined(__riscv) || defined(__XTENSA__)
     __asm volatile("1: addi %%0, %%0, -1\n bnez %%0, 1b" : "+r"(n));
 #endif
 }
