@@ -87,6 +87,74 @@ static inline int32x4_t tsl_s4_dot16(const int8_t *w, const int8_t *x, int8x16_t
 }
 #endif
 
+#if defined(TSL_X86)
+#define TSL_X86_S4_KC 2048   /* x chunk, rearranged on the stack: 3 * KC bytes */
+
+/* x[0:kc] (kc % 128 == 0) -> xe[j] = x[2j], xo[j] = x[2j+1] (the k of the low and high nibbles of
+ * weight byte j), and what the nibble bias (w4 + 8, unsigned) adds: c16[m] = 8 * sum x[4m..4m+3]
+ * (AVX2 int16 lanes), c32[i] = -8 * sum x[8i..8i+7] (VNNI int32 lanes). */
+static void tsl_x86_s4_prep(const int8_t *x, int32_t kc, int8_t *xe, int8_t *xo, int16_t *c16, int32_t *c32)
+{
+    for (int32_t j = 0; j < kc / 2; j++) {
+        xe[j] = x[2 * j];
+        xo[j] = x[2 * j + 1];
+    }
+    for (int32_t m = 0; m < kc / 4; m++)
+        c16[m] = (int16_t)(8 * (x[4 * m] + x[4 * m + 1] + x[4 * m + 2] + x[4 * m + 3]));
+    for (int32_t i = 0; i < kc / 8; i++) c32[i] = -((int32_t)c16[2 * i] + c16[2 * i + 1]);
+}
+
+/* sum_g gs[g] * (w4[g] . x[g]) over nb blocks of 2 groups of one row (x prepared). Per block: the
+ * 32 weight bytes biased to unsigned nibbles (w ^ 0x88, masks), VPMADDUBSW with the even and odd x
+ * (pairs <= 2 * 15 * 128: no saturation), minus c16: int16 lanes of 4 products (|.| <= 4096), lanes
+ * 0-7 group g, 8-15 group g+1; VPMADDWD by the group scales sums their pairs into int32. */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_s4_row(const uint8_t *w, const int8_t *gs, const int8_t *xe,
+                                               const int8_t *xo, const int16_t *c16, int32_t nb)
+{
+    const __m256i bias = _mm256_set1_epi8((char)0x88), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    __m256i a = _mm256_setzero_si256();
+    for (int32_t b = 0; b < nb; b++) {
+        const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 32 * b)), bias);
+        const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+        __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xe + 32 * b))),
+                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xo + 32 * b))));
+        s = _mm256_sub_epi16(s, _mm256_loadu_si256((const __m256i *)(c16 + 16 * b)));
+        uint16_t g2;
+        memcpy(&g2, gs + 2 * b, 2);
+        __m128i g = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(g2));   /* int16 [gs0, gs1, 0, ...] */
+        g = _mm_unpacklo_epi16(g, g);                            /* int32 lanes [gs0|gs0, gs1|gs1, ...] */
+        a = _mm256_add_epi32(a, _mm256_madd_epi16(s, _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(g), idx)));
+    }
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4E));
+    return _mm_cvtsi128_si32(_mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1)));
+}
+
+/* As tsl_avx2_s4_row over nb blocks of 4 groups: VPDPBUSD of the biased nibbles with the even and
+ * odd x, starting from c32, gives int32 lanes of 8 products (lanes 4q..4q+3 group g+q), times the
+ * group scales (VPMULLD). */
+TSL_TARGET_VNNI static int32_t tsl_vnni_s4_row(const uint8_t *w, const int8_t *gs, const int8_t *xe,
+                                               const int8_t *xo, const int32_t *c32, int32_t nb)
+{
+    const __m512i bias = _mm512_set1_epi8((char)0x88), m4 = _mm512_set1_epi8(0x0F);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512i a = _mm512_setzero_si512();
+    for (int32_t b = 0; b < nb; b++) {
+        const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)(w + 64 * b)), bias);
+        const __m512i lo = _mm512_and_si512(u, m4), hi = _mm512_and_si512(_mm512_srli_epi16(u, 4), m4);
+        __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(c32 + 16 * b)), lo,
+                                        _mm512_loadu_si512((const void *)(xe + 64 * b)));
+        d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512((const void *)(xo + 64 * b)));
+        int32_t g4;
+        memcpy(&g4, gs + 4 * b, 4);
+        const __m512i gv = _mm512_permutexvar_epi32(idx, _mm512_cvtepi8_epi32(_mm_cvtsi32_si128(g4)));
+        a = _mm512_add_epi32(a, _mm512_mullo_epi32(d, gv));
+    }
+    return _mm512_reduce_add_epi32(a);
+}
+#endif
+
 /* acc[n] = sum_g gs[n][g] * (w4[n][g] . x[g]) */
 static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *gs, int32_t *acc,
                               int32_t N, int32_t K)
@@ -159,6 +227,25 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *g
             av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g + 48, x + 32 * g + 96, hi_mask), 4), vdupq_laneq_s32(gv, 3));
         }
         acc[n] = vaddvq_s32(av);
+    }
+#elif defined(TSL_X86)
+    const int level = tsl_x86_level();
+    for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    if (level != TSL_X86_PORTABLE) {
+        g0 = G & ~3;
+        int8_t xe[TSL_X86_S4_KC / 2], xo[TSL_X86_S4_KC / 2];
+        int16_t c16[TSL_X86_S4_KC / 4];
+        int32_t c32[TSL_X86_S4_KC / 8];
+        for (int32_t c = 0; c < g0 * TSL_S4_GROUP; c += TSL_X86_S4_KC) {
+            const int32_t kc = g0 * TSL_S4_GROUP - c < TSL_X86_S4_KC ? g0 * TSL_S4_GROUP - c : TSL_X86_S4_KC;
+            tsl_x86_s4_prep(x + c, kc, xe, xo, c16, c32);
+            for (int32_t n = 0; n < N; n++) {
+                const uint8_t *wr = w + (intptr_t)n * (K / 2) + c / 2;
+                const int8_t *gr = gs + (intptr_t)n * G + c / TSL_S4_GROUP;
+                acc[n] += level == TSL_X86_VNNI ? tsl_vnni_s4_row(wr, gr, xe, xo, c32, kc / 128)
+                                                : tsl_avx2_s4_row(wr, gr, xe, xo, c16, kc / 64);
+            }
+        }
     }
 #else
     for (int32_t n = 0; n < N; n++) acc[n] = 0;
