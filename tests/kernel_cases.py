@@ -89,9 +89,10 @@ def make_cases(seed=0):
               f"{A(b, 'float') if b is not None else '0'}, (float *)out, {N}, {K}, {int(accum)});")
     # int4 matvec: packed nibbles, s8 group scales; extremes -8 / 7 and scales -127 / 127; K = 2048
     # would overflow a row sum of 16 * dot (the ISA paths shift each group's sum back first)
-    # groups past blocks of 4 (G = 5, 7) and a second 2048-k chunk of the x86 paths (K = 2240)
+    # groups past blocks of 4 (G = 5, 7, 9, 11, 18) and a second chunk of the NEON and x86 paths (K = 1536, 2240)
     for i, (K, N) in enumerate([(32, 1), (32, 4), (64, 3), (96, 5), (128, 8), (256, 9), (512, 4), (64, 2),
-                                (2048, 2), (2048, 3), (0, 3), (160, 7), (224, 5), (2240, 3), (384, 6), (1024, 11)]):
+                                (2048, 2), (2048, 3), (0, 3), (160, 7), (224, 5), (2240, 3), (384, 6), (1024, 11),
+                                (576, 6), (288, 4), (352, 3), (160, 4), (1536, 5)]):
         pat = PATTERNS[i % 4]
         x = _s8(rng, K, pat, "x")
         w4 = {"random": rng.integers(0, 256, (N, K // 2)), "min": np.full((N, K // 2), 0x88),
