@@ -150,8 +150,8 @@ static int32_t tsl_neon_s4_row(const uint8_t *w, const int8_t *gs, const int8_t 
 #endif
 }
 #else
-/* Rows in fours, the hot loop of the AArch64 int4 paths: for q < nq, acc[4q + j] += the
- * tsl_neon_s4_row sum of row 4q + j (rows ws weight bytes and gss scales apart; ws = gss = 0 repeats
+/* Rows in fours, the hot loop of the AArch64 int4 paths: for q < nq, acc[4q + j] = (first ? 0 :
+ * acc[4q + j]) + the tsl_neon_s4_row sum of row 4q + j (rows ws weight bytes and gss scales apart; ws = gss = 0 repeats
  * one row), nb > 0 blocks from w, g. Per block: x in v0-v7 (two 4-register loads for four rows), then
  * per row an LD4 of its 64 weight bytes (v16-v19), its 4 scales (s20), the 8 nibble vectors each
  * unpacked by one SHL or AND (dotprod: 22 instructions per 128 MACs) or SHL + SSHR / SSHR and two
@@ -178,7 +178,7 @@ static int32_t tsl_neon_s4_row(const uint8_t *w, const int8_t *gs, const int8_t 
     TSL_S4_NIB("v18", "v4", "v5", "smlal") TSL_S4_NIB("v19", "v6", "v7", "smlal")               \
     TSL_S4_BLOCK_END "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n mla " t ".4s, v21.4s, v20.4s\n"
 static void tsl_a64_s4_rows4(const uint8_t *w, const int8_t *g, int64_t ws, int64_t gss, const int8_t *xr,
-                             int64_t nb, int32_t *acc, int64_t nq)
+                             int64_t nb, int32_t *acc, int64_t nq, int64_t first)
 {
     const uint8_t *w0, *w1, *w2, *w3;
     const int8_t *g0, *g1, *g2, *g3, *xp;
@@ -198,12 +198,13 @@ static void tsl_a64_s4_rows4(const uint8_t *w, const int8_t *g, int64_t ws, int6
         "subs %[cnt], %[cnt], #1\n b.ne 2b\n"
         "addp v24.4s, v24.4s, v25.4s\n addp v26.4s, v26.4s, v27.4s\n addp v24.4s, v24.4s, v26.4s\n"
         TSL_S4_BACK
-        "ld1 {v28.4s}, [%[acc]]\n add v24.4s, v24.4s, v28.4s\n st1 {v24.4s}, [%[acc]], #16\n"
+        "cbnz %[first], 3f\n ld1 {v28.4s}, [%[acc]]\n add v24.4s, v24.4s, v28.4s\n"
+        "3:\n st1 {v24.4s}, [%[acc]], #16\n"
         "subs %[nq], %[nq], #1\n b.ne 1b\n"
         : [w] "+r"(w), [g] "+r"(g), [acc] "+r"(acc), [nq] "+r"(nq), [w0] "=&r"(w0), [w1] "=&r"(w1),
           [w2] "=&r"(w2), [w3] "=&r"(w3), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3),
           [xp] "=&r"(xp), [cnt] "=&r"(cnt)
-        : [ws] "r"(ws), [gss] "r"(gss), [xr] "r"(xr), [nb] "r"(nb)
+        : [ws] "r"(ws), [gss] "r"(gss), [xr] "r"(xr), [nb] "r"(nb), [first] "r"(first)
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21", "v22",
           "v23", "v24", "v25", "v26", "v27", "v28", "v31", "cc", "memory");
 }
@@ -339,22 +340,22 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *g
 #elif defined(TSL_NEON_ANY)
     g0 = G & ~3;
     int8_t xr[TSL_NEON_S4_KC];
-    for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    if (g0 == 0) for (int32_t n = 0; n < N; n++) acc[n] = 0;   /* else the first chunk stores */
     for (int32_t c = 0; c < g0 * TSL_S4_GROUP; c += TSL_NEON_S4_KC) {
         const int32_t kc = g0 * TSL_S4_GROUP - c < TSL_NEON_S4_KC ? g0 * TSL_S4_GROUP - c : TSL_NEON_S4_KC;
         tsl_neon_s4_prep(x + c, kc / 128, xr);
 #if defined(__aarch64__) && !defined(TSL_SIMDE_NEON)
         const uint8_t *wc = w + c / 2;
         const int8_t *gc = gs + c / TSL_S4_GROUP;
-        if (N >= 4) tsl_a64_s4_rows4(wc, gc, K / 2, G, xr, kc / 128, acc, N / 4);
+        if (N >= 4) tsl_a64_s4_rows4(wc, gc, K / 2, G, xr, kc / 128, acc, N / 4, c == 0);
         for (int32_t n = N & ~3; n < N; n++) {   /* one row four times, three sums dropped */
-            int32_t part[4] = {0, 0, 0, 0};
-            tsl_a64_s4_rows4(wc + (intptr_t)n * (K / 2), gc + (intptr_t)n * G, 0, 0, xr, kc / 128, part, 1);
-            acc[n] += part[0];
+            int32_t part[4];
+            tsl_a64_s4_rows4(wc + (intptr_t)n * (K / 2), gc + (intptr_t)n * G, 0, 0, xr, kc / 128, part, 1, 1);
+            acc[n] = (c ? acc[n] : 0) + part[0];
         }
 #else
         for (int32_t n = 0; n < N; n++)
-            acc[n] += tsl_neon_s4_row(w + (intptr_t)n * (K / 2) + c / 2, gs + (intptr_t)n * G + c / TSL_S4_GROUP,
+            acc[n] = (c ? acc[n] : 0) + tsl_neon_s4_row(w + (intptr_t)n * (K / 2) + c / 2, gs + (intptr_t)n * G + c / TSL_S4_GROUP,
                                       xr, kc / 128);
 #endif
     }
