@@ -217,70 +217,134 @@ static void tsl_a64_s4_rows4(const uint8_t *w, const int8_t *g, int64_t ws, int6
 #endif
 
 #if defined(TSL_X86)
-#define TSL_X86_S4_KC 2048   /* x chunk, rearranged on the stack: 3 * KC bytes */
+#define TSL_X86_S4_KC 2048   /* x chunk, rearranged on the stack: about 3 * KC bytes */
+#define TSL_X86_S4_PAD 128   /* k of zeros after it */
 
-/* x[0:kc] (kc % 128 == 0) -> xe[j] = x[2j], xo[j] = x[2j+1] (the k of the low and high nibbles of
+/* x[0:kc] (kc % 32 == 0) -> xe[j] = x[2j], xo[j] = x[2j+1] (the k of the low and high nibbles of
  * weight byte j), and what the nibble bias (w4 + 8, unsigned) adds: c16[m] = 8 * sum x[4m..4m+3]
- * (AVX2 int16 lanes), c32[i] = -8 * sum x[8i..8i+7] (VNNI int32 lanes). */
-static void tsl_x86_s4_prep(const int8_t *x, int32_t kc, int8_t *xe, int8_t *xo, int16_t *c16, int32_t *c32)
+ * (AVX2 int16 lanes), c32[i] = -8 * sum x[8i..8i+7] (VNNI int32 lanes). Zeros after them up to a
+ * whole block (TSL_X86_S4_PAD k), for the part blocks of the last groups. */
+TSL_TARGET_AVX2 static void tsl_x86_s4_prep(const int8_t *x, int32_t kc, int8_t *xe, int8_t *xo, int16_t *c16,
+                                            int32_t *c32)
 {
-    for (int32_t j = 0; j < kc / 2; j++) {
-        xe[j] = x[2 * j];
-        xo[j] = x[2 * j + 1];
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int32_t k = 0; k < kc; k += 32) {   /* 32 x -> 16 xe, 16 xo, 8 c16, 4 c32 */
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(x + k));
+        const __m256i ev = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8), od = _mm256_srai_epi16(v, 8);
+        const __m256i q = _mm256_madd_epi16(_mm256_add_epi16(ev, od), ones);   /* int32: sum x[4m..4m+3] */
+        /* the packs work per 128-bit lane: 0x08 gathers the two lanes' low halves */
+        _mm_storeu_si128((__m128i *)(xe + k / 2), _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi16(ev, ev), 0x08)));
+        _mm_storeu_si128((__m128i *)(xo + k / 2), _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi16(od, od), 0x08)));
+        const __m256i q8 = _mm256_slli_epi32(q, 3);
+        _mm_storeu_si128((__m128i *)(c16 + k / 4), _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(q8, q8), 0x08)));
+        const __m256i h = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_hadd_epi32(q8, q8));
+        _mm_storeu_si128((__m128i *)(c32 + k / 8), _mm256_castsi256_si128(_mm256_permute4x64_epi64(h, 0x08)));
     }
-    for (int32_t m = 0; m < kc / 4; m++)
-        c16[m] = (int16_t)(8 * (x[4 * m] + x[4 * m + 1] + x[4 * m + 2] + x[4 * m + 3]));
-    for (int32_t i = 0; i < kc / 8; i++) c32[i] = -((int32_t)c16[2 * i] + c16[2 * i + 1]);
+    memset(xe + kc / 2, 0, TSL_X86_S4_PAD / 2);
+    memset(xo + kc / 2, 0, TSL_X86_S4_PAD / 2);
+    memset(c16 + kc / 4, 0, TSL_X86_S4_PAD / 4 * sizeof(int16_t));
+    memset(c32 + kc / 8, 0, TSL_X86_S4_PAD / 8 * sizeof(int32_t));
 }
 
-/* sum_g gs[g] * (w4[g] . x[g]) over nb blocks of 2 groups of one row (x prepared). Per block: the
- * 32 weight bytes biased to unsigned nibbles (w ^ 0x88, masks), VPMADDUBSW with the even and odd x
- * (pairs <= 2 * 15 * 128: no saturation), minus c16: int16 lanes of 4 products (|.| <= 4096), lanes
- * 0-7 group g, 8-15 group g+1; VPMADDWD by the group scales sums their pairs into int32. */
-TSL_TARGET_AVX2 static int32_t tsl_avx2_s4_row(const uint8_t *w, const int8_t *gs, const int8_t *xe,
-                                               const int8_t *xo, const int16_t *c16, int32_t nb)
+/* One block of 2 groups: the 32 weight bytes biased to unsigned nibbles (w ^ 0x88, masks),
+ * VPMADDUBSW with the even and odd x (pairs <= 2 * 15 * 128: no saturation), minus c16: int16 lanes
+ * of 4 products (|.| <= 4096), lanes 0-7 group g, 8-15 group g+1; VPMADDWD by the group scales
+ * (g2: two s8) sums their pairs into int32. */
+TSL_TARGET_AVX2 static inline __m256i tsl_avx2_s4_block(__m256i wv, uint16_t g2, const int8_t *xe,
+                                                        const int8_t *xo, const int16_t *c16)
 {
-    const __m256i bias = _mm256_set1_epi8((char)0x88), m4 = _mm256_set1_epi8(0x0F);
-    const __m256i idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const __m256i u = _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x88)), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+    __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xe)),
+                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)xo)));
+    s = _mm256_sub_epi16(s, _mm256_loadu_si256((const __m256i *)c16));
+    __m128i g = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(g2));   /* int16 [gs0, gs1, 0, ...] */
+    g = _mm_unpacklo_epi16(g, g);                            /* int32 lanes [gs0|gs0, gs1|gs1, ...] */
+    return _mm256_madd_epi16(s, _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(g),
+                                                            _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)));
+}
+
+/* sum_g gs[g] * (w4[g] . x[g]) over ng groups of one row (x prepared): blocks of 2 groups, an odd
+ * last group as a half block (its partner's scale 0). */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_s4_row(const uint8_t *w, const int8_t *gs, const int8_t *xe,
+                                               const int8_t *xo, const int16_t *c16, int32_t ng)
+{
     __m256i a = _mm256_setzero_si256();
-    for (int32_t b = 0; b < nb; b++) {
-        const __m256i u = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + 32 * b)), bias);
-        const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
-        __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xe + 32 * b))),
-                                     _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xo + 32 * b))));
-        s = _mm256_sub_epi16(s, _mm256_loadu_si256((const __m256i *)(c16 + 16 * b)));
+    int32_t b = 0;
+    for (; 2 * b + 2 <= ng; b++) {
         uint16_t g2;
         memcpy(&g2, gs + 2 * b, 2);
-        __m128i g = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(g2));   /* int16 [gs0, gs1, 0, ...] */
-        g = _mm_unpacklo_epi16(g, g);                            /* int32 lanes [gs0|gs0, gs1|gs1, ...] */
-        a = _mm256_add_epi32(a, _mm256_madd_epi16(s, _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(g), idx)));
+        a = _mm256_add_epi32(a, tsl_avx2_s4_block(_mm256_loadu_si256((const __m256i *)(w + 32 * b)), g2,
+                                                  xe + 32 * b, xo + 32 * b, c16 + 16 * b));
+    }
+    if (ng & 1) {
+        const __m256i wv = _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)(w + 32 * b)), 0);
+        a = _mm256_add_epi32(a, tsl_avx2_s4_block(wv, (uint8_t)gs[2 * b], xe + 32 * b, xo + 32 * b, c16 + 16 * b));
     }
     __m128i r = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
     r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4E));
     return _mm_cvtsi128_si32(_mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1)));
 }
 
-/* As tsl_avx2_s4_row over nb blocks of 4 groups: VPDPBUSD of the biased nibbles with the even and
- * odd x, starting from c32, gives int32 lanes of 8 products (lanes 4q..4q+3 group g+q), times the
- * group scales (VPMULLD). */
-TSL_TARGET_VNNI static int32_t tsl_vnni_s4_row(const uint8_t *w, const int8_t *gs, const int8_t *xe,
-                                               const int8_t *xo, const int32_t *c32, int32_t nb)
+/* As tsl_avx2_s4_row, blocks of 4 groups: VPDPBUSD of the biased nibbles with the even and odd x,
+ * starting from c32, gives int32 lanes of 8 products (lanes 4q..4q+3 group g+q), times the group
+ * scales (VPMULLD). A last block of ng % 4 groups: a masked load (no byte past the row is read),
+ * the missing groups' scales 0 and their x, c32 the zeros after the chunk. */
+/* the first n (1..4) group scales at g as the bytes of a word, 0 above them */
+static inline int32_t tsl_s4_scales(const int8_t *g, int32_t n)
 {
-    const __m512i bias = _mm512_set1_epi8((char)0x88), m4 = _mm512_set1_epi8(0x0F);
+    uint32_t v = 0;
+    if (n == 4) memcpy(&v, g, 4);
+    else for (int32_t i = 0; i < n; i++) v |= (uint32_t)(uint8_t)g[i] << (8 * i);
+    return (int32_t)v;
+}
+
+TSL_TARGET_VNNI static inline __m512i tsl_vnni_s4_block(__m512i wv, int32_t g4, __m512i xe, __m512i xo, __m512i c32)
+{
+    const __m512i u = _mm512_xor_si512(wv, _mm512_set1_epi8((char)0x88)), m4 = _mm512_set1_epi8(0x0F);
+    const __m512i lo = _mm512_and_si512(u, m4), hi = _mm512_and_si512(_mm512_srli_epi16(u, 4), m4);
+    const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c32, lo, xe), hi, xo);
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512i a = _mm512_setzero_si512();
-    for (int32_t b = 0; b < nb; b++) {
-        const __m512i u = _mm512_xor_si512(_mm512_loadu_si512((const void *)(w + 64 * b)), bias);
-        const __m512i lo = _mm512_and_si512(u, m4), hi = _mm512_and_si512(_mm512_srli_epi16(u, 4), m4);
-        __m512i d = _mm512_dpbusd_epi32(_mm512_loadu_si512((const void *)(c32 + 16 * b)), lo,
-                                        _mm512_loadu_si512((const void *)(xe + 64 * b)));
-        d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512((const void *)(xo + 64 * b)));
-        int32_t g4;
-        memcpy(&g4, gs + 4 * b, 4);
-        const __m512i gv = _mm512_permutexvar_epi32(idx, _mm512_cvtepi8_epi32(_mm_cvtsi32_si128(g4)));
-        a = _mm512_add_epi32(a, _mm512_mullo_epi32(d, gv));
+    return _mm512_mullo_epi32(d, _mm512_permutexvar_epi32(idx, _mm512_cvtepi8_epi32(_mm_cvtsi32_si128(g4))));
+}
+
+/* out[j] = that sum for the 4 rows w + j * ws, gs + j * gss (ws = gss = 0 repeats one row); x is
+ * loaded once per block for the four. */
+TSL_TARGET_VNNI static void tsl_vnni_s4_rows4(const uint8_t *w, intptr_t ws, const int8_t *gs, intptr_t gss,
+                                              const int8_t *xe, const int8_t *xo, const int32_t *c32, int32_t ng,
+                                              int32_t *out)
+{
+#define TSL_VNNI_S4_STEP(LOAD, G4)                                                                   \
+    {                                                                                                \
+        const __m512i xev = _mm512_loadu_si512((const void *)(xe + 64 * b));                          \
+        const __m512i xov = _mm512_loadu_si512((const void *)(xo + 64 * b));                          \
+        const __m512i cv = _mm512_loadu_si512((const void *)(c32 + 16 * b));                          \
+        const uint8_t *wb = w + 64 * b;                                                              \
+        const int8_t *gb = gs + 4 * b;                                                               \
+        a0 = _mm512_add_epi32(a0, tsl_vnni_s4_block(LOAD(wb), G4(gb), xev, xov, cv));                \
+        a1 = _mm512_add_epi32(a1, tsl_vnni_s4_block(LOAD(wb + ws), G4(gb + gss), xev, xov, cv));     \
+        a2 = _mm512_add_epi32(a2, tsl_vnni_s4_block(LOAD(wb + 2 * ws), G4(gb + 2 * gss), xev, xov, cv)); \
+        a3 = _mm512_add_epi32(a3, tsl_vnni_s4_block(LOAD(wb + 3 * ws), G4(gb + 3 * gss), xev, xov, cv)); \
     }
-    return _mm512_reduce_add_epi32(a);
+#define TSL_LOAD_FULL(p) _mm512_loadu_si512((const void *)(p))
+#define TSL_LOAD_PART(p) _mm512_maskz_loadu_epi8(m, (const void *)(p))
+#define TSL_G4_FULL(p) tsl_s4_scales(p, 4)
+#define TSL_G4_PART(p) tsl_s4_scales(p, left)
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    int32_t b = 0;
+    for (; 4 * b + 4 <= ng; b++) TSL_VNNI_S4_STEP(TSL_LOAD_FULL, TSL_G4_FULL)
+    if (ng & 3) {
+        const int32_t left = ng & 3;
+        const __mmask64 m = ((__mmask64)1 << (16 * left)) - 1;
+        TSL_VNNI_S4_STEP(TSL_LOAD_PART, TSL_G4_PART)
+    }
+    out[0] = _mm512_reduce_add_epi32(a0); out[1] = _mm512_reduce_add_epi32(a1);
+    out[2] = _mm512_reduce_add_epi32(a2); out[3] = _mm512_reduce_add_epi32(a3);
+#undef TSL_VNNI_S4_STEP
+#undef TSL_LOAD_FULL
+#undef TSL_LOAD_PART
+#undef TSL_G4_FULL
+#undef TSL_G4_PART
 }
 #endif
 
@@ -373,22 +437,35 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *g
     }
 #elif defined(TSL_X86)
     const int level = tsl_x86_level();
-    for (int32_t n = 0; n < N; n++) acc[n] = 0;
     if (level != TSL_X86_PORTABLE) {
-        g0 = G & ~3;
-        int8_t xe[TSL_X86_S4_KC / 2], xo[TSL_X86_S4_KC / 2];
-        int16_t c16[TSL_X86_S4_KC / 4];
-        int32_t c32[TSL_X86_S4_KC / 8];
-        for (int32_t c = 0; c < g0 * TSL_S4_GROUP; c += TSL_X86_S4_KC) {
-            const int32_t kc = g0 * TSL_S4_GROUP - c < TSL_X86_S4_KC ? g0 * TSL_S4_GROUP - c : TSL_X86_S4_KC;
+        g0 = G;
+        int8_t xe[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 2], xo[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 2];
+        int16_t c16[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 4];
+        int32_t c32[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 8];
+        if (G == 0) for (int32_t n = 0; n < N; n++) acc[n] = 0;
+        for (int32_t c = 0; c < K; c += TSL_X86_S4_KC) {
+            const int32_t kc = K - c < TSL_X86_S4_KC ? K - c : TSL_X86_S4_KC;
             tsl_x86_s4_prep(x + c, kc, xe, xo, c16, c32);
-            for (int32_t n = 0; n < N; n++) {
-                const uint8_t *wr = w + (intptr_t)n * (K / 2) + c / 2;
-                const int8_t *gr = gs + (intptr_t)n * G + c / TSL_S4_GROUP;
-                acc[n] += level == TSL_X86_VNNI ? tsl_vnni_s4_row(wr, gr, xe, xo, c32, kc / 128)
-                                                : tsl_avx2_s4_row(wr, gr, xe, xo, c16, kc / 64);
+            int32_t n = 0, part[4];
+            if (level == TSL_X86_VNNI) {
+                for (; n + 4 <= N; n += 4) {
+                    tsl_vnni_s4_rows4(w + (intptr_t)n * (K / 2) + c / 2, K / 2, gs + (intptr_t)n * G + c / TSL_S4_GROUP,
+                                      G, xe, xo, c32, kc / TSL_S4_GROUP, part);
+                    for (int32_t j = 0; j < 4; j++) acc[n + j] = (c ? acc[n + j] : 0) + part[j];
+                }
+                for (; n < N; n++) {   /* one row four times, three sums dropped */
+                    tsl_vnni_s4_rows4(w + (intptr_t)n * (K / 2) + c / 2, 0, gs + (intptr_t)n * G + c / TSL_S4_GROUP,
+                                      0, xe, xo, c32, kc / TSL_S4_GROUP, part);
+                    acc[n] = (c ? acc[n] : 0) + part[0];
+                }
             }
+            for (; n < N; n++)
+                acc[n] = (c ? acc[n] : 0) + tsl_avx2_s4_row(w + (intptr_t)n * (K / 2) + c / 2,
+                                                            gs + (intptr_t)n * G + c / TSL_S4_GROUP, xe, xo, c16,
+                                                            kc / TSL_S4_GROUP);
         }
+    } else {
+        for (int32_t n = 0; n < N; n++) acc[n] = 0;
     }
 #else
     for (int32_t n = 0; n < N; n++) acc[n] = 0;
@@ -405,7 +482,11 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *g
 }
 
 
-#define TSL_ROW_BLOCK 128   /* int32 accumulators on the stack, per block of rows */
+#if defined(TSL_X86) || defined(TSL_NEON_ANY)
+#define TSL_ROW_BLOCK 512   /* int32 accumulators on the stack, per block of rows (x is rearranged per block) */
+#else
+#define TSL_ROW_BLOCK 128
+#endif
 
 void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const int8_t *gs,
                        const float *ws, const float *bias, float *dst, int32_t N, int32_t K,

@@ -89,10 +89,11 @@ def make_cases(seed=0):
               f"{A(b, 'float') if b is not None else '0'}, (float *)out, {N}, {K}, {int(accum)});")
     # int4 matvec: packed nibbles, s8 group scales; extremes -8 / 7 and scales -127 / 127; K = 2048
     # would overflow a row sum of 16 * dot (the ISA paths shift each group's sum back first)
-    # groups past blocks of 4 (G = 5, 7, 9, 11, 18) and a second chunk of the NEON and x86 paths (K = 1536, 2240)
+    # groups past blocks of 4 (G = 5, 7, 9, 11, 18), a second chunk of the NEON and x86 paths (K = 1536, 2240),
+    # N past a row block (128 on MCUs, 512 on x86 and NEON)
     for i, (K, N) in enumerate([(32, 1), (32, 4), (64, 3), (96, 5), (128, 8), (256, 9), (512, 4), (64, 2),
                                 (2048, 2), (2048, 3), (0, 3), (160, 7), (224, 5), (2240, 3), (384, 6), (1024, 11),
-                                (576, 6), (288, 4), (352, 3), (160, 4), (1536, 5)]):
+                                (576, 6), (288, 4), (352, 3), (160, 4), (1536, 5), (64, 515), (32, 130)]):
         pat = PATTERNS[i % 4]
         x = _s8(rng, K, pat, "x")
         w4 = {"random": rng.integers(0, 256, (N, K // 2)), "min": np.full((N, K // 2), 0x88),
