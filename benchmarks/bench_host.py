@@ -1,12 +1,13 @@
 """Host build: compile time, tokens per second per x86 kernel path, and arena against its lower bound.
 
-    python benchmarks/bench_host.py [--smollm135m] [model.onnx ...]
+    python benchmarks/bench_host.py [--smollm135m] [--kernels] [model.onnx ...]
 
 Prints one table; every row is measured in this run, side by side. Defaults to the bundled
 example model; --smollm135m adds a SmolLM-135M-shaped Llama (random weights, exported here as in
 bench_compile_135m.py). The host kernels pick their path once per process, so each TSL_HOST_SIMD
 value is timed in its own process on the same build. Timings are wall-clock on this machine;
-compare rows, not runs.
+compare rows, not runs. --kernels adds the matvec kernels alone per path: CPU time per MAC
+(CLOCK_PROCESS_CPUTIME_ID, so time the process spends descheduled on a shared machine is not counted).
 """
 import argparse
 import os
@@ -79,6 +80,64 @@ def bench(model, weights, max_seq=256, steps=200, ref_steps=16):
                 arena=mem["arena_bytes"], lower=mem["arena_lower_bound"], flash=man["weights"]["bytes"])
 
 
+KERNEL_SHAPES = [(1536, 576), (576, 1536), (128, 352), (49152, 576)]   # SmolLM-135M's, the example's, a tied head
+KERNEL_SRC = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "tsl_kernels.h"
+int main(int argc, char **argv)
+{
+    const int N = atoi(argv[1]), K = atoi(argv[2]), s4 = argv[3][0] == '4', R = atoi(argv[4]);
+    int8_t *w8 = malloc((size_t)N * K), *x = malloc(K), *gs = malloc((size_t)N * K / 32);
+    uint8_t *w4 = malloc((size_t)N * K / 2);
+    float *ws = malloc(4 * (size_t)N), *dst = malloc(4 * (size_t)N);
+    uint32_t r = 1;
+    for (long i = 0; i < (long)N * K; i++) { r = r * 1664525u + 1013904223u; w8[i] = (int8_t)(r >> 24); }
+    for (long i = 0; i < (long)N * K / 2; i++) w4[i] = (uint8_t)w8[i];
+    for (long i = 0; i < (long)N * K / 32; i++) gs[i] = (int8_t)(w8[i] / 2);
+    for (int i = 0; i < K; i++) x[i] = w8[i];
+    for (int i = 0; i < N; i++) ws[i] = 0.01f;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    for (int i = 0; i < R; i++) {
+        if (s4) tsl_matvec_s4_f32(x, 0.1f, w4, gs, ws, 0, dst, N, K, 0);
+        else tsl_matvec_s8_f32(x, 0.1f, w8, ws, 0, dst, N, K, 0);
+    }
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    printf("%.5f %g\n", ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec)) * 1e9 / R / N / K, dst[0]);
+    return 0;
+}
+"""
+
+
+def bench_kernels():
+    """ns of CPU time per MAC of the int8 and int4 matvecs, per shape and TSL_HOST_SIMD path."""
+    from tinyslm import targets
+    from tinyslm.boards import load_board
+    fw = ROOT / "firmware"
+    with tempfile.TemporaryDirectory() as td:
+        src = Path(td) / "bench_matvec.c"
+        src.write_text(KERNEL_SRC)
+        exe = targets.build(load_board("host"), [src, fw / "tsl_matvec_s8.c", fw / "tsl_matvec_s4.c"], [fw],
+                            Path(td) / "b", name="bench_matvec", extra_cflags=["-std=gnu99"])
+        flags = cpu_flags()
+        rows = []
+        for N, K in KERNEL_SHAPES:
+            for dt in ("8", "4"):
+                row = {}
+                for p, need in PATHS.items():
+                    if not need <= flags:
+                        row[p] = None
+                        continue
+                    reps = max(1, int(3e8 / (N * K)) // (10 if p == "portable" else 1))
+                    r = subprocess.run([str(exe), str(N), str(K), dt, str(reps)], capture_output=True, text=True,
+                                       check=True, env=dict(os.environ, TSL_HOST_SIMD=p))
+                    row[p] = float(r.stdout.split()[0])
+                rows.append((f"int{dt} {N}x{K}", row))
+    return rows
+
+
 def export_135m(path):
     sys.path.insert(0, str(ROOT / "tests"))
     from bench_compile_135m import SMOLLM_135M
@@ -90,6 +149,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="*")
     ap.add_argument("--smollm135m", action="store_true")
+    ap.add_argument("--kernels", action="store_true")
     ap.add_argument("--decode", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.decode:
@@ -115,6 +175,11 @@ def main():
     print("\ntokens/s: host build (cffi, -O2, no -march), max_seq 256, 1 thread, best of 5; the example decodes "
           "positions 0..199, the 135M model 0..15 (numpy: 16 and 1, once). C <path>: the kernels forced to that path by "
           "TSL_HOST_SIMD ('-': this CPU lacks it).")
+    if a.kernels:
+        print(f"\n{'matvec f32 out':<18}" + "".join(f"{p + ' ns/MAC':>20}" for p in PATHS))
+        for name, row in bench_kernels():
+            print(f"{name:<18}" + "".join(f"{v:>20.4f}" if v else f"{'-':>20}" for v in row.values()))
+        print("\nns/MAC: CPU time of the kernel alone (epilogue included), weights in memory as in a model.")
 
 
 if __name__ == "__main__":
