@@ -1,6 +1,8 @@
 """Instructions per MAC of the kernels, portable vs SIMD path, per emulated board.
 
-    python benchmarks/bench_kernels.py [board ...]
+    python benchmarks/bench_kernels.py [--matvec NxK] [board ...]
+
+--matvec sets the matvec shape (default 512x256; SmolLM-135M's projections are 576 and 1536 deep).
 
 Each board's program runs under qemu with -icount shift=0 (one instruction = 1 ns of virtual time)
 and reads the board's counter (tsl_platform.h: SysTick on Cortex-M, mcycle on RISC-V, PMCCNTR on
@@ -109,7 +111,12 @@ def bench_boards(names):
 
 
 def main():
-    names = sys.argv[1:] or [n for n in list_boards() if load_board(n).emulated and load_board(n).kind != "host"
+    global N, K
+    args = sys.argv[1:]
+    if args[:1] == ["--matvec"] and len(args) >= 2:
+        N, K = (int(v) for v in args[1].lower().split("x"))
+        args = args[2:]
+    names = args or [n for n in list_boards() if load_board(n).emulated and load_board(n).kind != "host"
                              and not n.startswith("virt-")]
     print(f"instructions per MAC, qemu -icount shift=0; matvec {N}x{K}, attention {H} heads x {T} positions x {HS}")
     hdr = f"{'board':<22}{'kernel':<15}{'portable':>10}{'SIMD':>8}{'ratio':>8}"

@@ -2,7 +2,9 @@
  * Kernels test only these. Define TSL_PORTABLE to force the portable C paths.
  * Host test builds: TSL_SIMDE_NEON (+ TSL_SIMDE_DOTPROD) runs the NEON paths through SIMDe,
  * TSL_EMULATE_DSP runs the Armv7E-M DSP path on portable emulations of its instructions,
- * TSL_EMULATE_SCALAR4 the RISC-V path (plain C, also taken on Xtensa) on the host. */
+ * TSL_EMULATE_SCALAR4 the RISC-V path (plain C, also taken on Xtensa) on the host.
+ * x86-64 (GCC/Clang, any -march): AVX2 and AVX-512 VNNI paths compiled with target attributes and
+ * chosen at run time (tsl_x86_level); TSL_HOST_SIMD=portable|avx2|avx512vnni caps the choice. */
 #ifndef TSL_ARCH_H
 #define TSL_ARCH_H
 #include <stdint.h>
@@ -20,6 +22,8 @@
 #define TSL_NEON 1
 #elif defined(__riscv) || defined(__XTENSA__) || defined(TSL_EMULATE_SCALAR4)
 #define TSL_RISCV_SCALAR4 1   /* no SIMD (rv32imc, Xtensa LX6): plain C, 4 rows per pass sharing the x loads */
+#elif defined(__x86_64__) && defined(__GNUC__)
+#define TSL_X86 1
 #endif
 #endif
 
@@ -34,6 +38,42 @@
 #include <simde/arm/neon.h>
 #elif defined(TSL_NEON_ANY)
 #include <arm_neon.h>
+#endif
+
+#if defined(TSL_X86)
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#define TSL_X86_PORTABLE 0
+#define TSL_X86_AVX2 1
+#define TSL_X86_VNNI 2   /* AVX-512 F + BW + VNNI (never AMX: it is not used anywhere) */
+
+/* The path for a CPU with these features, capped by `cap` (the value of TSL_HOST_SIMD: "portable",
+ * "avx2", "avx512vnni"; unset or anything else: no cap). Never above what the CPU has. */
+static inline int tsl_x86_choose(int has_avx2, int has_vnni, const char *cap)
+{
+    const int best = has_avx2 ? (has_vnni ? TSL_X86_VNNI : TSL_X86_AVX2) : TSL_X86_PORTABLE;
+    const int lim = !cap ? TSL_X86_VNNI : !strcmp(cap, "portable") ? TSL_X86_PORTABLE
+                  : !strcmp(cap, "avx2") ? TSL_X86_AVX2 : TSL_X86_VNNI;
+    return best < lim ? best : lim;
+}
+
+/* This CPU's path, decided once per kernel file (the environment is read once). */
+static inline int tsl_x86_level(void)
+{
+    static int level = -1;
+    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (l < 0) {
+        __builtin_cpu_init();
+        l = tsl_x86_choose(__builtin_cpu_supports("avx2"),
+                           __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512vnni"), getenv("TSL_HOST_SIMD"));
+        __atomic_store_n(&level, l, __ATOMIC_RELAXED);
+    }
+    return l;
+}
+#define TSL_TARGET_AVX2 __attribute__((target("avx2")))
+#define TSL_TARGET_VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vnni")))
 #endif
 
 /* An unaligned 32-bit word of int8 data (LDR on Armv7-M and later). */

@@ -70,20 +70,301 @@ static void tsl_s4_expand(const int8_t *x, uint32_t *xb, int32_t n8)
 #endif
 
 #if defined(TSL_NEON_ANY)
-/* 16 * (w4 . x) of one group, in 4 lanes: w 16 bytes, x 32 bytes, deinterleaved by LD2 */
-static inline int32x4_t tsl_s4_dot16(const int8_t *w, const int8_t *x, int8x16_t hi_mask)
+/* Blocks of 4 groups (128 k, 64 weight bytes), the weights read as they are stored: LD4 of 32-bit
+ * words gives v_r (r < 4) whose lane i holds bytes 4r..4r+3 of group i, i.e. k = 8r + 2t (low
+ * nibbles) and 8r + 2t + 1 (high), t < 4, of group i. So every SDOT lane stays in one group, and
+ * a block ends with the 4 group sums in the 4 lanes, scaled by one MLA. x is rearranged to match
+ * once per chunk: xr[block][2r + h][4i + t] = x[32i + 8r + 2t + h]. The last G % 4 groups make a
+ * part block: their weights and scales loaded alone (lane loads, nothing past the row is read),
+ * the missing groups' x zero. */
+#define TSL_NEON_S4_KC 1024   /* x chunk rearranged on the stack (KC bytes); also keeps 16 * sums < 2^31 */
+
+/* x[0:kc] (kc % 32 == 0) -> xr, ceil(kc / 128) blocks */
+static void tsl_neon_s4_prep(const int8_t *x, int32_t kc, int8_t *xr)
 {
-    const int8x16_t wv = vld1q_s8(w);
-    const int8x16x2_t xv = vld2q_s8(x);                                   /* even k, odd k */
-    const int8x16_t lo = vshlq_n_s8(wv, 4), hi = vandq_s8(wv, hi_mask);    /* 16 * nibbles */
+    int8_t xp[128];
+    for (int32_t c = 0; c < kc; c += 128, x += 128, xr += 128) {
+        const int8_t *xb = x;
+        if (kc - c < 128) {   /* part block: the missing groups' x are zero */
+            memset(xp, 0, sizeof xp);
+            memcpy(xp, x, (size_t)(kc - c));
+            xb = xp;
+        }
+        int8_t ev[64], od[64];   /* group i's even k at ev[16i..], odd at od[16i..] */
+        const int8x16x2_t v0 = vld2q_s8(xb), v1 = vld2q_s8(xb + 32), v2 = vld2q_s8(xb + 64), v3 = vld2q_s8(xb + 96);
+        vst1q_s8(ev, v0.val[0]); vst1q_s8(ev + 16, v1.val[0]); vst1q_s8(ev + 32, v2.val[0]); vst1q_s8(ev + 48, v3.val[0]);
+        vst1q_s8(od, v0.val[1]); vst1q_s8(od + 16, v1.val[1]); vst1q_s8(od + 32, v2.val[1]); vst1q_s8(od + 48, v3.val[1]);
+        const int32x4x4_t e = vld4q_s32((const int32_t *)(const void *)ev);   /* e_r lane i: word r of group i */
+        const int32x4x4_t o = vld4q_s32((const int32_t *)(const void *)od);
+        vst1q_s32((int32_t *)(void *)xr, e.val[0]); vst1q_s32((int32_t *)(void *)(xr + 16), o.val[0]);
+        vst1q_s32((int32_t *)(void *)(xr + 32), e.val[1]); vst1q_s32((int32_t *)(void *)(xr + 48), o.val[1]);
+        vst1q_s32((int32_t *)(void *)(xr + 64), e.val[2]); vst1q_s32((int32_t *)(void *)(xr + 80), o.val[2]);
+        vst1q_s32((int32_t *)(void *)(xr + 96), e.val[3]); vst1q_s32((int32_t *)(void *)(xr + 112), o.val[3]);
+    }
+}
+
+#if !defined(__aarch64__) || defined(TSL_SIMDE_NEON)
+/* sum_g gs[g] * (w4[g] . x[g]) over ng groups of one row (x rearranged in xr): the intrinsics form
+ * of tsl_a64_s4_rows4 below (SIMDe host builds); a part block is copied next to zeros first.
+ * Dotprod: SDOT of 16 * nibbles (a shift or a mask, no sign extension) into 16 * sums, shifted back
+ * at the end (exact: multiples of 16; |.| < 2^31 for a chunk of TSL_NEON_S4_KC). Plain NEON:
+ * sign-extended nibbles, SMLAL into int16 lanes (8 products of at most 8 * 128), SADDLP + ADDP to
+ * the 4 group sums. */
+static int32_t tsl_neon_s4_row(const uint8_t *w, const int8_t *gs, const int8_t *xr, int32_t ng)
+{
+    int32x4_t tot = vdupq_n_s32(0);
+    for (int32_t b = 0; 4 * b < ng; b++, w += 64, xr += 128) {
+        const int32_t left = ng - 4 * b < 4 ? ng - 4 * b : 4;
+        uint8_t wp[64] = {0};
+        int8_t gp[4] = {0, 0, 0, 0};
+        memcpy(wp, w, (size_t)(16 * left));
+        memcpy(gp, gs + 4 * b, (size_t)left);
+        const int32x4x4_t v = vld4q_s32((const int32_t *)(const void *)wp);
+        int32_t g4;
+        memcpy(&g4, gp, 4);
+        const int32x4_t gv = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(g4)))));
 #if defined(TSL_NEON_DOTPROD)
-    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo, xv.val[0]), hi, xv.val[1]);
+        int32x4_t d = vdupq_n_s32(0);
+        for (int32_t r = 0; r < 4; r++) {
+            const int8x16_t p = vreinterpretq_s8_s32(v.val[r]);
+            d = vdotq_s32(d, vshlq_n_s8(p, 4), vld1q_s8(xr + 32 * r));
+            d = vdotq_s32(d, vandq_s8(p, vdupq_n_s8((int8_t)0xF0)), vld1q_s8(xr + 32 * r + 16));
+        }
 #else
-    int32x4_t d = vpaddlq_s16(vmull_s8(vget_low_s8(lo), vget_low_s8(xv.val[0])));
-    d = vpadalq_s16(d, vmull_high_s8(lo, xv.val[0]));
-    d = vpadalq_s16(d, vmull_s8(vget_low_s8(hi), vget_low_s8(xv.val[1])));
-    return vpadalq_s16(d, vmull_high_s8(hi, xv.val[1]));
+        int16x8_t a01 = vdupq_n_s16(0), a23 = a01;   /* int16 lanes: groups 0, 1 | 2, 3 */
+        for (int32_t r = 0; r < 4; r++) {
+            const int8x16_t p = vreinterpretq_s8_s32(v.val[r]);
+            const int8x16_t lo = vshrq_n_s8(vshlq_n_s8(p, 4), 4), hi = vshrq_n_s8(p, 4);
+            const int8x16_t xe = vld1q_s8(xr + 32 * r), xo = vld1q_s8(xr + 32 * r + 16);
+            a01 = vmlal_s8(vmlal_s8(a01, vget_low_s8(lo), vget_low_s8(xe)), vget_low_s8(hi), vget_low_s8(xo));
+            a23 = vmlal_high_s8(vmlal_high_s8(a23, lo, xe), hi, xo);
+        }
+        const int32x4_t d = vpaddq_s32(vpaddlq_s16(a01), vpaddlq_s16(a23));
 #endif
+        tot = vmlaq_s32(tot, d, gv);
+    }
+#if defined(TSL_NEON_DOTPROD)
+    return vaddvq_s32(tot) >> 4;
+#else
+    return vaddvq_s32(tot);
+#endif
+}
+#else
+/* Rows in fours, the hot loop of the AArch64 int4 paths: for q < nq, acc[4q + j] = (first ? 0 :
+ * acc[4q + j]) + the tsl_neon_s4_row sum of row 4q + j (rows ws weight bytes and gss scales apart;
+ * ws = gss = 0 repeats one row), nb full blocks and a part block of left (0..3) groups from w, g.
+ * Per block: x in v0-v7 (two 4-register loads for four rows), then per row an LD4 of its 64 weight
+ * bytes (v16-v19), its 4 scales (s20), the 8 nibble vectors each unpacked by one SHL or AND
+ * (dotprod: 22 instructions per 128 MACs) or SHL + SSHR / SSHR and two SMULL/SMLAL (plain NEON)
+ * into the block sum v21, times the widened scales into the row sums v24-v27. A part block loads
+ * its groups by lanes (lanes of missing groups meet zero x). */
+#if defined(TSL_NEON_DOTPROD)
+#define TSL_S4_NIB(p, xe, xo, mul)                                                             \
+    "shl v23.16b, " p ".16b, #4\n and " p ".16b, " p ".16b, v31.16b\n"                         \
+    "sdot v21.4s, v23.16b, " xe ".16b\n sdot v21.4s, " p ".16b, " xo ".16b\n"
+#define TSL_S4_BLOCK_START "movi v21.4s, #0\n"
+#define TSL_S4_BLOCK_END ""
+#define TSL_S4_BACK "sshr v24.4s, v24.4s, #4\n"
+#else
+#define TSL_S4_NIB(p, xe, xo, mul)                                                             \
+    "shl v23.16b, " p ".16b, #4\n sshr v23.16b, v23.16b, #4\n sshr " p ".16b, " p ".16b, #4\n" \
+    mul " v21.8h, v23.8b, " xe ".8b\n " mul "2 v22.8h, v23.16b, " xe ".16b\n"                 \
+    "smlal v21.8h, " p ".8b, " xo ".8b\n smlal2 v22.8h, " p ".16b, " xo ".16b\n"
+#define TSL_S4_BLOCK_START ""
+#define TSL_S4_BLOCK_END "saddlp v21.4s, v21.8h\n saddlp v22.4s, v22.8h\n addp v21.4s, v21.4s, v22.4s\n"
+#define TSL_S4_BACK ""
+#endif
+#define TSL_S4_MATH(t) TSL_S4_BLOCK_START                                                      \
+    TSL_S4_NIB("v16", "v0", "v1", "smull") TSL_S4_NIB("v17", "v2", "v3", "smlal")               \
+    TSL_S4_NIB("v18", "v4", "v5", "smlal") TSL_S4_NIB("v19", "v6", "v7", "smlal")               \
+    TSL_S4_BLOCK_END "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n mla " t ".4s, v21.4s, v20.4s\n"
+#define TSL_S4_ROW(w, g, t) "ld4 {v16.4s-v19.4s}, [%[" w "]], #64\n ldr s20, [%[" g "]], #4\n" TSL_S4_MATH(t)
+#define TSL_S4_ROW1(w, g, t) "ld4 {v16.s-v19.s}[0], [%[" w "]]\n ldr b20, [%[" g "]]\n" TSL_S4_MATH(t)
+#define TSL_S4_ROW2(w, g, t) "ld4 {v16.2s-v19.2s}, [%[" w "]]\n ldr h20, [%[" g "]]\n" TSL_S4_MATH(t)
+#define TSL_S4_ROW3(w, g, t) "ld4 {v16.2s-v19.2s}, [%[" w "]], #32\n ld4 {v16.s-v19.s}[2], [%[" w "]]\n" \
+    "ldr h20, [%[" g "]], #2\n ld1 {v20.b}[2], [%[" g "]]\n" TSL_S4_MATH(t)
+#define TSL_S4_QUAD(ROW) ROW("w0", "g0", "v24") ROW("w1", "g1", "v25") ROW("w2", "g2", "v26") ROW("w3", "g3", "v27")
+static void tsl_a64_s4_rows4(const uint8_t *w, const int8_t *g, int64_t ws, int64_t gss, const int8_t *xr,
+                             int64_t nb, int64_t left, int32_t *acc, int64_t nq, int64_t first)
+{
+    const uint8_t *w0, *w1, *w2, *w3;
+    const int8_t *g0, *g1, *g2, *g3, *xp;
+    int64_t cnt;
+    __asm volatile(
+        "movi v31.16b, #0xf0\n"
+        "1:\n"
+        "mov %[w0], %[w]\n add %[w1], %[w0], %[ws]\n add %[w2], %[w1], %[ws]\n add %[w3], %[w2], %[ws]\n"
+        "mov %[g0], %[g]\n add %[g1], %[g0], %[gss]\n add %[g2], %[g1], %[gss]\n add %[g3], %[g2], %[gss]\n"
+        "add %[w], %[w3], %[ws]\n add %[g], %[g3], %[gss]\n"
+        "mov %[xp], %[xr]\n mov %[cnt], %[nb]\n"
+        "movi v24.4s, #0\n movi v25.4s, #0\n movi v26.4s, #0\n movi v27.4s, #0\n"
+        "cbz %[cnt], 3f\n"
+        "2:\n"
+        "ld1 {v0.16b-v3.16b}, [%[xp]], #64\n ld1 {v4.16b-v7.16b}, [%[xp]], #64\n"
+        TSL_S4_QUAD(TSL_S4_ROW)
+        "subs %[cnt], %[cnt], #1\n b.ne 2b\n"
+        "3:\n"
+        "cbz %[left], 6f\n"
+        "ld1 {v0.16b-v3.16b}, [%[xp]], #64\n ld1 {v4.16b-v7.16b}, [%[xp]]\n"
+        "cmp %[left], #2\n b.lt 4f\n b.eq 5f\n"
+        TSL_S4_QUAD(TSL_S4_ROW3) "b 6f\n"
+        "4:\n" TSL_S4_QUAD(TSL_S4_ROW1) "b 6f\n"
+        "5:\n" TSL_S4_QUAD(TSL_S4_ROW2)
+        "6:\n"
+        "addp v24.4s, v24.4s, v25.4s\n addp v26.4s, v26.4s, v27.4s\n addp v24.4s, v24.4s, v26.4s\n"
+        TSL_S4_BACK
+        "cbnz %[first], 7f\n ld1 {v28.4s}, [%[acc]]\n add v24.4s, v24.4s, v28.4s\n"
+        "7:\n st1 {v24.4s}, [%[acc]], #16\n"
+        "subs %[nq], %[nq], #1\n b.ne 1b\n"
+        : [w] "+r"(w), [g] "+r"(g), [acc] "+r"(acc), [nq] "+r"(nq), [w0] "=&r"(w0), [w1] "=&r"(w1),
+          [w2] "=&r"(w2), [w3] "=&r"(w3), [g0] "=&r"(g0), [g1] "=&r"(g1), [g2] "=&r"(g2), [g3] "=&r"(g3),
+          [xp] "=&r"(xp), [cnt] "=&r"(cnt)
+        : [ws] "r"(ws), [gss] "r"(gss), [xr] "r"(xr), [nb] "r"(nb), [left] "r"(left), [first] "r"(first)
+        : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21", "v22",
+          "v23", "v24", "v25", "v26", "v27", "v28", "v31", "cc", "memory");
+}
+#undef TSL_S4_NIB
+#undef TSL_S4_BLOCK_START
+#undef TSL_S4_BLOCK_END
+#undef TSL_S4_BACK
+#undef TSL_S4_MATH
+#undef TSL_S4_ROW
+#undef TSL_S4_ROW1
+#undef TSL_S4_ROW2
+#undef TSL_S4_ROW3
+#undef TSL_S4_QUAD
+#endif
+#endif
+
+#if defined(TSL_X86)
+#define TSL_X86_S4_KC 2048   /* x chunk, rearranged on the stack: about 3 * KC bytes */
+#define TSL_X86_S4_PAD 128   /* k of zeros after it */
+
+/* x[0:kc] (kc % 32 == 0) -> xe[j] = x[2j], xo[j] = x[2j+1] (the k of the low and high nibbles of
+ * weight byte j), and what the nibble bias (w4 + 8, unsigned) adds: c16[m] = 8 * sum x[4m..4m+3]
+ * (AVX2 int16 lanes), c32[i] = -8 * sum x[8i..8i+7] (VNNI int32 lanes). Zeros after them up to a
+ * whole block (TSL_X86_S4_PAD k), for the part blocks of the last groups. */
+TSL_TARGET_AVX2 static void tsl_x86_s4_prep(const int8_t *x, int32_t kc, int8_t *xe, int8_t *xo, int16_t *c16,
+                                            int32_t *c32)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int32_t k = 0; k < kc; k += 32) {   /* 32 x -> 16 xe, 16 xo, 8 c16, 4 c32 */
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(x + k));
+        const __m256i ev = _mm256_srai_epi16(_mm256_slli_epi16(v, 8), 8), od = _mm256_srai_epi16(v, 8);
+        const __m256i q = _mm256_madd_epi16(_mm256_add_epi16(ev, od), ones);   /* int32: sum x[4m..4m+3] */
+        /* the packs work per 128-bit lane: 0x08 gathers the two lanes' low halves */
+        _mm_storeu_si128((__m128i *)(xe + k / 2), _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi16(ev, ev), 0x08)));
+        _mm_storeu_si128((__m128i *)(xo + k / 2), _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi16(od, od), 0x08)));
+        const __m256i q8 = _mm256_slli_epi32(q, 3);
+        _mm_storeu_si128((__m128i *)(c16 + k / 4), _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(q8, q8), 0x08)));
+        const __m256i h = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_hadd_epi32(q8, q8));
+        _mm_storeu_si128((__m128i *)(c32 + k / 8), _mm256_castsi256_si128(_mm256_permute4x64_epi64(h, 0x08)));
+    }
+    memset(xe + kc / 2, 0, TSL_X86_S4_PAD / 2);
+    memset(xo + kc / 2, 0, TSL_X86_S4_PAD / 2);
+    memset(c16 + kc / 4, 0, TSL_X86_S4_PAD / 4 * sizeof(int16_t));
+    memset(c32 + kc / 8, 0, TSL_X86_S4_PAD / 8 * sizeof(int32_t));
+}
+
+/* One block of 2 groups: the 32 weight bytes biased to unsigned nibbles (w ^ 0x88, masks),
+ * VPMADDUBSW with the even and odd x (pairs <= 2 * 15 * 128: no saturation), minus c16: int16 lanes
+ * of 4 products (|.| <= 4096), lanes 0-7 group g, 8-15 group g+1; VPMADDWD by the group scales
+ * (g2: two s8) sums their pairs into int32. */
+TSL_TARGET_AVX2 static inline __m256i tsl_avx2_s4_block(__m256i wv, uint16_t g2, const int8_t *xe,
+                                                        const int8_t *xo, const int16_t *c16)
+{
+    const __m256i u = _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x88)), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i lo = _mm256_and_si256(u, m4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), m4);
+    __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xe)),
+                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)xo)));
+    s = _mm256_sub_epi16(s, _mm256_loadu_si256((const __m256i *)c16));
+    __m128i g = _mm_cvtepi8_epi16(_mm_cvtsi32_si128(g2));   /* int16 [gs0, gs1, 0, ...] */
+    g = _mm_unpacklo_epi16(g, g);                            /* int32 lanes [gs0|gs0, gs1|gs1, ...] */
+    return _mm256_madd_epi16(s, _mm256_permutevar8x32_epi32(_mm256_castsi128_si256(g),
+                                                            _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1)));
+}
+
+/* sum_g gs[g] * (w4[g] . x[g]) over ng groups of one row (x prepared): blocks of 2 groups, an odd
+ * last group as a half block (its partner's scale 0). */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_s4_row(const uint8_t *w, const int8_t *gs, const int8_t *xe,
+                                               const int8_t *xo, const int16_t *c16, int32_t ng)
+{
+    __m256i a = _mm256_setzero_si256();
+    int32_t b = 0;
+    for (; 2 * b + 2 <= ng; b++) {
+        uint16_t g2;
+        memcpy(&g2, gs + 2 * b, 2);
+        a = _mm256_add_epi32(a, tsl_avx2_s4_block(_mm256_loadu_si256((const __m256i *)(w + 32 * b)), g2,
+                                                  xe + 32 * b, xo + 32 * b, c16 + 16 * b));
+    }
+    if (ng & 1) {
+        const __m256i wv = _mm256_inserti128_si256(_mm256_setzero_si256(), _mm_loadu_si128((const __m128i *)(w + 32 * b)), 0);
+        a = _mm256_add_epi32(a, tsl_avx2_s4_block(wv, (uint8_t)gs[2 * b], xe + 32 * b, xo + 32 * b, c16 + 16 * b));
+    }
+    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0x4E));
+    return _mm_cvtsi128_si32(_mm_add_epi32(r, _mm_shuffle_epi32(r, 0xB1)));
+}
+
+/* As tsl_avx2_s4_row, blocks of 4 groups: VPDPBUSD of the biased nibbles with the even and odd x,
+ * starting from c32, gives int32 lanes of 8 products (lanes 4q..4q+3 group g+q), times the group
+ * scales (VPMULLD). A last block of ng % 4 groups: a masked load (no byte past the row is read),
+ * the missing groups' scales 0 and their x, c32 the zeros after the chunk. */
+/* the first n (1..4) group scales at g as the bytes of a word, 0 above them */
+static inline int32_t tsl_s4_scales(const int8_t *g, int32_t n)
+{
+    uint32_t v = 0;
+    if (n == 4) memcpy(&v, g, 4);
+    else for (int32_t i = 0; i < n; i++) v |= (uint32_t)(uint8_t)g[i] << (8 * i);
+    return (int32_t)v;
+}
+
+TSL_TARGET_VNNI static inline __m512i tsl_vnni_s4_block(__m512i wv, int32_t g4, __m512i xe, __m512i xo, __m512i c32)
+{
+    const __m512i u = _mm512_xor_si512(wv, _mm512_set1_epi8((char)0x88)), m4 = _mm512_set1_epi8(0x0F);
+    const __m512i lo = _mm512_and_si512(u, m4), hi = _mm512_and_si512(_mm512_srli_epi16(u, 4), m4);
+    const __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c32, lo, xe), hi, xo);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    return _mm512_mullo_epi32(d, _mm512_permutexvar_epi32(idx, _mm512_cvtepi8_epi32(_mm_cvtsi32_si128(g4))));
+}
+
+/* out[j] = that sum for the 4 rows w + j * ws, gs + j * gss (ws = gss = 0 repeats one row); x is
+ * loaded once per block for the four. */
+TSL_TARGET_VNNI static void tsl_vnni_s4_rows4(const uint8_t *w, intptr_t ws, const int8_t *gs, intptr_t gss,
+                                              const int8_t *xe, const int8_t *xo, const int32_t *c32, int32_t ng,
+                                              int32_t *out)
+{
+#define TSL_VNNI_S4_STEP(LOAD, G4)                                                                   \
+    {                                                                                                \
+        const __m512i xev = _mm512_loadu_si512((const void *)(xe + 64 * b));                          \
+        const __m512i xov = _mm512_loadu_si512((const void *)(xo + 64 * b));                          \
+        const __m512i cv = _mm512_loadu_si512((const void *)(c32 + 16 * b));                          \
+        const uint8_t *wb = w + 64 * b;                                                              \
+        const int8_t *gb = gs + 4 * b;                                                               \
+        a0 = _mm512_add_epi32(a0, tsl_vnni_s4_block(LOAD(wb), G4(gb), xev, xov, cv));                \
+        a1 = _mm512_add_epi32(a1, tsl_vnni_s4_block(LOAD(wb + ws), G4(gb + gss), xev, xov, cv));     \
+        a2 = _mm512_add_epi32(a2, tsl_vnni_s4_block(LOAD(wb + 2 * ws), G4(gb + 2 * gss), xev, xov, cv)); \
+        a3 = _mm512_add_epi32(a3, tsl_vnni_s4_block(LOAD(wb + 3 * ws), G4(gb + 3 * gss), xev, xov, cv)); \
+    }
+#define TSL_LOAD_FULL(p) _mm512_loadu_si512((const void *)(p))
+#define TSL_LOAD_PART(p) _mm512_maskz_loadu_epi8(m, (const void *)(p))
+#define TSL_G4_FULL(p) tsl_s4_scales(p, 4)
+#define TSL_G4_PART(p) tsl_s4_scales(p, left)
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    int32_t b = 0;
+    for (; 4 * b + 4 <= ng; b++) TSL_VNNI_S4_STEP(TSL_LOAD_FULL, TSL_G4_FULL)
+    if (ng & 3) {
+        const int32_t left = ng & 3;
+        const __mmask64 m = ((__mmask64)1 << (16 * left)) - 1;
+        TSL_VNNI_S4_STEP(TSL_LOAD_PART, TSL_G4_PART)
+    }
+    out[0] = _mm512_reduce_add_epi32(a0); out[1] = _mm512_reduce_add_epi32(a1);
+    out[2] = _mm512_reduce_add_epi32(a2); out[3] = _mm512_reduce_add_epi32(a3);
+#undef TSL_VNNI_S4_STEP
+#undef TSL_LOAD_FULL
+#undef TSL_LOAD_PART
+#undef TSL_G4_FULL
+#undef TSL_G4_PART
 }
 #endif
 
@@ -141,24 +422,59 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *g
     }
     g0 = G;
 #elif defined(TSL_NEON_ANY)
-    g0 = G & ~3;
-    const int8x16_t hi_mask = vdupq_n_s8((int8_t)0xF0);
-    for (int32_t n = 0; n < N; n++) {
-        const int8_t *wr = (const int8_t *)w + (intptr_t)n * (K / 2);
-        const int8_t *gr = gs + (intptr_t)n * G;
-        int32x4_t av = vdupq_n_s32(0);
-        for (int32_t g = 0; g < g0; g += 4) {
-            /* four groups: their s8 scales widened to the four lanes of gv, one MLA by lane each;
-             * each lane of a group's 16 * dot is a multiple of 16, so the shift is exact */
-            uint32_t g4;
-            memcpy(&g4, gr + g, 4);
-            const int32x4_t gv = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vcreate_u32(g4)))));
-            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g, x + 32 * g, hi_mask), 4), vdupq_laneq_s32(gv, 0));
-            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g + 16, x + 32 * g + 32, hi_mask), 4), vdupq_laneq_s32(gv, 1));
-            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g + 32, x + 32 * g + 64, hi_mask), 4), vdupq_laneq_s32(gv, 2));
-            av = vmlaq_s32(av, vshrq_n_s32(tsl_s4_dot16(wr + 16 * g + 48, x + 32 * g + 96, hi_mask), 4), vdupq_laneq_s32(gv, 3));
+    g0 = G;
+    int8_t xr[TSL_NEON_S4_KC];
+    if (G == 0) for (int32_t n = 0; n < N; n++) acc[n] = 0;   /* else the first chunk stores */
+    for (int32_t c = 0; c < K; c += TSL_NEON_S4_KC) {
+        const int32_t kc = K - c < TSL_NEON_S4_KC ? K - c : TSL_NEON_S4_KC;
+        tsl_neon_s4_prep(x + c, kc, xr);
+#if defined(__aarch64__) && !defined(TSL_SIMDE_NEON)
+        const uint8_t *wc = w + c / 2;
+        const int8_t *gc = gs + c / TSL_S4_GROUP;
+        const int64_t nb = kc / 128, left = (kc % 128) / TSL_S4_GROUP;
+        if (N >= 4) tsl_a64_s4_rows4(wc, gc, K / 2, G, xr, nb, left, acc, N / 4, c == 0);
+        for (int32_t n = N & ~3; n < N; n++) {   /* one row four times, three sums dropped */
+            int32_t part[4];
+            tsl_a64_s4_rows4(wc + (intptr_t)n * (K / 2), gc + (intptr_t)n * G, 0, 0, xr, nb, left, part, 1, 1);
+            acc[n] = (c ? acc[n] : 0) + part[0];
         }
-        acc[n] = vaddvq_s32(av);
+#else
+        for (int32_t n = 0; n < N; n++)
+            acc[n] = (c ? acc[n] : 0) + tsl_neon_s4_row(w + (intptr_t)n * (K / 2) + c / 2,
+                                                        gs + (intptr_t)n * G + c / TSL_S4_GROUP, xr, kc / TSL_S4_GROUP);
+#endif
+    }
+#elif defined(TSL_X86)
+    const int level = tsl_x86_level();
+    if (level != TSL_X86_PORTABLE) {
+        g0 = G;
+        int8_t xe[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 2], xo[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 2];
+        int16_t c16[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 4];
+        int32_t c32[(TSL_X86_S4_KC + TSL_X86_S4_PAD) / 8];
+        if (G == 0) for (int32_t n = 0; n < N; n++) acc[n] = 0;
+        for (int32_t c = 0; c < K; c += TSL_X86_S4_KC) {
+            const int32_t kc = K - c < TSL_X86_S4_KC ? K - c : TSL_X86_S4_KC;
+            tsl_x86_s4_prep(x + c, kc, xe, xo, c16, c32);
+            int32_t n = 0, part[4];
+            if (level == TSL_X86_VNNI) {
+                for (; n + 4 <= N; n += 4) {
+                    tsl_vnni_s4_rows4(w + (intptr_t)n * (K / 2) + c / 2, K / 2, gs + (intptr_t)n * G + c / TSL_S4_GROUP,
+                                      G, xe, xo, c32, kc / TSL_S4_GROUP, part);
+                    for (int32_t j = 0; j < 4; j++) acc[n + j] = (c ? acc[n + j] : 0) + part[j];
+                }
+                for (; n < N; n++) {   /* one row four times, three sums dropped */
+                    tsl_vnni_s4_rows4(w + (intptr_t)n * (K / 2) + c / 2, 0, gs + (intptr_t)n * G + c / TSL_S4_GROUP,
+                                      0, xe, xo, c32, kc / TSL_S4_GROUP, part);
+                    acc[n] = (c ? acc[n] : 0) + part[0];
+                }
+            }
+            for (; n < N; n++)
+                acc[n] = (c ? acc[n] : 0) + tsl_avx2_s4_row(w + (intptr_t)n * (K / 2) + c / 2,
+                                                            gs + (intptr_t)n * G + c / TSL_S4_GROUP, xe, xo, c16,
+                                                            kc / TSL_S4_GROUP);
+        }
+    } else {
+        for (int32_t n = 0; n < N; n++) acc[n] = 0;
     }
 #else
     for (int32_t n = 0; n < N; n++) acc[n] = 0;
@@ -175,7 +491,11 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *g
 }
 
 
-#define TSL_ROW_BLOCK 128   /* int32 accumulators on the stack, per block of rows */
+#if defined(TSL_X86) || defined(TSL_NEON_ANY)
+#define TSL_ROW_BLOCK 512   /* int32 accumulators on the stack, per block of rows (x is rearranged per block) */
+#else
+#define TSL_ROW_BLOCK 128
+#endif
 
 void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const int8_t *gs,
                        const float *ws, const float *bias, float *dst, int32_t N, int32_t K,

@@ -173,6 +173,94 @@ static inline int32x4_t tsl_neon_dot16(int32x4_t acc, int8x16_t w, int8x16_t x)
 }
 #endif
 
+#if defined(TSL_X86)
+TSL_TARGET_AVX2 static inline int32_t tsl_avx2_hsum(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1)));
+}
+
+/* AVX2: acc[n] = w[n][0:k0] . x, k0 % 16 == 0, rows in blocks of four sharing the x loads. Per 16 k
+ * and row: sign-extend to int16 (VPMOVSXBW), VPMADDWD (pairs of int8 products are exact in int32). */
+TSL_TARGET_AVX2 static void tsl_avx2_rows(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N,
+                                          int32_t K, int32_t k0)
+{
+#define TSL_AVX2_LD16(p) _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(p)))
+    int32_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const int8_t *w0 = w + (intptr_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t k = 0; k < k0; k += 16) {
+            const __m256i xv = TSL_AVX2_LD16(x + k);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(TSL_AVX2_LD16(w0 + k), xv));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(TSL_AVX2_LD16(w1 + k), xv));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(TSL_AVX2_LD16(w2 + k), xv));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(TSL_AVX2_LD16(w3 + k), xv));
+        }
+        acc[n] = tsl_avx2_hsum(a0); acc[n + 1] = tsl_avx2_hsum(a1);
+        acc[n + 2] = tsl_avx2_hsum(a2); acc[n + 3] = tsl_avx2_hsum(a3);
+    }
+    for (; n < N; n++) {
+        const int8_t *w0 = w + (intptr_t)n * K;
+        __m256i a0 = _mm256_setzero_si256();
+        for (int32_t k = 0; k < k0; k += 16)
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(TSL_AVX2_LD16(w0 + k), TSL_AVX2_LD16(x + k)));
+        acc[n] = tsl_avx2_hsum(a0);
+    }
+#undef TSL_AVX2_LD16
+}
+
+/* AVX-512 VNNI: acc[n] = w[n] . x over all K, four rows per pass, the last K % 64 by masked loads
+ * (masked-out bytes are 0 in x, so they add nothing). VPDPBUSD multiplies unsigned by signed bytes,
+ * so each row enters as w + 128 (w ^ 0x80) and the 128 * sum(x) that adds is taken off once per row;
+ * all sums wrap mod 2^32, so the result is exact. */
+TSL_TARGET_VNNI static void tsl_vnni_rows(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N, int32_t K)
+{
+#define TSL_VNNI_LD(p) _mm512_xor_si512(_mm512_loadu_si512((const void *)(p)), flip)
+#define TSL_VNNI_LDM(p) _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, (const void *)(p)), flip)
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const int32_t k0 = K & ~63;
+    const __mmask64 m = ((__mmask64)1 << (K & 63)) - 1;
+    uint32_t xsum = 0;
+    for (int32_t k = 0; k < K; k++) xsum += (uint32_t)(int32_t)x[k];
+    const uint32_t corr = xsum << 7;
+    const __m512i xt = _mm512_maskz_loadu_epi8(m, (const void *)(x + k0));
+    int32_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const int8_t *w0 = w + (intptr_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t k = 0; k < k0; k += 64) {
+            const __m512i xv = _mm512_loadu_si512((const void *)(x + k));
+            a0 = _mm512_dpbusd_epi32(a0, TSL_VNNI_LD(w0 + k), xv);
+            a1 = _mm512_dpbusd_epi32(a1, TSL_VNNI_LD(w1 + k), xv);
+            a2 = _mm512_dpbusd_epi32(a2, TSL_VNNI_LD(w2 + k), xv);
+            a3 = _mm512_dpbusd_epi32(a3, TSL_VNNI_LD(w3 + k), xv);
+        }
+        if (m) {
+            a0 = _mm512_dpbusd_epi32(a0, TSL_VNNI_LDM(w0 + k0), xt);
+            a1 = _mm512_dpbusd_epi32(a1, TSL_VNNI_LDM(w1 + k0), xt);
+            a2 = _mm512_dpbusd_epi32(a2, TSL_VNNI_LDM(w2 + k0), xt);
+            a3 = _mm512_dpbusd_epi32(a3, TSL_VNNI_LDM(w3 + k0), xt);
+        }
+        acc[n] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(a0) - corr);
+        acc[n + 1] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(a1) - corr);
+        acc[n + 2] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(a2) - corr);
+        acc[n + 3] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(a3) - corr);
+    }
+    for (; n < N; n++) {
+        const int8_t *w0 = w + (intptr_t)n * K;
+        __m512i a0 = _mm512_setzero_si512();
+        for (int32_t k = 0; k < k0; k += 64)
+            a0 = _mm512_dpbusd_epi32(a0, TSL_VNNI_LD(w0 + k), _mm512_loadu_si512((const void *)(x + k)));
+        if (m) a0 = _mm512_dpbusd_epi32(a0, TSL_VNNI_LDM(w0 + k0), xt);
+        acc[n] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(a0) - corr);
+    }
+#undef TSL_VNNI_LD
+#undef TSL_VNNI_LDM
+}
+#endif
+
 /* acc[n] = sum_k w[n*K + k] * x[k], n in [0, N): w row-major int8 [N][K]. */
 static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N, int32_t K)
 {
@@ -276,6 +364,17 @@ static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32
         int32_t a0 = 0;
         for (int32_t k = 0; k < k0; k++) a0 += w0[k] * x[k];
         acc[n] = a0;
+    }
+#elif defined(TSL_X86)
+    const int level = tsl_x86_level();
+    if (level == TSL_X86_VNNI) {
+        k0 = K;
+        tsl_vnni_rows(x, w, acc, N, K);
+    } else if (level >= TSL_X86_AVX2) {
+        k0 = K & ~15;
+        tsl_avx2_rows(x, w, acc, N, K, k0);
+    } else {
+        for (int32_t n = 0; n < N; n++) acc[n] = 0;
     }
 #else
     for (int32_t n = 0; n < N; n++) acc[n] = 0;

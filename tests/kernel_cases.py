@@ -6,7 +6,8 @@
                                        # bytes of small outputs); [] means bit-exact everywhere
 Shapes cover every tail length of the SIMD paths (K = 0..257 around multiples of 4, 8, 16, 32, 64;
 K > 512 for the chunked DSP path; N = 1..9 around blocks of 2 and 4 rows), unaligned rows, and
-saturating values (all -128, all 127, mixed).
+saturating values (all -128, all 127, mixed). On x86-64 the program also prints the path the kernels
+take ("x86 level L") and tsl_x86_choose() for X86_CHOOSE (check_x86).
 """
 from dataclasses import dataclass, field
 
@@ -88,8 +89,11 @@ def make_cases(seed=0):
               f"{A(b, 'float') if b is not None else '0'}, (float *)out, {N}, {K}, {int(accum)});")
     # int4 matvec: packed nibbles, s8 group scales; extremes -8 / 7 and scales -127 / 127; K = 2048
     # would overflow a row sum of 16 * dot (the ISA paths shift each group's sum back first)
+    # groups past blocks of 4 (G = 5, 7, 9, 11, 18), a second chunk of the NEON and x86 paths (K = 1536, 2240),
+    # N past a row block (128 on MCUs, 512 on x86 and NEON)
     for i, (K, N) in enumerate([(32, 1), (32, 4), (64, 3), (96, 5), (128, 8), (256, 9), (512, 4), (64, 2),
-                                (2048, 2), (2048, 3)]):
+                                (2048, 2), (2048, 3), (0, 3), (160, 7), (224, 5), (2240, 3), (384, 6), (1024, 11),
+                                (576, 6), (288, 4), (352, 3), (160, 4), (1536, 5), (64, 515), (32, 130)]):
         pat = PATTERNS[i % 4]
         x = _s8(rng, K, pat, "x")
         w4 = {"random": rng.integers(0, 256, (N, K // 2)), "min": np.full((N, K // 2), 0x88),
@@ -193,7 +197,12 @@ def _c_array(name, ctype, a, off):
     return f"static const union {{ {ctype} v[{n}]; uint8_t b[1]; }} {name} {ALIGN} = {{{{{body}}}}};\n"
 
 
-ALIGN = "__attribute__((aligned(16)))"   # the aligned fast paths run unless a case asks for an offset
+ALIGN = "__attribute__((aligned(16)))"
+
+# tsl_x86_choose(has_avx2, has_vnni, TSL_HOST_SIMD) -> level (0 portable, 1 AVX2, 2 AVX-512 VNNI)
+X86_CHOOSE = [((1, 1, None), 2), ((1, 0, None), 1), ((0, 0, None), 0), ((0, 1, None), 0),
+              ((1, 1, "avx2"), 1), ((1, 1, "portable"), 0), ((1, 0, "avx512vnni"), 1), ((0, 0, "avx2"), 0),
+              ((1, 1, "avx512vnni"), 2), ((1, 1, "other"), 2)]   # the aligned fast paths run unless a case asks for an offset
 
 
 def _padded(name, b, off):
@@ -235,6 +244,12 @@ def write_program(cases, path, seed=0):
         if c.init:
             parts.append(_c_array(f"init{cases.index(c)}", "uint8_t", np.frombuffer(c.init, np.uint8), 0))
     parts.append("int main(void)\n{")
+    parts.append("#if defined(TSL_X86)")
+    parts.append('    printf("x86 level %d\\n", tsl_x86_level());')
+    for i, ((a, v, cap), _) in enumerate(X86_CHOOSE):
+        c = "0" if cap is None else f'"{cap}"'
+        parts.append(f'    printf("x86 choose {i} %d\\n", tsl_x86_choose({a}, {v}, {c}));')
+    parts.append("#endif")
     for i, c in enumerate(cases):
         parts.append(f"    /* {c.name} */")
         parts.append(f"    memcpy(out, init{i}.v, {len(c.init)});" if c.init else f"    memset(out, 0xA5, {len(c.out_bytes) + 16});")
@@ -250,6 +265,20 @@ def fnv1a64(b):
     for x in b:
         h = ((h ^ x) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h
+
+
+def check_x86(text):
+    """-> (the level the kernels took, list of problems with tsl_x86_choose)."""
+    level, got = None, {}
+    for line in text.splitlines():
+        p = line.split()
+        if p[:2] == ["x86", "level"]:
+            level = int(p[2])
+        elif p[:2] == ["x86", "choose"]:
+            got[int(p[2])] = int(p[3])
+    bad = [f"tsl_x86_choose{args} = {got.get(i)}, want {want}" for i, (args, want) in enumerate(X86_CHOOSE)
+           if got.get(i) != want]
+    return level, bad
 
 
 def check(cases, text):

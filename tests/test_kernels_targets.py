@@ -1,11 +1,14 @@
 """Every kernel on every ISA path, bit-exact against tinyslm/numerics.py.
 
 One generated C program (tests/kernel_cases.py) runs (a) natively with the portable paths, (b) natively
-with the NEON paths on SIMDe and the DSP path on emulated instructions, (c) on every emulated board
+with the NEON paths on SIMDe and the DSP path on emulated instructions, (c) natively on x86-64 once per
+run-time path (TSL_HOST_SIMD: portable, AVX2, AVX-512 VNNI; a path this CPU lacks skips), (d) on every emulated board
 under its emulator. The disassembly of each SIMD board's kernels must show its SIMD instructions.
 Missing toolchains skip, or fail with TSL_REQUIRE_TOOLCHAINS=1 (tests/conftest_tools.py).
 """
+import platform
 import re
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +28,9 @@ HOST_PATHS = {
     "neon-simde": {"TSL_SIMDE_NEON": None},
     "dotprod-simde": {"TSL_SIMDE_NEON": None, "TSL_SIMDE_DOTPROD": None},
 }
+# TSL_HOST_SIMD value -> (level the kernels must report, /proc/cpuinfo flags that level needs)
+X86_PATHS = {"portable": (0, set()), "avx2": (1, {"avx2"}),
+             "avx512vnni": (2, {"avx2", "avx512f", "avx512bw", "avx512_vnni"})}
 EMULATED = [n for n in list_boards() if load_board(n).emulated]
 SIMD_BOARDS = [n for n in EMULATED if load_board(n).toolchain.get("simd_mnemonics")]
 
@@ -59,6 +65,7 @@ def run_and_check(board, exe, cases):
     assert rc == 0, f"{board.name}: exit {rc}: {text[-500:]}"
     bad = kc.check(cases, text)
     assert not bad, f"{board.name}: {len(bad)} of {len(cases)} cases differ from numpy:\n" + "\n".join(bad[:20])
+    return text
 
 
 @pytest.mark.parametrize("path", HOST_PATHS)
@@ -67,6 +74,40 @@ def test_host_path(path, program, built):
         require_tool(SIMDE, "libsimde-dev")
     host = load_board("host")
     run_and_check(host, built(host, path), program[0])
+
+
+def cpu_flags():
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.parametrize("cap", X86_PATHS)
+def test_host_x86_path(cap, program, built, monkeypatch):
+    """The default host build on x86-64, each run-time path forced by TSL_HOST_SIMD."""
+    if platform.machine() != "x86_64":
+        pytest.skip(f"x86-64 paths: this machine is {platform.machine()}")
+    level, need = X86_PATHS[cap]
+    if need - cpu_flags():
+        pytest.skip(f"this CPU lacks {sorted(need - cpu_flags())} for the {cap} path")
+    monkeypatch.setenv("TSL_HOST_SIMD", cap)
+    host = load_board("host")
+    text = run_and_check(host, built(host), program[0])
+    took, bad = kc.check_x86(text)
+    assert took == level, f"TSL_HOST_SIMD={cap}: the kernels took path {took}, want {level}"
+    assert not bad, "\n".join(bad)
+
+
+def test_host_x86_instructions(built):
+    """The default host build holds the AVX2 and VNNI kernels (chosen at run time)."""
+    if platform.machine() != "x86_64":
+        pytest.skip(f"x86-64 paths: this machine is {platform.machine()}")
+    host = load_board("host")
+    asm = kernel_disassembly(targets.disassemble(host, built(host)))
+    mnem = set(re.findall(r"\t([a-z][a-z0-9]*)", asm))
+    for m in ("vpmaddwd", "vpmaddubsw", "vpdpbusd"):
+        assert m in mnem, f"host: no {m} in the kernels' disassembly"
 
 
 @pytest.mark.parametrize("name", EMULATED)
