@@ -345,6 +345,7 @@ class Device:
                     break
                 if not self._garbled(r, tally):
                     take(r)
+            self.last_run = st["done"]
             raise
 
     def debug_begin(self, step, full=False):
