@@ -18,6 +18,10 @@ from conftest import compiled_example, tinyslm
 from conftest_tools import require_tool
 from tinyslm import protocol as P
 
+# cases run through `python -m tinyslm`; the others through cli.main in this process (same code, no
+# interpreter start: the suite stays within its time)
+SUBPROCESS = {"short", "CRC, always", "silent", "stale ERRORs first", "RUN_ACK for 65535", "65535 items streamed",
+              "token out of the vocabulary", "RUN_DONE lost", "every frame twice"}
 RUN = ["--ids", "0,48,79,317", "--max-tokens", 20, "--temperature", 0.8, "--seed", 5, "--print-ids"]
 
 
@@ -49,8 +53,10 @@ class Hostile:
     """A man in the middle: host -> device bytes pass unchanged; each frame from the device goes
     through rewrite(frame) -> list of wire bytes to send instead (a decoder verdict passes as is)."""
 
-    def __init__(self, target, rewrite):
+    def __init__(self, target, rewrite, rate=None):
+        """rate: bytes per second host -> device (a device that reads slowly), None: as fast as TCP."""
         self.target, self.rewrite, self.stopped = target, rewrite, threading.Event()
+        self.rate, self.sent = rate, 0
         self.srv = socket.create_server(("127.0.0.1", 0))
         self.srv.settimeout(0.1)
         self.url = f"socket://127.0.0.1:{self.srv.getsockname()[1]}"
@@ -82,7 +88,11 @@ class Hostile:
         try:
             while (data := src.recv(4096)):
                 if dec is None:
-                    dst.sendall(data)
+                    self.sent += len(data)
+                    for i in range(0, len(data), 16 if self.rate else len(data)):
+                        dst.sendall(data[i:i + 16] if self.rate else data)
+                        if self.rate:
+                            time.sleep(16 / self.rate)
                     continue
                 for f in dec.feed(data):
                     dst.sendall(b"".join(self.rewrite(f)) if isinstance(f, P.Frame) else b"\x03\x01\x01\0")
@@ -125,6 +135,26 @@ def patch(p, fmt, off, value):
     return bytes(p)
 
 
+def cli(*args):
+    """tinyslm.cli.main in this process (what `python -m tinyslm` runs, without the interpreter's
+    start), for the many cheap cases; an exception escaping main shows as a traceback on stderr."""
+    import io
+    import subprocess
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+    from tinyslm.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code
+        except Exception:
+            traceback.print_exc(file=err)
+            rc = 1
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
+
+
 def one_error_line(r, pattern):
     """Exit 2, one line on stderr (besides verify's progress line for the host part), no traceback."""
     lines = [s for s in r.stderr.strip().splitlines() if not re.fullmatch(r"\s*step \d+/\d+", s)]
@@ -165,8 +195,9 @@ BAD_IDENTITY = {
 @pytest.mark.parametrize("case", list(BAD_IDENTITY))
 def test_identify_refuses_a_bad_identity(device, case):
     fn, pattern = BAD_IDENTITY[case]
+    run = tinyslm if case in SUBPROCESS else cli
     with Hostile(device, each(is_(P.IDENTITY), lambda f: [again(f, fn(f.payload))])) as h:
-        one_error_line(tinyslm("identify", "--port", h.url), pattern)
+        one_error_line(run("identify", "--port", h.url), pattern)
 
 
 @pytest.mark.parametrize("case,rewrite,pattern", [
@@ -182,7 +213,7 @@ def test_identify_refuses_a_bad_identity(device, case):
 ])
 def test_identify_fails_in_one_line(device, case, rewrite, pattern):
     with Hostile(device, rewrite) as h:
-        one_error_line(tinyslm("identify", "--port", h.url, "--timeout", 1), pattern)
+        one_error_line((tinyslm if case in SUBPROCESS else cli)("identify", "--port", h.url, "--timeout", 1), pattern)
 
 
 @pytest.mark.parametrize("case,rewrite", [
@@ -195,7 +226,7 @@ def test_identify_fails_in_one_line(device, case, rewrite, pattern):
 ])
 def test_identify_survives(device, clean, case, rewrite):
     with Hostile(device, rewrite) as h:
-        r = tinyslm("identify", "--port", h.url)
+        r = (tinyslm if case in SUBPROCESS else cli)("identify", "--port", h.url)
     assert r.returncode == 0 and r.stdout == clean[0], r.stderr
 
 
@@ -251,7 +282,7 @@ def item_index(f):
 ])
 def test_run_refuses_bad_frames(device, case, rewrite, pattern):
     with Hostile(device, rewrite) as h:
-        r = tinyslm("run", "--port", h.url, *RUN)
+        r = (tinyslm if case in SUBPROCESS else cli)("run", "--port", h.url, *RUN)
     one_error_line(r, pattern)
     assert len(ids_printed(r)) <= 20
 
@@ -305,7 +336,7 @@ class Lose:
 def test_run_survives(device, clean, case, rewrite, max_s):
     t0 = time.monotonic()
     with Hostile(device, rewrite) as h:
-        r = tinyslm("run", "--port", h.url, *RUN)
+        r = (tinyslm if case in SUBPROCESS else cli)("run", "--port", h.url, *RUN)
     assert r.returncode == 0 and r.stdout == clean[1], r.stdout + r.stderr
     assert "[host-socket: 20 tokens" in r.stderr
     if max_s:
@@ -326,15 +357,17 @@ def test_run_survives(device, clean, case, rewrite, max_s):
     (["--timeout", 0], r"--timeout 0.0: must be a positive number"),
 ])
 def test_run_refuses_bad_arguments(device, args, pattern):
+    """Through cli.main in this process; --max-tokens 70000 also through `python -m tinyslm`."""
     a = [*RUN[:2], *RUN[2:]]
     for k in range(0, len(args), 2):
         if args[k] in a:
             a[a.index(args[k]) + 1] = args[k + 1]
         else:
             a += args[k:k + 2]
-    r = tinyslm("run", "--port", f"socket://127.0.0.1:{device}", *a)
-    one_error_line(r, pattern)
-    assert r.stdout == ""
+    for run in (cli, tinyslm) if args[1] == 70000 else (cli,):
+        r = run("run", "--port", f"socket://127.0.0.1:{device}", *a)
+        one_error_line(r, pattern)
+        assert r.stdout == ""
 
 
 def test_run_clips_at_max_seq_as_the_host_build_does(build, device):
@@ -404,7 +437,7 @@ def test_run_stops_after_the_end_of_sequence_token(build, device, clean):
         r = tinyslm("run", build, "--port", h.url, *RUN)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().strip(",").split(",") == clean[1].strip().strip(",").split(",")[:5] + ["1"]
-    assert "[host-socket: 6 tokens" in r.stderr
+    assert re.search(r"\[host-socket: 6 tokens, prefill \d+ cycles", r.stderr), r.stderr
 
 
 @pytest.mark.parametrize("case,rewrite,pattern", [
@@ -416,3 +449,19 @@ def test_run_stops_after_the_end_of_sequence_token(build, device, clean):
 def test_load_refuses_bad_acks(build, device, case, rewrite, pattern):
     with Hostile(device, rewrite) as h:
         one_error_line(tinyslm("load", build, "--port", h.url), pattern)
+
+
+def test_a_slow_reader_gets_no_pile_of_resends(build, device):
+    """A device that reads 3,000 bytes/s (a LOAD_DATA frame takes 0.35 s, longer than the first
+    resend interval): resends adapt to the measured round trip instead of queueing copies the
+    device must read whole before the next request, which would stall the link for good."""
+    from tinyslm.serialio import Device
+    blob = (build / "model" / "tsl_weights.bin").read_bytes()
+    total, arch, crc = struct.unpack_from("<III", blob, 8)
+    with Hostile(device, passthru, rate=3000) as h, Device(h.url) as d:
+        d.identify()
+        d.request(P.LOAD_BEGIN, struct.pack("<III", total, arch, crc))
+        for off in range(0, 10 * 1020, 1020):
+            d.request(P.LOAD_DATA, struct.pack("<I", off) + blob[off:off + 1020])
+        sent = h.sent
+    assert sent < 1.4 * 10 * 1040, sent                  # a few early copies, then none

@@ -142,6 +142,31 @@ def test_constants_mirror_the_c_header():
     assert len(P.NAMES) == sum(k.startswith("TSL_MSG_") for k in defs)
 
 
+def test_reply_parsers_take_only_what_fits():
+    """Every reply parser, on payloads of any length and content, returns or raises BadPayload
+    (the host's one-line protocol error), never struct.error or IndexError."""
+    rng = random.Random(6)
+    parsers = [P.parse_identity, P.parse_item, P.parse_run_ack, P.parse_run_done, P.parse_debug_ack,
+               P.parse_op_hashes, P.parse_load_ack, P.parse_error,
+               lambda p: P.parse_item(p, count=3, vocab=VOCAB)]
+    good = (struct.pack("<BBH11Ii", 1, 0, 1024, ARCH, 1, 96, ARENA, KV, VOCAB, MAX_SEQ, N_OPS, LOGITS_OFF, 96,
+                        MAX_SEQ, 0) + b"\x04test\x01v\x02ns")
+    assert P.parse_identity(good)["board"] == "test"
+    for fn in parsers:
+        for n in list(range(80)) + [255, 1024]:
+            for p in (rng.randbytes(n), bytes(n), good[:n], good + rng.randbytes(n)):
+                try:
+                    fn(p)
+                except P.BadPayload:
+                    pass
+    with pytest.raises(P.BadPayload, match="vocab 2147483647 outside"):
+        P.parse_identity(good[:24] + struct.pack("<I", 2**31 - 1) + good[28:])
+    with pytest.raises(P.BadPayload, match="ITEM index 3 of a run of 3"):
+        P.parse_item(struct.pack("<HiIQ", 3, 0, 0, 0), count=3, vocab=VOCAB)
+    with pytest.raises(P.BadPayload, match=f"token {VOCAB} outside"):
+        P.parse_item(struct.pack("<HiIQ", 0, VOCAB, 0, 0), count=3, vocab=VOCAB)
+
+
 # ---- (2) the C parser and encoder through cffi ----
 
 CDEF = f"""

@@ -443,8 +443,8 @@ def cmd_demo(a):
 def _device_args(s, required=True, what="pyserial URL of the device: /dev/ttyUSB0, COM3, socket://127.0.0.1:5555"):
     s.add_argument("--port", required=required, help=what)
     s.add_argument("--baud", type=int, default=115200)
-    s.add_argument("--timeout", type=float, default=2.0,
-                   help="seconds of silence from the device before giving up (default 2); lost frames are resent sooner")
+    s.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds of silence from the device before giving up (default 5); lost frames are resent sooner")
 
 
 LOAD_HELP = ("reserve RAM for a second copy of the weights, so that `tinyslm load` can replace them without "

@@ -34,15 +34,17 @@ class _Tally:
 class Device:
     """One connection to a device.
 
-    timeout: seconds of silence from the device (not one byte) after which a request gives up:
-      "no answer from the device". A request lost on the way is resent sooner, after `resend`
-      seconds without a reply, and after a damaged frame as soon as the line is quiet (`settle`).
+    timeout: seconds of silence from the device (no frame, not even a damaged one) after which a
+      request gives up: "no answer from the device". 5 s by default: qemu boards on a loaded
+      machine stall for up to 2 s now and then. A request lost on the way is resent sooner, after `resend`
+      seconds without a reply (or the round trip measured for its type, see _interval), and after
+      a damaged frame as soon as the line is quiet (`settle`).
     retries: resends per request, whatever their cause; when they run out although the device
       answered, the message says how its frames failed.
     step_timeout: longest time the host waits for the first item of a run (the device's prefill);
       after that the silence that ends a stream is derived from the observed time per step."""
 
-    def __init__(self, url, baudrate=115200, timeout=2.0, retries=40, step_timeout=30.0):
+    def __init__(self, url, baudrate=115200, timeout=5.0, retries=40, step_timeout=30.0):
         import serial
         self.url, self.baudrate, self.timeout, self.retries = url, baudrate, timeout, retries
         self.step_timeout = step_timeout
@@ -64,6 +66,8 @@ class Device:
         self.step_seconds = None      # wall time per step of the last run, as observed
         self.info = None              # the last IDENTITY
         self.sent_at = 0.0            # when the last request went out
+        self.rtt = {}                 # request type -> (smoothed round trip, its variation), RFC 6298
+        self.backoff = {}             # request type -> resend interval multiplier after silent tries
 
     def close(self):
         self.port.close()
@@ -119,16 +123,32 @@ class Device:
             return True
         return False
 
+    def _interval(self, type_):
+        """Seconds to wait for a reply before resending: the round trip measured on this link for
+        this request type (slow emulated UARTs, big frames) with TCP's margin, at least `resend`,
+        doubled after each silent try until a clean exchange: resends never pile up faster than
+        the device can read them."""
+        s = self.rtt.get(type_)
+        base = self.resend if s is None else max(self.resend, s[0] + 4 * s[1])
+        return min(self.timeout, base * self.backoff.get(type_, 1))
+
+    def _measured(self, type_, r):
+        """A clean exchange (one send, its reply) took r seconds: update the estimate (Karn: only
+        these, a resent request's reply could answer either copy)."""
+        s = self.rtt.get(type_)
+        self.rtt[type_] = (r, r / 2) if s is None else (0.875 * s[0] + 0.125 * r, 0.75 * s[1] + 0.25 * abs(s[0] - r))
+        self.backoff[type_] = 1
+
     def request(self, type_, payload=b"", expect=(), wait=None, aside=None):
         """Send one request and return the first reply Frame with its seq. Resent after a damaged
-        frame, a link error from the device, an E_SEQ, or `resend` s without a reply; gives up
+        frame, a link error from the device, an E_SEQ, or _interval() s without a reply; gives up
         after `retries` resends or `timeout` s of silence. wait: seconds the device may take to
         answer (slow requests): no resend before it. aside(frame): offered every intact frame of
         another seq; if it returns True the request is abandoned and None returned. Raises
         TslError on an ERROR reply, a reply that does not fit, or when no valid reply came."""
         name = P.NAMES.get(type_, type_)
         self.seq = (self.seq + 1) & 0xFFFF
-        resend, quiet = (wait, wait + self.timeout) if wait else (self.resend, self.timeout)
+        quiet = wait + self.timeout if wait else self.timeout
         tally, frame, sends = _Tally(), None, 0
         t0 = heard = time.monotonic()
         while True:
@@ -136,26 +156,26 @@ class Device:
                 frame = P.encode_frame(type_, P.FLAG_SYNC if self.sync else 0, self.seq, payload)
             self._send(frame)
             sends += 1
-            deadline, quiet_line = time.monotonic() + resend, None
+            deadline, quiet_line, silent = time.monotonic() + (wait or self._interval(type_)), None, True
             while (r := self._recv(deadline, quiet_line)) is not None:
-                heard = time.monotonic()
                 if self._garbled(r, tally):
                     # our request or its reply was damaged: resend once the line has been quiet
                     # for `settle`, unless a valid reply comes first
-                    quiet_line = self.settle
+                    quiet_line, silent, heard = self.settle, False, time.monotonic()
                     continue
-                if r.seq != self.seq:                 # a stale reply, a stream frame, a stray ERROR
-                    if aside is not None and aside(r):
+                if r.seq != self.seq:                 # a stale reply, a stream frame, a stray ERROR:
+                    if aside is not None and aside(r):  # no answer, so the silence clock runs on
                         return None
                     tally.stale += 1
                     continue
+                heard = time.monotonic()
                 if r.type == P.ERROR:
                     try:
                         code, _, detail = P.parse_error(r.payload)
                     except P.BadPayload as e:
                         raise self._bad(f"{e}, in answer to {name}") from None
                     if code == P.E_SEQ:               # device lost track (rebooted, other host)
-                        self.sync, frame = True, None
+                        self.sync, frame, silent = True, None, False
                         tally.seq += 1
                         break
                     if code in P.LINK_ERRORS:         # not ours: link errors carry seq 0
@@ -165,7 +185,11 @@ class Device:
                 if expect and r.type not in expect:
                     raise self._bad(f"{r.name} in answer to {name}")
                 self.sync = False
+                if sends == 1 and not wait:
+                    self._measured(type_, time.monotonic() - self.sent_at)
                 return r
+            if silent and not wait:
+                self.backoff[type_] = min(64, 2 * self.backoff.get(type_, 1))
             now = time.monotonic()
             if sends > self.retries or now - heard >= quiet:
                 break
@@ -321,6 +345,7 @@ class Device:
                     break
                 if not self._garbled(r, tally):
                     take(r)
+            self.last_run = st["done"]
             raise
 
     def debug_begin(self, step, full=False):
