@@ -57,18 +57,43 @@ def _json(o):
 
 # ---- writing ----
 
-def new_dir(out):
-    """A fresh, empty folder beside `out` to write a build into (same filesystem: the final rename
-    is atomic). Leftovers of earlier interrupted compiles of `out` are removed first."""
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(out)
-    import tempfile
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL}{os.getpid()}-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)               # mkdtemp's 0700 would outlive the rename
-    return tmp
+class partial_dir:
+    """`with partial_dir(out) as tmp:` a fresh, empty folder beside `out` to write a build into (same
+    filesystem: the final rename is atomic), removed if the block raises, Ctrl-C and SIGTERM included.
+    Signals are held while the folder is made, so none lands between its creation and its cleanup
+    being armed. Leftovers of earlier killed compiles of `out` are removed first."""
+
+    def __init__(self, out):
+        self.out, self.tmp = Path(out).resolve(), None
+
+    def __enter__(self):
+        import signal
+        import tempfile
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(self.out)
+        held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}{PARTIAL}{os.getpid()}-", dir=self.out.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o777 & ~umask)      # mkdtemp's 0700 would outlive the rename
+        finally:
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)     # a held signal is raised here
+            except BaseException:
+                self._remove()
+                raise
+        return self.tmp
+
+    def __exit__(self, kind, exc, tb):
+        if kind is not None:
+            self._remove()
+        return False
+
+    def _remove(self):
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def save(tmp, man, prog):

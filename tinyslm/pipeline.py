@@ -36,8 +36,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
                f"a --weights format tinyslm's {weights} cannot hold as they are)" if gw["requantized"] else ""), quiet)
     pl = plan.plan(prog)                                                      # arena offsets, KV cache layout
     check_fit(B, prog, pl, model_path, weights, max_seq)                      # refuse what the board cannot hold
-    tmp = builddir.new_dir(out)                                               # .OUT.partial-*, beside OUT
-    try:
+    with builddir.partial_dir(out) as tmp:                                    # .OUT.partial-*, removed on any failure
         man = codegen.generate(prog, pl, tmp, board, B.toolchain["cc"], B.toolchain["cflags"],
                                B.toolchain.get("ar", "ar"), Path(model_path).resolve())  # IR + plan -> C, weights blob, Makefile
         if tok is not None:
@@ -47,9 +46,6 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         (tmp / "memory.svg").write_text(memmap.svg(man))                     # the plan as a picture
         man = builddir.save(tmp, man, prog)                                   # IR as JSON, manifest, marker
         builddir.replace(tmp, out)                                            # atomic swap; only a tinyslm build is replaced
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"wrote {out} in {time.time() - t0:.1f}s: weights {human_bytes(man['weights']['bytes'])}, arena "
         f"{human_bytes(pl.arena_bytes)} (lower bound {human_bytes(pl.lower_bound)}), KV cache {human_bytes(pl.kv_bytes)}; "
         f"picture: {out / 'memory.svg'}", quiet)
