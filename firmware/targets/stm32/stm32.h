@@ -4,7 +4,9 @@
 #define TSL_STM32_H
 #include <stdint.h>
 
+#ifndef TSL_REG   /* (tests/test_stm32.py runs stm32_clock.c on the host against simulated registers) */
 #define TSL_REG(a) (*(volatile uint32_t *)(uintptr_t)(a))
+#endif
 
 typedef struct {
     uint32_t sysclk, hclk, pclk1, pclk2;   /* Hz actually running */
