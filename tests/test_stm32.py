@@ -27,7 +27,7 @@ from tinyslm.serialio import Device
 STARTUP = "firmware/targets/stm32"
 STM32 = [n for n in list_boards() if load_board(n).target.get("startup") == STARTUP]
 NO_PORT = "/dev/ttyTSL-does-not-exist"
-HSI = {"TSL_STM32_RCC_F4": 16_000_000, "TSL_STM32_RCC_H7": 64_000_000}   # RM0090 6.2.2, RM0433 8.5.2
+HSI = {"TSL_STM32_RCC_F4": 16_000_000, "TSL_STM32_RCC_H7": 64_000_000}   # HSI out of reset: RM0090, RM0433
 
 
 def test_the_boards_exist():
@@ -51,7 +51,7 @@ def _field(v, lo, width):
 
 
 def _expected_f4(d, hz):
-    """RM0390 6.3 / RM0385 5.3: what RCC, PWR, FLASH and GPIO hold after the switch to the PLL."""
+    """RM0390, RM0385 (RCC, PWR, FLASH): what RCC, PWR, FLASH and GPIO hold after the switch to the PLL."""
     ppre = {1: 0, 2: 4, 4: 5, 8: 6, 16: 7}
     hpre = {1: 0, 2: 8, 4: 9, 8: 10, 16: 11}
     pll = (d["TSL_STM32_PLL_M"] | d["TSL_STM32_PLL_N"] << 6 | (d["TSL_STM32_PLL_P"] // 2 - 1) << 16 | 1 << 22
@@ -64,7 +64,7 @@ def _expected_f4(d, hz):
 
 
 def _expected_h7(d, hz):
-    """RM0433 8.7: PLL1 from HSE, dividers, D1/D2/D3 prescalers, flash latency."""
+    """RM0433 (RCC): PLL1 from HSE, dividers, D1/D2/D3 prescalers, flash latency."""
     ppre = {1: 0, 2: 4, 4: 5, 8: 6, 16: 7}
     hpre = {1: 0, 2: 8, 4: 9, 8: 10, 16: 11}
     ref = d["TSL_STM32_HSE_HZ"] // d["TSL_STM32_PLL_M"]
@@ -121,6 +121,33 @@ def test_clock_registers(name, no_hse, tmp_path):
         assert _field(regs[g + 0x20 + 4 * (pin // 8)], 4 * (pin % 8), 4) == d["TSL_STM32_UART_AF"]
 
 
+# USART register maps: RM0390 (F446: SR, DR, BRR, CR1), RM0385 and RM0433 (F7, H7: CR1, CR3, BRR, ISR, RDR, TDR)
+USART = {"stm32_sr": dict(status=0x00, rx=0x04, tx=0x04, brr=0x08, cr1=0x0C, on=1 << 13 | 1 << 3 | 1 << 2),
+         "stm32_isr": dict(status=0x1C, rx=0x24, tx=0x28, brr=0x0C, cr1=0x00, on=1 << 0 | 1 << 3 | 1 << 2,
+                           cr3=(0x08, 1 << 12))}
+
+
+@pytest.mark.parametrize("name", STM32)
+def test_usart_registers(name, tmp_path):
+    B = load_board(name)
+    cc = require_tool("cc", "gcc")
+    u, d = USART[B.target["uart"]], B.target["defines"]
+    _, (*_, clock), _ = _regsim(B, tmp_path, False)
+    exe = tmp_path / "uartsim"
+    r = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", f"-I{ROOT / 'firmware' / 'uart'}",
+                        f"-DTSL_UART_{B.target['uart'].upper()}", f"-DTSL_UART_BAUD={d['TSL_UART_BAUD']}",
+                        f"-DCLOCK_HZ={clock}", f"-DSTATUS_OFF={u['status']}", f"-DRX_OFF={u['rx']}",
+                        str(ROOT / "tests" / "stm32_uartsim.c"), "-o", str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout
+    regs = {int(a, 16): int(v, 16) for a, v in re.findall(r"^reg (\S+) (\S+)$", out, re.M)}
+    assert re.search(r"^got 90$", out, re.M), out                           # 0x5A, the 8 data bits
+    assert regs[u["brr"]] == round(clock / d["TSL_UART_BAUD"])               # 16x oversampling
+    assert regs[u["cr1"]] == u["on"] and regs[u["tx"]] == 0x22
+    if "cr3" in u:
+        assert regs[u["cr3"][0]] == u["cr3"][1]
+
+
 # ---- images for the chips ----
 
 def _ram_top(B):
@@ -175,10 +202,12 @@ def test_stand_in_answers_over_its_uart(build):
         with Device(url) as dev:
             info = dev.identify()
             assert info["board"] == E.name and info["model_status"] == 0
-            assert info["cycles_unit"] == "systick cycles at 16 MHz, HSI: HSE did not start"   # qemu has no RCC
+            assert info["cycles_unit"] == "systick cycles@16MHz (HSI: HSE did not start)"   # qemu has no RCC
             ids = [0, 48, 79, 317]
             got = list(dev.generate(ids, 16, 0.8, 0.9, 7))
-        assert [t for t, _ in got] == host_tokens(build, ids, 16, 0.8, 0.9, 7) and all(c > 0 for _, c in got)
+        want = host_tokens(build, ids, 16, 0.8, 0.9, 7)
+        assert [t for t, _ in got] == want, (got, want)
+        assert all(c > 0 for _, c in got), got
         r = tinyslm("verify", build, "--port", url, "--steps", 64)
     assert r.returncode == 0 and f"OK {E.name}: 64 steps bit-exact on the device" in r.stdout, r.stdout + r.stderr
 

@@ -30,6 +30,7 @@ uint64_t tsl_cycles(void);
 
 #define SCB_CPACR TSL_REG(0xE000ED88u)
 #define SCB_VTOR TSL_REG(0xE000ED08u)
+#define SCB_ICSR TSL_REG(0xE000ED04u)
 #define SCB_CCR TSL_REG(0xE000ED14u)
 #define SCB_CCSIDR TSL_REG(0xE000ED80u)
 #define SCB_CSSELR TSL_REG(0xE000ED84u)
@@ -148,9 +149,9 @@ void tsl_cycles_init(void)
     SYST_RVR = 0xFFFFFFu;
     SYST_CVR = 0;
     SYST_CSR = 7u;                                         /* enable, interrupt on wrap, CPU clock */
-    char *p = put(unit, use_dwt ? "dwt cycles at " : "systick cycles at ");
-    p = put(put_u(p, clocks.sysclk / 1000000u), " MHz");
-    if (clock_problem) p = put(put(p, ", HSI: "), clock_problem);
+    char *p = put(unit, use_dwt ? "dwt cycles@" : "systick cycles@");   /* "dwt cycles@180MHz" */
+    p = put(put_u(p, clocks.sysclk / 1000000u), "MHz");
+    if (clock_problem) p = put(put(put(p, " (HSI: "), clock_problem), ")");
     *p = 0;
     cycles_on = 1;
 }
@@ -169,8 +170,13 @@ uint64_t tsl_cycles(void)
         __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
         return r;
     }
-    uint32_t w, v;
-    do { w = systick_wraps; v = SYST_CVR; } while (w != systick_wraps);
+    uint32_t w, v, pending;
+    do {
+        w = systick_wraps;
+        v = SYST_CVR;
+        pending = SCB_ICSR & (1u << 26);                   /* PENDSTSET: a wrap not yet counted */
+    } while (w != systick_wraps);
+    if (pending && v >= 0x800000u) w++;                    /* it came before v was read */
     return ((uint64_t)w << 24) + (0xFFFFFFu - v);
 }
 
