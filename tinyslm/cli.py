@@ -323,14 +323,16 @@ def _tcp_port(spec):
 def cmd_flash(a):
     from . import procs
     from .boards import load_board
-    from .firmware import flash_plan, write_espidf_project
+    from .firmware import build_firmware, flash_plan, write_espidf_project
     B = load_board(a.board)
     if B.target.get("espidf_target"):
         write_espidf_project(a.out, B)            # (re)writes OUT/espidf around the current sources
     image = Path(a.image) if a.image else None
     if image is not None and not image.is_file():
         raise TslError(f"--image {image}: no such file")
-    argv, steps = flash_plan(B, a.out, a.port, image)
+    if image is None and B.target.get("startup") and not B.emulated:
+        image = build_firmware(a.out, B.name, lambda m: print(m, file=sys.stderr))["bin"]   # this build's image
+    argv, steps = flash_plan(B, a.out, a.port, image, a.tool)
     if argv is None:
         print(f"{B.name}: not flashed: {steps}", file=sys.stderr)
         return 1
@@ -339,8 +341,8 @@ def cmd_flash(a):
         return 0
     rc = procs.wait_any(procs.popen(argv, stdin=None))   # the tool shows its own progress and verifies
     if rc:
-        raise TslError(f"{B.flash.get('tool')} failed with status {rc} writing to {a.port}")
-    print(f"{B.name}: flashed over {a.port}")
+        raise TslError(f"{argv[0] if argv[0] != sys.executable else argv[2]} failed with status {rc}; {B.name} is not flashed")
+    print(f"{B.name}: flashed" + (f" over {a.port}" if a.port else ""))
     return 0
 
 
@@ -524,11 +526,12 @@ def parser():
     s.add_argument("--serial", default="tcp:5555", help="tcp:PORT (default tcp:5555)")
     s.set_defaults(fn=cmd_emulate)
 
-    s = sub.add_parser("flash", help="write the firmware with the family's tool (esptool, stm32loader), or print the steps")
+    s = sub.add_parser("flash", help="write the firmware with the family's tool (esptool, stm32loader, st-flash, openocd), or say why not")
     s.add_argument("out", help="build directory")
     s.add_argument("--board", required=True, help=BOARD_HELP)
-    s.add_argument("--port", required=True, help="serial port of the bootloader, e.g. /dev/ttyUSB0")
-    s.add_argument("--image", help="an image you built yourself for boards without tinyslm start-up code (STM32, RP2350)")
+    s.add_argument("--port", help="serial port of the bootloader, e.g. /dev/ttyUSB0 (esptool, stm32loader)")
+    s.add_argument("--image", help="an image you built yourself (default: `tinyslm build`'s, where tinyslm has start-up code)")
+    s.add_argument("--tool", help="one of the board's [flash] tools (default: the first one installed)")
     s.add_argument("--dry-run", action="store_true", help="print the command only")
     s.set_defaults(fn=cmd_flash)
 

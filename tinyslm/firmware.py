@@ -263,11 +263,31 @@ def free_port():
         return s.getsockname()[1]
 
 
-def flash_plan(B, out, port, image=None):
-    """How the family's own tool writes to `B` over `port`: (argv, None) to run, or (None, steps)."""
-    tool = B.flash.get("tool", "none")
+# How each flashing tool is found and installed (not board facts: the same on every board).
+FLASH_TOOLS = {
+    "stm32loader": ("module", "stm32loader", "pip install 'tinyslm[flash]'"),
+    "esptool": ("module", "esptool", "pip install 'tinyslm[flash]'"),
+    "st-flash": ("program", "st-flash", "apt install stlink-tools"),
+    "openocd": ("program", "openocd", "apt install openocd"),
+    "uf2": ("program", "picotool", "apt install picotool, or copy the .uf2 onto the RPI-RP2 drive"),
+}
+
+
+def _installed(tool):
+    import importlib.util
+    kind, name, _ = FLASH_TOOLS[tool]
+    return importlib.util.find_spec(name) is not None if kind == "module" else shutil.which(name) is not None
+
+
+def flash_plan(B, out, port, image=None, tool=None):
+    """How the family's own tool writes to `B`: (argv, None) to run, or (None, why not) when nothing
+    can be flashed (no tool installed, nothing to flash, an emulator-only board). [flash] tools lists
+    the board's tools in order of preference; the first installed one is used, or `tool`."""
     notes = B.flash.get("notes", "")
-    if tool == "esptool":
+    tools = B.flash.get("tools") or [B.flash.get("tool", "none")]
+    if tool is not None and tool not in tools:
+        raise TslError(f"--tool {tool}: {B.name} is flashed with {', '.join(tools)}")
+    if tools == ["esptool"]:
         args = Path(out).resolve() / "espidf" / "build" / "flasher_args.json"
         if not args.is_file():
             raise TslError(f"{args.parent.parent}: not built yet; run `cd {args.parent.parent} && idf.py set-target "
@@ -276,17 +296,34 @@ def flash_plan(B, out, port, image=None):
         fs = fa.get("flash_settings", {})
         files = sorted(fa["flash_files"].items(), key=lambda kv: int(kv[0], 16))
         argv = [sys.executable, "-m", "esptool", "--chip", fa.get("extra_esptool_args", {}).get("chip", B.name),
-                "--port", port, "--baud", str(B.flash.get("baud", 460800)), "write-flash",
+                "--port", _need_port(port, "esptool"), "--baud", str(B.flash.get("baud", 460800)), "write-flash",
                 "--flash-mode", fs.get("flash_mode", "dio"), "--flash-size", fs.get("flash_size", "detect"),
                 "--flash-freq", fs.get("flash_freq", "80m")]
         for off, f in files:
             argv += [off, str(args.parent / f)]
         return argv, None
-    if image is None:
-        return None, notes or f"board {B.name}: no flashing tool (flash tool = {tool!r})"
-    if tool == "stm32loader":
-        return [sys.executable, "-m", "stm32loader", "-p", port, "-b", str(B.flash.get("baud", 115200)),
-                "-e", "-w", "-v", "-a", B.flash.get("address", "0x08000000"), str(image)], None
-    if tool == "uf2" and shutil.which("picotool"):
-        return ["picotool", "load", "-x", str(image)], None
-    return None, notes
+    if image is None or tools == ["none"]:
+        return None, notes or f"board {B.name}: no flashing tool (flash tool = {tools[0]!r})"
+    wanted = [t for t in ([tool] if tool else tools) if t in FLASH_TOOLS]
+    if not wanted:                # scp and the like: steps only
+        return None, notes
+    usable = [t for t in wanted if _installed(t)]
+    if not usable:
+        how = "; ".join(f"{t}: {FLASH_TOOLS[t][2]}" for t in wanted)
+        return None, f"no flashing tool installed ({how}). {notes}"
+    tool, addr = usable[0], B.flash.get("address", "0x08000000")
+    if tool == "stm32loader":     # the chip's UART bootloader: BOOT0 high, reset
+        return [sys.executable, "-m", "stm32loader", "-p", _need_port(port, tool), "-b", str(B.flash.get("baud", 115200)),
+                "-e", "-w", "-v", "-a", addr, str(image)], None
+    if tool == "st-flash":        # ST-LINK over USB
+        return ["st-flash", "--reset", "write", str(image), addr], None
+    if tool == "openocd":
+        return ["openocd", "-f", B.flash.get("openocd_interface", "interface/stlink.cfg"), "-f", B.flash["openocd_target"],
+                "-c", f"program {image} {addr} verify reset exit"], None
+    return ["picotool", "load", "-x", str(image)], None       # uf2
+
+
+def _need_port(port, tool):
+    if not port:
+        raise TslError(f"--port: {tool} needs the serial port of the chip's bootloader, e.g. /dev/ttyUSB0")
+    return port

@@ -26,16 +26,18 @@ def _need(tool, install):
 
 
 def _startup(board):
-    """-> (start-up sources, linker flags) of the board's [target] section."""
+    """-> (start-up sources, linker flags, -D flags) of the board's [target] section; [target.defines]
+    holds the start-up code's facts (clocks, PLL, wait states, UART pins), one macro each."""
     t = board.target
     srcs, ld = [], []
+    defs = [f"-D{k}={v}" for k, v in t.get("defines", {}).items()]
     if t.get("startup"):
         d = ROOT / t["startup"]
         srcs = sorted(p for p in d.iterdir() if p.suffix in (".c", ".S"))
     if t.get("linker_script"):
         ls = ROOT / t["linker_script"]
         ld = [f"-L{ls.parent}", f"-T{ls}"]
-    return srcs, ld
+    return srcs, ld, defs
 
 
 def build(board, sources, include_dirs, out_dir, defines=None, name="app", extra_cflags=()):
@@ -53,8 +55,8 @@ def build(board, sources, include_dirs, out_dir, defines=None, name="app", extra
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [Path(s).resolve() for s in sources]
     exe = out_dir / (name + (".elf" if board.kind == "baremetal" else ""))
-    st_srcs, st_ld = _startup(board)
-    defs = [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in (defines or {}).items()]
+    st_srcs, st_ld, defs = _startup(board)
+    defs += [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in (defines or {}).items()]
     incs = [f"-I{Path(d).resolve()}" for d in [*include_dirs, PLATFORM_INCLUDE]]
     tmp = out_dir / f".{exe.name}.tmp-{os.urandom(8).hex()}"
     cmd = [cc, *tc.get("cflags", []), *extra_cflags, *incs, *defs, *map(str, st_srcs), *map(str, sources),

@@ -1,4 +1,7 @@
 /* tsl_platform.h -- a cycle counter for benchmarks, one per target family.
+ *   STM32        (TSL_CYCLES_TARGET) the start-up code's counter (targets/stm32/stm32_start.c): DWT
+ *                CYCCNT, or SysTick where the DWT does not count (qemu); its unit string names the
+ *                clock the chip reached, and why not the rated one.
  *   Cortex-M     SysTick (24 bit, widened by the SysTick_Handler of targets/cortexm/startup.c),
  *                clocked by the CPU clock. Under qemu -icount shift=0 every instruction takes 1 ns
  *                of virtual time, so one tick = 1e9 / clock_hz instructions (40 on mps2 at 25 MHz).
@@ -12,7 +15,12 @@
 #define TSL_PLATFORM_H
 #include <stdint.h>
 
-#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
+#if defined(TSL_CYCLES_TARGET)
+void tsl_cycles_init(void);
+uint64_t tsl_cycles(void);
+const char *tsl_cycles_unit(void);
+#define TSL_CYCLES_UNIT tsl_cycles_unit()
+#elif defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
 #define TSL_CYCLES_UNIT "systick"
 extern volatile uint32_t tsl_systick_wraps;
 #define TSL_SYST_CSR (*(volatile uint32_t *)0xE000E010u)

@@ -58,6 +58,56 @@ void tsl_uart_write(const uint8_t *p, uint32_t n)
     }
 }
 
+#elif defined(TSL_UART_STM32_SR) || defined(TSL_UART_STM32_ISR)
+/* STM32 USART, 8N1 at TSL_UART_BAUD. Two register layouts:
+ *   stm32_sr  (F1/F2/F4)        SR 0x00 (RXNE b5, TXE b7), DR 0x04, BRR 0x08, CR1 0x0C (UE b13, TE b3, RE b2)
+ *   stm32_isr (F0/F3/F7/H7/L4)  CR1 0x00 (UE b0, RE b2, TE b3), CR3 0x08 (OVRDIS b12), BRR 0x0C,
+ *                               ISR 0x1C (RXNE b5, TXE b7), RDR 0x24, TDR 0x28
+ * The start-up code (targets/stm32) turns on the USART's bus clock and pins and calls
+ * tsl_uart_init() with that clock, before main(). BRR = clock / baud (16x oversampling). Bytes that
+ * arrive while the device computes are dropped by the hardware (overrun): the protocol is stop-and-wait. */
+#define UART_REG(o) (*(volatile uint32_t *)((uintptr_t)(TSL_UART_BASE) + (o)))
+#ifndef TSL_UART_BAUD
+#define TSL_UART_BAUD 115200u
+#endif
+#if defined(TSL_UART_STM32_SR)
+enum { U_STATUS = 0x00, U_RX = 0x04, U_TX = 0x04, U_BRR = 0x08, U_CR1 = 0x0C };
+#define U_CR1_ON ((1u << 13) | (1u << 3) | (1u << 2))
+#else
+enum { U_CR1 = 0x00, U_CR3 = 0x08, U_BRR = 0x0C, U_STATUS = 0x1C, U_RX = 0x24, U_TX = 0x28 };
+#define U_CR1_ON ((1u << 0) | (1u << 3) | (1u << 2))
+#endif
+
+void tsl_uart_init(uint32_t clock_hz);
+
+/* again after a clock change: the F4 layout takes the new BRR with the USART on (a byte waiting
+ * in DR stays); the ISR layout wants UE off to write BRR and CR3 */
+void tsl_uart_init(uint32_t clock_hz)
+{
+#if defined(TSL_UART_STM32_ISR)
+    UART_REG(U_CR1) = 0;
+    UART_REG(U_CR3) = 1u << 12;        /* OVRDIS: an overrun loses the byte, never stops reception */
+#endif
+    UART_REG(U_BRR) = (clock_hz + TSL_UART_BAUD / 2u) / TSL_UART_BAUD;
+    UART_REG(U_CR1) = U_CR1_ON;
+}
+
+int tsl_uart_getc(void)
+{
+    while (!(UART_REG(U_STATUS) & (1u << 5))) {
+    }
+    return (int)(UART_REG(U_RX) & 0xFF);   /* (F4: the SR-then-DR read also clears an overrun) */
+}
+
+void tsl_uart_write(const uint8_t *p, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        while (!(UART_REG(U_STATUS) & (1u << 7))) {
+        }
+        UART_REG(U_TX) = p[i];
+    }
+}
+
 #elif defined(TSL_UART_STDIO)
 /* Linux boards (Raspberry Pi): the protocol runs over stdin/stdout, or over a serial device
  * given as TSL_SERIAL_DEV in the environment. */
