@@ -28,9 +28,11 @@ def _model(family, overrides=None):
     return AutoModelForCausalLM.from_config(cfg).eval(), cfg
 
 
-def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None):
-    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter (opset 18)
-    or the TorchScript one (dynamo=False, opset 17 unless given). -> path"""
+def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None, static=False, external=False):
+    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter (opset 18
+    unless given; 23 brings RMSNormalization, RotaryEmbedding and Attention) or the TorchScript one
+    (dynamo=False, opset 17 unless given). static: no dynamic_shapes, input_ids fixed at [1, 16];
+    external: weights in PATH.data next to the graph, as torch writes them by default. -> path"""
     import torch
     m, _ = _model(family, overrides)
 
@@ -45,16 +47,18 @@ def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None
             mask = torch.ones_like(ids) if self.mask else None
             return self.m(input_ids=ids, attention_mask=mask, use_cache=False).logits
 
+    example = (torch.randint(0, 128, (1, 16 if static else 8)),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            torch.onnx.export(Logits(m, False), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
-                              output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=max_t)},),
-                              opset_version=18, dynamo=True, external_data=False)
+            dyn = None if static else ({1: torch.export.Dim("T", min=2, max=max_t)},)
+            torch.onnx.export(Logits(m, False), example, str(path), input_names=["input_ids"],
+                              output_names=["logits"], dynamic_shapes=dyn, opset_version=opset or 18, dynamo=True,
+                              external_data=external)
         else:
-            torch.onnx.export(Logits(m, True), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
-                              output_names=["logits"], dynamic_axes={"input_ids": {1: "T"}, "logits": {1: "T"}},
-                              opset_version=opset or 17, dynamo=False)
+            torch.onnx.export(Logits(m, True), example, str(path), input_names=["input_ids"],
+                              output_names=["logits"], dynamic_axes=None if static else
+                              {"input_ids": {1: "T"}, "logits": {1: "T"}}, opset_version=opset or 17, dynamo=False)
     return path
 
 

@@ -245,7 +245,8 @@ def cmd_inspect(a):
         for name, op, dom, ver, hint in bad:
             print(f"  {name or '?':<40} {dom + '.' + op:<36} opset {ver:<3} {hint}")
         return 2
-    bad = frontend.unsupported_nodes(model, frontend.Graph(model, a.model, [0, 1, 2, 3]).live)
+    ids = [i % 4 for i in range(frontend.probe_len(model, 4, a.model))]
+    bad = frontend.unsupported_nodes(model, frontend.Graph(model, a.model, ids).live)
     if bad:
         print(f"cannot compile: {len(bad)} unsupported node(s) on the token path")
         for name, op, dom, ver, hint in bad:
