@@ -101,15 +101,16 @@ def export_with_past(family, path):
 
 
 def quantize(src, path, how):
-    """onnxruntime's quantizers: dynamic (MatMulInteger), qdq / qdq_pc (static, per tensor /
+    """onnxruntime's quantizers: dynamic / dynamic_pc (MatMulInteger, per tensor / per channel), qdq /
+    qdq_mm (static QDQ, op_types_to_quantize MatMul and Gemm only) / qdq_pc (static, per tensor /
     per channel), nbits (MatMulNBits int4, blocks of 32), nbits128 (blocks of 128), nbits_asym
     (zero points), nbits8 (8-bit blocks)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
-    if how == "dynamic":
-        quantize_dynamic(str(src), str(path), weight_type=QuantType.QInt8)
-    elif how in ("qdq", "qdq_pc"):
+    if how in ("dynamic", "dynamic_pc"):
+        quantize_dynamic(str(src), str(path), weight_type=QuantType.QInt8, per_channel=how == "dynamic_pc")
+    elif how in ("qdq", "qdq_pc", "qdq_mm"):
         class Reader(CalibrationDataReader):
             def __init__(self):
                 self.it = iter([{"input_ids": np.random.default_rng(i).integers(0, 128, (1, 16))} for i in range(4)])
@@ -117,7 +118,8 @@ def quantize(src, path, how):
             def get_next(self):
                 return next(self.it, None)
         quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=how == "qdq_pc",
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
+                        op_types_to_quantize=["MatMul", "Gemm"] if how == "qdq_mm" else None)
     elif how.startswith("nbits"):
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
         q = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=128 if how == "nbits128" else 32,
