@@ -19,22 +19,24 @@ FAMILIES = {
 }
 
 
-def _model(family, overrides=None):
+def _model(family, overrides=None, attn="eager"):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     torch.manual_seed(0)
     cfg = AutoConfig.for_model(family, **{**COMMON, **FAMILIES[family], **(overrides or {})})
-    cfg._attn_implementation = "eager"
+    cfg._attn_implementation = attn
     return AutoModelForCausalLM.from_config(cfg).eval(), cfg
 
 
-def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None, static=False, external=False):
+def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None, static=False, external=False,
+                attn="eager"):
     """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter (opset 18
     unless given; 23 brings RMSNormalization, RotaryEmbedding and Attention) or the TorchScript one
     (dynamo=False, opset 17 unless given). static: no dynamic_shapes, input_ids fixed at [1, 16];
-    external: weights in PATH.data next to the graph, as torch writes them by default. -> path"""
+    external: weights in PATH.data next to the graph, as torch writes them by default; attn: transformers'
+    attention implementation (sdpa at opset 23 exports Attention nodes). -> path"""
     import torch
-    m, _ = _model(family, overrides)
+    m, _ = _model(family, overrides, attn)
 
     class Logits(torch.nn.Module):
         def __init__(self, m, mask):
