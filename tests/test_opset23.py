@@ -1,6 +1,6 @@
-"""ONNX opset 23's RMSNormalization, RotaryEmbedding and Attention, as tinyslm.fused expands them to
-standard ops, against onnxruntime running the op itself (and the ONNX reference evaluator), one
-node at a time over their attribute and input variants."""
+"""ONNX opset 23's RMSNormalization, RotaryEmbedding and Attention, and GatherND along the first
+axis, as tinyslm.fused expands them to standard ops, against onnxruntime running the op itself (and
+the ONNX reference evaluator), one node at a time over their attribute and input variants."""
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -90,3 +90,18 @@ def test_attention(case):
         attrs = dict(is_causal=1, softcap=2.0)
     m, feeds = one_node("Attention", ins, attrs, n_out)
     check(m, feeds, "Attention")
+
+
+@pytest.mark.parametrize("index", [[[-2]], [[0], [3]], [[[1]], [[-1]]]])
+def test_gather_nd_along_first_axis(index):
+    """Falcon's dynamo export picks k and v out of its fused [heads + 2, B, T, hs] by GatherND with
+    constant indices: a Gather along axis 0."""
+    idx = np.array(index, np.int64)
+    x = f32(6, 1, 5, 16)
+    g = helper.make_graph([helper.make_node("GatherND", ["x", "idx"], ["y0"])], "g",
+                          [helper.make_tensor_value_info("x", F, list(x.shape))], [onnx.ValueInfoProto(name="y0")],
+                          [onnx.numpy_helper.from_array(idx, "idx")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    ex = expand_fused(m, "test.onnx")
+    assert [n.op_type for n in ex.graph.node] == ["Gather"]
+    np.testing.assert_array_equal(run(ex, {"x": x})[0], run(m, {"x": x})[0])

@@ -7,7 +7,8 @@ onnxruntime's transformer optimizer (and exporters that target it) fuse these in
   SkipLayerNormalization            (com.microsoft)                     residual Add + LayerNorm
   LayerNormalization below opset 17 (onnxruntime's own)                 LayerNorm
   FastGelu, Gelu, BiasGelu          (com.microsoft)                     bias Add + GELU (tanh, erf)
-and the LLM ops of ONNX opset 23, which torch's dynamo exporter emits at opset_version=23:
+GatherND with constant indices along the first axis (Falcon's dynamo export splits its fused QKV
+so) becomes a Gather; and the LLM ops of ONNX opset 23, which torch's dynamo exporter emits at opset_version=23:
   RMSNormalization                                                      RMSNorm
   RotaryEmbedding                   (cos/sin caches, optional position ids; rotate-half or interleaved)
   Attention                         (scale, causal and/or given mask, GQA, past K/V, softcap)
@@ -38,7 +39,8 @@ def expand_fused(model, path):
     fused = lambda n: (n.op_type == RMS and n.domain in ("", "ai.onnx")) or \
         (n.op_type in (SKIP_RMS, SKIP_LN) + GELUS and n.domain == "com.microsoft") or \
         (n.op_type == LN and n.domain in ("", "ai.onnx") and opset < 17) or \
-        (n.op_type in (RMSN, ROPE, ATTN) and n.domain in ("", "ai.onnx"))
+        (n.op_type in (RMSN, ROPE, ATTN) and n.domain in ("", "ai.onnx")) or \
+        (n.op_type == "GatherND" and n.domain in ("", "ai.onnx") and _gather_nd_index(model, n) is not None)
     if not any(fused(n) for n in model.graph.node):
         return model
     types = _types(model) if any(n.op_type in (ROPE, ATTN) for n in model.graph.node) else {}
@@ -57,6 +59,9 @@ def expand_fused(model, path):
         mk = lambda op, ins, out, **kw: nodes.append(helper.make_node(op, ins, [out], name=out, **kw)) or out
         if n.op_type == ROPE:
             _rope(n, at, types, c, mk, p)
+            continue
+        if n.op_type == "GatherND":
+            mk("Gather", [n.input[0], c("index", _gather_nd_index(model, n))], n.output[0], axis=0)
             continue
         if n.op_type == ATTN:
             _attention(n, at, types, c, mk, p, used, path)
@@ -122,6 +127,22 @@ def _consts(inits, prefix):
             inits.append(numpy_helper.from_array(np.asarray(v), prefix + name))
         return prefix + name
     return c
+
+
+def _gather_nd_index(model, n):
+    """GatherND(data, constant indices [..., 1]) with batch_dims 0 picks along axis 0: the indices
+    for Gather(data, ., axis=0), or None for any other GatherND (kept as it is: fine on the constant
+    side, refused on the token path)."""
+    from . import onnxfile
+    if any(a.name == "batch_dims" and a.i for a in n.attribute):
+        return None
+    t = next((t for t in model.graph.initializer if t.name == n.input[1]), None)
+    if t is None:
+        t = next((a.t for m in model.graph.node if m.op_type == "Constant" and m.output[0] == n.input[1]
+                  for a in m.attribute if a.name == "value"), None)
+    if t is None or not t.dims or t.dims[-1] != 1 or np.prod(t.dims) > 4096:
+        return None
+    return np.asarray(onnxfile.array(t), np.int64)[..., 0]
 
 
 def _types(model):
