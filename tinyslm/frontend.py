@@ -691,7 +691,8 @@ def frontend(path, max_seq=None):
     bad = unsupported_nodes(model)
     if bad:
         _raise_unsupported(path, bad)
-    spec = recognize(model, path, qinfo=qinfo)
+    from .hf_export import config_max_positions
+    spec = recognize(model, path, max_pos_hint=config_max_positions(path), qinfo=qinfo)
     spec.quantization = notes
     check_against_onnx(model, spec, path)
     return spec
