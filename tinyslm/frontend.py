@@ -203,15 +203,24 @@ def _linear(g, n):
     a, b = n.input[0], n.input[1]
     if n.op_type == "MatMul":
         if a in g.live and g.const(b) is not None and np.ndim(g.const(b)) == 2:
-            return np.asarray(g.const(b), np.float64).T, None, a
+            return _weight(g.const(b)).T, None, a
         return None
     at = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
     if at.get("transA", 0) or a not in g.live or g.const(b) is None:
         return None
-    w = np.asarray(g.const(b), np.float64) * at.get("alpha", 1.0)
+    w = _weight(g.const(b))
+    w = w * at["alpha"] if at.get("alpha", 1.0) != 1.0 else w
     w = w if at.get("transB", 0) else w.T
     c = g.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
     return w, (None if c is None else np.asarray(c, np.float64).reshape(-1) * at.get("beta", 1.0)), a
+
+
+def _weight(a):
+    """A weight as it is in the graph (float32 stays float32: a view of the mapped file, not a
+    float64 copy, which would double a large model's memory); other types as float64. Every reader
+    computes in float64 (numpy promotes; quantize casts a block of rows at a time)."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
 SHAPE_ONLY = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
@@ -419,7 +428,7 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
            and np.ndim(g.const(n.input[0])) == 2]
     if not emb:
         raise g.err("not a decoder LM: no token embedding (Gather of a constant table by the token ids)")
-    tok_emb = np.asarray(g.const(emb[0].input[0]), np.float64)
+    tok_emb = _weight(g.const(emb[0].input[0]))
     V, D = tok_emb.shape
 
     lins = []
