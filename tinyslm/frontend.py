@@ -694,17 +694,27 @@ def _pos_table(g, tok_gather, D):
     return None
 
 
-def frontend(path, max_seq=None):
-    """Load, recognize and check an ONNX decoder LM -> ModelSpec."""
+def frontend(path, max_seq=None, log=None):
+    """Load, recognize and check an ONNX decoder LM -> ModelSpec. log(str): progress, if given."""
+    import time
+    t0, log = time.time(), log or (lambda m: None)
     model, qinfo, notes = qgraph.float_view(load_onnx(path))
+    log(f"loaded {path}: {len(model.graph.node)} nodes, {_weight_bytes(model) / 2**20:.0f} MiB of weights "
+        f"({time.time() - t0:.1f}s)")
     bad = unsupported_nodes(model)
     if bad:
         _raise_unsupported(path, bad)
     from .hf_export import config_max_positions
     spec = recognize(model, path, max_pos_hint=config_max_positions(path), qinfo=qinfo)
     spec.quantization = notes
+    log(f"recognized {spec.family}, {spec.n_layers} layers from a probe run ({time.time() - t0:.1f}s)")
     check_against_onnx(model, spec, path)
+    log(f"float model reproduces the ONNX logits ({time.time() - t0:.1f}s)")
     return spec
+
+
+def _weight_bytes(model):
+    return sum(onnxfile.nbytes(t) or 0 for t in model.graph.initializer)
 
 
 def ort_infos(sess):
@@ -723,7 +733,8 @@ def check_against_onnx(model, spec, path, T=12):
     feeds, _ = make_feeds([x for x in ort_infos(sess) if x[0] not in weights], ids, path)
     ref = np.asarray(sess.run(None, {**feeds, **weights})[0], np.float64).reshape(T, -1)
     del sess, weights
-    ours = forward(spec, ids)
+    f64 = lambda w: np.asarray(w, np.float64)     # one weight at a time: numpy's float64 x float32 matmul has no BLAS
+    ours = forward(spec, ids, sim=(f64, lambda v: v, lambda v: v, lambda v: v))
     err = np.abs(ours - ref).max() / max(1e-6, np.abs(ref).max())
     if not err < 1e-3:
         raise TslError(f"{path}: recognized model does not reproduce the ONNX logits "

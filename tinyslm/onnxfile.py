@@ -66,7 +66,7 @@ def _tensors(graph):
                     yield from _tensors(g)
 
 
-def _nbytes(t):
+def nbytes(t):
     """Byte size of a tensor's data, or None for types without a fixed size (strings)."""
     if t.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
         return None
@@ -102,7 +102,7 @@ def _check_external(t, folder, path):
         length = int(kv["length"]) if "length" in kv else None
     except ValueError:
         raise TslError(f"{where} offset/length are not integers ({kv.get('offset')!r}, {kv.get('length')!r})")
-    need = _nbytes(t)
+    need = nbytes(t)
     if need is None:
         raise TslError(f"{where}: element type {t.data_type} cannot be stored externally here")
     if length is None:
@@ -151,7 +151,7 @@ def lifted(model):
     """(copy of the model in which the large initializers are graph inputs, [their TensorProtos]).
     The copy holds no weight bytes."""
     g = model.graph
-    lift = [t for t in g.initializer if t.data_location == EXTERNAL or _nbytes(t) and _nbytes(t) >= LIFT_BYTES]
+    lift = [t for t in g.initializer if t.data_location == EXTERNAL or nbytes(t) and nbytes(t) >= LIFT_BYTES]
     names = {t.name for t in lift}
     m = onnx.ModelProto()
     for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):

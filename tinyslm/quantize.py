@@ -40,10 +40,12 @@ def quant_rows_s8(w):
     q, s = np.empty(w.shape, np.int8), np.empty(w.shape[0], np.float32)
     starts, step = _row_blocks(w)
     for i in starts:
-        wb = np.asarray(w[i:i + step], np.float64)
-        amax = np.abs(wb).max(1)
+        wb = np.array(w[i:i + step], np.float64)
+        amax = np.maximum(wb.max(1), -wb.min(1))                      # max |w|, without a temporary
         sb = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-        q[i:i + step] = np.clip(np.round(wb / sb[:, None].astype(np.float64)), -127, 127)
+        np.divide(wb, sb[:, None].astype(np.float64), out=wb)
+        np.clip(np.round(wb, out=wb), -127, 127, out=wb)
+        q[i:i + step] = wb
         s[i:i + step] = sb
     return q, s
 
