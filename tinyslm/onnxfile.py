@@ -43,7 +43,7 @@ def load(path):
     if not model.graph.node:
         raise TslError(f"{path}: not an ONNX model (no graph nodes; truncated or another format?)")
     check_tensors(model, path)            # sizes against dims, before anything reads a tensor
-    folder = path.resolve().parent
+    folder = path.absolute().parent.resolve()     # locations are relative to the file as named (a link's folder)
     for t in _tensors(model.graph):
         if t.data_location == EXTERNAL:
             _check_external(t, folder, path)
