@@ -19,20 +19,24 @@ FAMILIES = {
 }
 
 
-def _model(family, overrides=None):
+def _model(family, overrides=None, attn="eager"):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     torch.manual_seed(0)
     cfg = AutoConfig.for_model(family, **{**COMMON, **FAMILIES[family], **(overrides or {})})
-    cfg._attn_implementation = "eager"
+    cfg._attn_implementation = attn
     return AutoModelForCausalLM.from_config(cfg).eval(), cfg
 
 
-def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None):
-    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter (opset 18)
-    or the TorchScript one (dynamo=False, opset 17 unless given). -> path"""
+def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None, static=False, external=False,
+                attn="eager"):
+    """Full-sequence graph: input_ids [1, T] -> logits [1, T, V], by the dynamo exporter (opset 18
+    unless given; 23 brings RMSNormalization, RotaryEmbedding and Attention) or the TorchScript one
+    (dynamo=False, opset 17 unless given). static: no dynamic_shapes, input_ids fixed at [1, 16];
+    external: weights in PATH.data next to the graph, as torch writes them by default; attn: transformers'
+    attention implementation (sdpa at opset 23 exports Attention nodes). -> path"""
     import torch
-    m, _ = _model(family, overrides)
+    m, _ = _model(family, overrides, attn)
 
     class Logits(torch.nn.Module):
         def __init__(self, m, mask):
@@ -45,16 +49,18 @@ def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None
             mask = torch.ones_like(ids) if self.mask else None
             return self.m(input_ids=ids, attention_mask=mask, use_cache=False).logits
 
+    example = (torch.randint(0, 128, (1, 16 if static else 8)),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            torch.onnx.export(Logits(m, False), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
-                              output_names=["logits"], dynamic_shapes=({1: torch.export.Dim("T", min=2, max=max_t)},),
-                              opset_version=18, dynamo=True, external_data=False)
+            dyn = None if static else ({1: torch.export.Dim("T", min=2, max=max_t)},)
+            torch.onnx.export(Logits(m, False), example, str(path), input_names=["input_ids"],
+                              output_names=["logits"], dynamic_shapes=dyn, opset_version=opset or 18, dynamo=True,
+                              external_data=external)
         else:
-            torch.onnx.export(Logits(m, True), (torch.randint(0, 128, (1, 8)),), str(path), input_names=["input_ids"],
-                              output_names=["logits"], dynamic_axes={"input_ids": {1: "T"}, "logits": {1: "T"}},
-                              opset_version=opset or 17, dynamo=False)
+            torch.onnx.export(Logits(m, True), example, str(path), input_names=["input_ids"],
+                              output_names=["logits"], dynamic_axes=None if static else
+                              {"input_ids": {1: "T"}, "logits": {1: "T"}}, opset_version=opset or 17, dynamo=False)
     return path
 
 
@@ -97,15 +103,16 @@ def export_with_past(family, path):
 
 
 def quantize(src, path, how):
-    """onnxruntime's quantizers: dynamic (MatMulInteger), qdq / qdq_pc (static, per tensor /
+    """onnxruntime's quantizers: dynamic / dynamic_pc (MatMulInteger, per tensor / per channel), qdq /
+    qdq_mm (static QDQ, op_types_to_quantize MatMul and Gemm only) / qdq_pc (static, per tensor /
     per channel), nbits (MatMulNBits int4, blocks of 32), nbits128 (blocks of 128), nbits_asym
     (zero points), nbits8 (8-bit blocks)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
-    if how == "dynamic":
-        quantize_dynamic(str(src), str(path), weight_type=QuantType.QInt8)
-    elif how in ("qdq", "qdq_pc"):
+    if how in ("dynamic", "dynamic_pc"):
+        quantize_dynamic(str(src), str(path), weight_type=QuantType.QInt8, per_channel=how == "dynamic_pc")
+    elif how in ("qdq", "qdq_pc", "qdq_mm"):
         class Reader(CalibrationDataReader):
             def __init__(self):
                 self.it = iter([{"input_ids": np.random.default_rng(i).integers(0, 128, (1, 16))} for i in range(4)])
@@ -113,7 +120,8 @@ def quantize(src, path, how):
             def get_next(self):
                 return next(self.it, None)
         quantize_static(str(src), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=how == "qdq_pc",
-                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QInt8,
+                        op_types_to_quantize=["MatMul", "Gemm"] if how == "qdq_mm" else None)
     elif how.startswith("nbits"):
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
         q = MatMulNBitsQuantizer(onnx.load(str(src)), block_size=128 if how == "nbits128" else 32,

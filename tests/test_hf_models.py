@@ -25,15 +25,15 @@ def ort_logits(path, ids):
     return onnx_logits(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), path, ids)
 
 
-def check(path, tmp_path, weights="int8", bar=0.999):
-    """-> (manifest, logits of the compiled host build [T, V])"""
+def check(path, tmp_path, weights="int8", bar=0.999, ids=IDS):
+    """-> (manifest, logits of the compiled host build [T, V]) for ids"""
     out = tmp_path / "build"
     compile_model(path, out, "host", 64, weights, quiet=True)
     man, prog = load_build(out)
     host = HostModel(out)
-    verify_host(prog, host, IDS[:4], 20)
-    got = host_logits(host, IDS)
-    cos = cosine(ort_logits(path, IDS), got)
+    verify_host(prog, host, ids[:4], 20)
+    got = host_logits(host, ids)
+    cos = cosine(ort_logits(path, ids), got)
     assert cos.min() >= bar, (cos.min(), int(cos.argmin()))
     return man, got
 

@@ -191,6 +191,7 @@ def cmd_run(a):
 
 def cmd_logits(a):
     import numpy as np
+    from . import hf_export
     from .evaluate import host_logits
     src = Path(a.model)
     ids = _ids(a.ids)
@@ -200,7 +201,7 @@ def cmd_logits(a):
     if dst.is_dir():
         raise TslError(f"--out {dst}: is a folder; give a file name such as logits.npy")
     with tempfile.TemporaryDirectory() as td:
-        if src.is_file():
+        if src.is_file() or hf_export.is_folder(src):
             from .pipeline import compile_model
             out = Path(td) / "build"
             compile_model(src, out, "host", max(len(ids), a.max_seq or 0) or None, a.weights, quiet=True,
@@ -236,6 +237,8 @@ def cmd_eval(a):
 def cmd_inspect(a):
     from . import frontend
     from . import qgraph
+    from .hf_export import as_onnx
+    a.model = as_onnx(a.model)[0]
     model, _, notes = qgraph.float_view(frontend.load_onnx(a.model))
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     print(f"{a.model}: {len(model.graph.node)} nodes, opsets {opsets}, producer {model.producer_name or '?'}")
@@ -245,7 +248,8 @@ def cmd_inspect(a):
         for name, op, dom, ver, hint in bad:
             print(f"  {name or '?':<40} {dom + '.' + op:<36} opset {ver:<3} {hint}")
         return 2
-    bad = frontend.unsupported_nodes(model, frontend.Graph(model, a.model, [0, 1, 2, 3]).live)
+    ids = [i % 4 for i in range(frontend.probe_len(model, 4, a.model))]
+    bad = frontend.unsupported_nodes(model, frontend.Graph(model, a.model, ids).live)
     if bad:
         print(f"cannot compile: {len(bad)} unsupported node(s) on the token path")
         for name, op, dom, ver, hint in bad:
@@ -468,7 +472,7 @@ def parser():
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("compile", help="compile an ONNX decoder LM into a C project")
-    s.add_argument("model", help="ONNX file (float32 decoder-only LM)")
+    s.add_argument("model", help="ONNX file (decoder-only LM) or Hugging Face model folder (config.json, *.safetensors)")
     s.add_argument("--board", default="host", help="target board (default: host; `tinyslm --help` lists them)")
     s.add_argument("-o", "--out", default="build/model", help="output directory (default: build/model)")
     s.add_argument("--max-seq", type=_int_in(1, 2 ** 63), default=None,
@@ -501,7 +505,7 @@ def parser():
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("logits", help="teacher-forced logits [T, vocab] of the compiled host build, as .npy")
-    s.add_argument("model", help="ONNX file (compiled for the host on the fly) or build directory")
+    s.add_argument("model", help="ONNX file or Hugging Face folder (compiled for the host on the fly) or build directory")
     s.add_argument("--ids", required=True, help="comma-separated token ids")
     s.add_argument("--out", required=True, help="output .npy file")
     s.add_argument("--weights", choices=["int8", "int4"], default=None)
@@ -510,7 +514,7 @@ def parser():
     s.set_defaults(fn=cmd_logits)
 
     s = sub.add_parser("inspect", help="what the frontend recognizes in an ONNX model, or every node it cannot take")
-    s.add_argument("model", help="ONNX file")
+    s.add_argument("model", help="ONNX file or Hugging Face model folder")
     s.set_defaults(fn=cmd_inspect)
 
     s = sub.add_parser("build", help="firmware image for a board (ELF + raw binary, or a Linux program)")

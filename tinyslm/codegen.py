@@ -37,20 +37,22 @@ def arch_hash(meta):
 
 
 def pack_weights(prog):
-    """-> (blob bytes, {name: offset}). Header: magic, version, bytes, arch hash, payload crc32."""
-    offsets, parts, off = {}, [], HEADER
+    """-> (blob, {name: offset}). Header: magic, version, bytes, arch hash, payload crc32. The
+    tensors are copied once, into the blob (a bytearray: no second copy for bytes)."""
+    offsets, off = {}, HEADER
     for name, arr in prog.weights.items():
         off = (off + 15) // 16 * 16
         offsets[name] = off
-        parts.append((off, np.ascontiguousarray(arr).tobytes()))
         off += arr.nbytes
     total = (off + 15) // 16 * 16
     blob = bytearray(total)
-    for o, b in parts:
-        blob[o:o + len(b)] = b
-    crc = zlib.crc32(bytes(blob[HEADER:]))
+    with memoryview(blob) as mv:
+        for name, arr in prog.weights.items():
+            a = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+            mv[offsets[name]:offsets[name] + a.size] = a
+        crc = zlib.crc32(mv[HEADER:])
     blob[:20] = struct.pack("<5I", MAGIC, VERSION, total, arch_hash(prog.meta), crc)
-    return bytes(blob), offsets
+    return blob, offsets
 
 
 def _calls(prog, plan, woff):

@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper
 
-from . import qgraph
+from . import onnxfile, qgraph
 from .fused import expand_fused
 from .errors import TslError
-from .onnx_check import check_tensors
 from .model import Layer, ModelSpec, Norm, forward
 
 T_PROBE = 6
@@ -45,24 +44,11 @@ SUPPORTED_OPS = {
 
 
 def load_onnx(path):
-    path = Path(path)
-    if path.is_dir():
-        raise TslError(f"{path}: is a directory, not an ONNX file")
-    if not path.is_file():
-        raise TslError(f"{path}: no such file")
-    data = path.read_bytes()
-    try:
-        model = onnx.load_from_string(data)
-    except Exception as e:  # protobuf says little; the length and head say more
-        raise TslError(f"{path}: not an ONNX model ({len(data)} bytes, cannot parse: {str(e)[:80]})")
-    if not model.graph.node:
-        raise TslError(f"{path}: not an ONNX model (no graph nodes; truncated or another format?)")
-    check_tensors(model, path)            # sizes against dims, before anything reads a tensor
+    """ONNX file (weights inline or in external data files next to it) -> ModelProto with
+    onnxruntime's fused ops expanded; external weights stay in their files (see onnxfile)."""
+    model = onnxfile.load(path)
     model = expand_fused(model, path)     # onnxruntime's fused norms and GELUs are not ONNX ops
-    try:
-        onnx.checker.check_model(model)
-    except Exception as e:
-        raise TslError(f"{path}: invalid ONNX model: {str(e).splitlines()[0][:160]}")
+    onnxfile.check(model, path)
     return model
 
 
@@ -115,22 +101,15 @@ class Graph:
         self.ids_name, feeds = self._feeds(ids)
         self.values = evaluate_all(model, feeds, path)
         for init in model.graph.initializer:
-            self.values.setdefault(init.name, numpy_helper.to_array(init))
+            if init.name not in self.values:
+                self.values[init.name] = onnxfile.array(init)
         self.live = {self.ids_name}
         for n in self.nodes:
             if n.op_type not in ("Shape", "Size") and any(i in self.live for i in n.input):
                 self.live.update(n.output)
 
     def _feeds(self, ids):
-        inits = {i.name for i in self.model.graph.initializer}
-        infos = []
-        for i in self.model.graph.input:
-            if i.name in inits:
-                continue
-            tt = i.type.tensor_type
-            shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-            infos.append((i.name, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), shape))
-        feeds, tok = make_feeds(infos, ids, self.path)
+        feeds, tok = make_feeds(input_infos(self.model), ids, self.path)
         return tok, feeds
 
     def const(self, name):
@@ -145,40 +124,62 @@ class Graph:
 
 def evaluate_all(model, feeds, path):
     """Every value of the graph for `feeds`: onnxruntime, unoptimized, with each node output
-    exposed as a graph output."""
-    import onnxruntime as ort
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    names = {o.name for o in m.graph.output}
-    for n in m.graph.node:
-        for o in n.output:
-            if o and o not in names:
-                m.graph.output.append(onnx.ValueInfoProto(name=o))
-                names.add(o)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 4          # fatal only: its errors reach the user as our one line
+    exposed as a graph output (weights included, as the arrays onnxruntime read)."""
+    sess, weights = onnxfile.session(model, path, [o for n in model.graph.node for o in n.output])
     try:
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        res = sess.run(None, feeds)
+        res = sess.run(None, {**feeds, **weights})
     except Exception as e:
         raise TslError(f"{path}: onnxruntime cannot run the graph: {str(e).splitlines()[0][:200]}")
     values = {o.name: v for o, v in zip(sess.get_outputs(), res)}
     values.update(feeds)
+    values.update(weights)
     return values
 
 
-def make_feeds(infos, ids, path):
-    """Inputs for a probe run: token ids, and the usual companions of a decoder LM at their
-    neutral values (positions 0..T-1, an all-ones mask, empty past KV). infos: (name, dtype, shape)."""
-    T = len(ids)
+def input_infos(model):
+    """(name, dtype, shape) of the graph's inputs that are not initializers; None for a free dim."""
+    inits = {i.name for i in model.graph.initializer}
+    infos = []
+    for i in model.graph.input:
+        if i.name in inits:
+            continue
+        tt = i.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        infos.append((i.name, helper.tensor_dtype_to_np_dtype(tt.elem_type), shape))
+    return infos
+
+
+def _token_input(infos, path):
     ints = [x for x in infos if np.dtype(x[1]).kind in "iu"]
     toks = [x for x in ints if "input_ids" in x[0] or "tokens" in x[0]] or \
         [x for x in ints if "mask" not in x[0] and "position" not in x[0]]
     if not toks:
         raise TslError(f"{path}: not a decoder LM: no integer token-id input "
                        f"(inputs: {', '.join(x[0] for x in infos) or 'none'})")
-    tok = toks[0][0]
+    return toks[0]
+
+
+def probe_len(model, T, path="model"):
+    """T, or the token input's length if the graph fixes it (an export without dynamic shapes):
+    onnxruntime runs such a graph at that length only."""
+    name, _, shape = _token_input(input_infos(model), path)
+    fixed = shape[-1] if shape else None
+    if fixed is None:
+        return T
+    if fixed < 3:
+        raise TslError(f"{path}: input '{name}' has a fixed length of {fixed} tokens; the frontend needs "
+                       "at least 3 to read the attention (export with dynamic_shapes or a longer example)")
+    return fixed
+
+
+def make_feeds(infos, ids, path):
+    """Inputs for a probe run: token ids, and the usual companions of a decoder LM at their
+    neutral values (positions 0..T-1, an all-ones mask, empty past KV). infos: (name, dtype, shape)."""
+    T = len(ids)
+    tok, _, tshape = _token_input(infos, path)
+    if tshape and tshape[-1] is not None and tshape[-1] != T:
+        raise TslError(f"{path}: input '{tok}' has a fixed length of {tshape[-1]} tokens, not {T} "
+                       "(exported without dynamic_shapes)")
     feeds = {}
     for name, dt, shape in infos:
         if name == tok:
@@ -202,15 +203,24 @@ def _linear(g, n):
     a, b = n.input[0], n.input[1]
     if n.op_type == "MatMul":
         if a in g.live and g.const(b) is not None and np.ndim(g.const(b)) == 2:
-            return np.asarray(g.const(b), np.float64).T, None, a
+            return _weight(g.const(b)).T, None, a
         return None
     at = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
     if at.get("transA", 0) or a not in g.live or g.const(b) is None:
         return None
-    w = np.asarray(g.const(b), np.float64) * at.get("alpha", 1.0)
+    w = _weight(g.const(b))
+    w = w * at["alpha"] if at.get("alpha", 1.0) != 1.0 else w
     w = w if at.get("transB", 0) else w.T
     c = g.const(n.input[2]) if len(n.input) > 2 and n.input[2] else None
     return w, (None if c is None else np.asarray(c, np.float64).reshape(-1) * at.get("beta", 1.0)), a
+
+
+def _weight(a):
+    """A weight as it is in the graph (float32 stays float32: a view of the mapped file, not a
+    float64 copy, which would double a large model's memory); other types as float64. Every reader
+    computes in float64 (numpy promotes; quantize casts a block of rows at a time)."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
 
 
 SHAPE_ONLY = ("Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity")
@@ -406,10 +416,10 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
     inits = {i.name: i for i in model.graph.initializer}
     rows = [int(inits[n.input[0]].dims[0]) for n in model.graph.node
             if n.op_type == "Gather" and n.input[0] in inits and len(inits[n.input[0]].dims) == 2]
-    ids = np.random.default_rng(1234).integers(0, max(1, min(rows + [50])), T_PROBE)
+    T = probe_len(model, T_PROBE, path)
+    ids = np.random.default_rng(1234).integers(0, max(1, min(rows + [50])), T)
     g = Graph(model, path, ids)
     g.qinfo = qinfo or {}
-    T = T_PROBE
     bad = unsupported_nodes(model, g.live)
     if bad:
         _raise_unsupported(path, bad)
@@ -418,7 +428,7 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
            and np.ndim(g.const(n.input[0])) == 2]
     if not emb:
         raise g.err("not a decoder LM: no token embedding (Gather of a constant table by the token ids)")
-    tok_emb = np.asarray(g.const(emb[0].input[0]), np.float64)
+    tok_emb = _weight(g.const(emb[0].input[0]))
     V, D = tok_emb.shape
 
     lins = []
@@ -684,16 +694,27 @@ def _pos_table(g, tok_gather, D):
     return None
 
 
-def frontend(path, max_seq=None):
-    """Load, recognize and check an ONNX decoder LM -> ModelSpec."""
+def frontend(path, max_seq=None, log=None):
+    """Load, recognize and check an ONNX decoder LM -> ModelSpec. log(str): progress, if given."""
+    import time
+    t0, log = time.time(), log or (lambda m: None)
     model, qinfo, notes = qgraph.float_view(load_onnx(path))
+    log(f"loaded {path}: {len(model.graph.node)} nodes, {_weight_bytes(model) / 2**20:.0f} MiB of weights "
+        f"({time.time() - t0:.1f}s)")
     bad = unsupported_nodes(model)
     if bad:
         _raise_unsupported(path, bad)
-    spec = recognize(model, path, qinfo=qinfo)
+    from .hf_export import config_max_positions
+    spec = recognize(model, path, max_pos_hint=config_max_positions(path), qinfo=qinfo)
     spec.quantization = notes
+    log(f"recognized {spec.family}, {spec.n_layers} layers from a probe run ({time.time() - t0:.1f}s)")
     check_against_onnx(model, spec, path)
+    log(f"float model reproduces the ONNX logits ({time.time() - t0:.1f}s)")
     return spec
+
+
+def _weight_bytes(model):
+    return sum(onnxfile.nbytes(t) or 0 for t in model.graph.initializer)
 
 
 def ort_infos(sess):
@@ -706,14 +727,14 @@ def ort_infos(sess):
 
 def check_against_onnx(model, spec, path, T=12):
     """The recognized float model must reproduce the graph's logits on fresh ids."""
-    import onnxruntime as ort
+    T = probe_len(model, T, path)
     ids = np.random.default_rng(99).integers(0, spec.vocab, T)
-    so = ort.SessionOptions()
-    so.log_severity_level = 4          # fatal only: its errors reach the user as our one line
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feeds, _ = make_feeds(ort_infos(sess), ids, path)
-    ref = np.asarray(sess.run(None, feeds)[0], np.float64).reshape(T, -1)
-    ours = forward(spec, ids)
+    sess, weights = onnxfile.session(model, path)
+    feeds, _ = make_feeds([x for x in ort_infos(sess) if x[0] not in weights], ids, path)
+    ref = np.asarray(sess.run(None, {**feeds, **weights})[0], np.float64).reshape(T, -1)
+    del sess, weights
+    f64 = lambda w: np.asarray(w, np.float64)     # one weight at a time: numpy's float64 x float32 matmul has no BLAS
+    ours = forward(spec, ids, sim=(f64, lambda v: v, lambda v: v, lambda v: v))
     err = np.abs(ours - ref).max() / max(1e-6, np.abs(ref).max())
     if not err < 1e-3:
         raise TslError(f"{path}: recognized model does not reproduce the ONNX logits "

@@ -3,7 +3,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import builddir, codegen, frontend, memmap, packages, plan, quantize
+from . import builddir, codegen, frontend, hf_export, memmap, packages, plan, quantize
 from .builddir import load_build  # noqa: F401  (the reader of what compile writes)
 from .errors import TslError
 from .units import MAX_SEQ, human_bytes
@@ -16,19 +16,22 @@ def log(msg, quiet=False):
 
 def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False,
                   activations="int8"):
-    """ONNX file -> C project in `out`; returns the manifest. weights: int8 | int4 | None (int4 if
+    """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int4 | None (int4 if
     the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize)."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
     out = builddir.check_target(out)                                          # refuse a folder tinyslm did not make
-    spec = frontend.frontend(model_path)                                      # ONNX -> float model, checked against onnxruntime
+    model_path, tokenizer = hf_export.as_onnx(model_path, tokenizer, quiet)   # a Hugging Face folder: its ONNX export (cached)
+    spec = frontend.frontend(model_path, log=lambda m: log(m, quiet))         # ONNX -> float model, checked against onnxruntime
     log(f"frontend: {spec.family}, {spec.n_layers} layers, dim {spec.dim}, heads {spec.n_heads}/{spec.n_kv_heads}, "
         f"vocab {spec.vocab}, {spec.n_params() / 1e6:.2f}M params ({time.time() - t0:.1f}s)", quiet)
     max_seq = _max_seq(spec, max_seq, model_path)
     weights = weights or ("int4" if any("int4" in n for n in spec.quantization) else "int8")
     tok = load_tokenizer(model_path, tokenizer, spec.vocab)
     prog = quantize.quantize(spec, max_seq, weights, activations)             # float model -> integer IR (one decode step)
+    del spec                                                                  # its float weights: no longer needed
+    log(f"quantized to {weights} ({time.time() - t0:.1f}s)", quiet)
     gw = prog.meta["graph_weights"]
     if gw["kept"] or gw["requantized"]:
         log(f"graph's integer weights: {gw['kept']} projections kept as they are"

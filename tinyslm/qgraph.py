@@ -15,15 +15,20 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from . import onnxfile
+
 
 def _attrs(n):
     return {a.name: helper.get_attribute_value(a) for a in n.attribute}
 
 
+QUANT_OPS = ("DequantizeLinear", "QuantizeLinear", "MatMulInteger", "MatMulNBits")
+
+
 class _G:
     def __init__(self, model):
         self.m = model
-        self.init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        self.init = {i.name: onnxfile.array(i) for i in model.graph.initializer}
 
     def refresh(self):
         self.prod = {o: n for n in self.m.graph.node for o in n.output}
@@ -51,7 +56,10 @@ def _dq(q, scale, zp, axis):
 
 
 def float_view(model):
-    """-> (float model, qinfo {weight name: dict}, notes [str]). The input model is not changed."""
+    """-> (float model, qinfo {weight name: dict}, notes [str]). The input model is not changed
+    (and is returned itself when it holds no quantized op)."""
+    if not any(n.op_type in QUANT_OPS for n in model.graph.node):
+        return model, {}, []
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = _G(m)

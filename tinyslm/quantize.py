@@ -27,11 +27,26 @@ from .numerics import ACTS
 GROUP = 32            # int4 group length along K
 
 
+ROW_BLOCK = 1 << 22    # elements per block of rows quantized at once: float64 temporaries stay ~32 MiB
+
+
+def _row_blocks(w):
+    step = max(1, ROW_BLOCK // max(1, w.shape[1]))
+    return range(0, w.shape[0], step), step
+
+
 def quant_rows_s8(w):
-    """w [N, K] -> (int8 [N, K], float32 scale [N])"""
-    amax = np.abs(w).max(1)
-    s = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    q = np.clip(np.round(w / s[:, None].astype(np.float64)), -127, 127).astype(np.int8)
+    """w [N, K] (float32 or float64, read in float64 a block of rows at a time) -> (int8 [N, K], float32 scale [N])"""
+    q, s = np.empty(w.shape, np.int8), np.empty(w.shape[0], np.float32)
+    starts, step = _row_blocks(w)
+    for i in starts:
+        wb = np.array(w[i:i + step], np.float64)
+        amax = np.maximum(wb.max(1), -wb.min(1))                      # max |w|, without a temporary
+        sb = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        np.divide(wb, sb[:, None].astype(np.float64), out=wb)
+        np.clip(np.round(wb, out=wb), -127, 127, out=wb)
+        q[i:i + step] = wb
+        s[i:i + step] = sb
     return q, s
 
 
@@ -41,7 +56,8 @@ def _pack_s4(q):
 
 
 def quant_rows_s4(w, where):
-    """w [N, K] -> (packed uint8 [N, K/2], group scales int8 [N, K/32], float32 scale [N]).
+    """w [N, K] -> (packed uint8 [N, K/2], group scales int8 [N, K/32], float32 scale [N]), a block
+    of rows at a time (every choice is per row).
     A group's scale is signed: its extreme value may map to -8, the one int4 level without a
     positive twin, or to the +7 side; sign and magnitude (9 clipping ratios each) are searched for
     the least squared error after the scale itself is rounded to its int8 multiple of the row scale."""
@@ -50,6 +66,13 @@ def quant_rows_s4(w, where):
         raise TslError(f"{where}: int4 needs K divisible by {GROUP}, K = {K}; use --weights int8")
     if K * 8 * 128 * 127 >= 2 ** 31:
         raise TslError(f"{where}: K = {K} overflows the int4 accumulator; use --weights int8")
+    starts, step = _row_blocks(w)
+    parts = [_s4_block(w[i:i + step]) for i in starts]
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+
+def _s4_block(w):
+    N, K = w.shape
     wg = w.reshape(N, K // GROUP, GROUP).astype(np.float64)
     ext = np.take_along_axis(wg, np.abs(wg).argmax(2)[:, :, None], 2)[:, :, 0]    # signed extreme [N, G]
     amax = np.abs(ext).max(1)
