@@ -188,8 +188,8 @@ def test_cmake_package_in_a_user_project(build, tmp_path, board):
         "gcc-", "g++-") or "g++")
     require_tool("cmake", "cmake")
     require_tool(targets.emulator_cmd(B, "x")[0], B.emulator.get("install", ""))
-    st_srcs, st_ld = targets._startup(B)
-    flags = [f for f in B.toolchain["cflags"]] + [f"-I{targets.PLATFORM_INCLUDE}"]
+    st_srcs, st_ld, st_defs = targets._startup(B)
+    flags = [f for f in B.toolchain["cflags"]] + [f"-I{targets.PLATFORM_INCLUDE}"] + st_defs
     proj = tmp_path / "user"
     proj.mkdir()
     (proj / "toolchain.cmake").write_text(TOOLCHAIN.format(
