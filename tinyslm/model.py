@@ -18,17 +18,29 @@ class Norm:
 
 @dataclass
 class Layer:
-    attn_norm: Norm
+    attn_norm: Norm           # None: the attention reads the stream itself (OLMo2)
     wq: np.ndarray            # [H*hs, D]
     wk: np.ndarray            # [Hk*hs, D]
     wv: np.ndarray            # [Hk*hs, D]
     wo: np.ndarray            # [D, H*hs]
-    ffn_norm: Norm
+    ffn_norm: Norm            # None: the MLP reads the stream itself (OLMo2)
     w_up: np.ndarray          # [F, D]   (gpt2: c_fc)
     w_down: np.ndarray        # [D, F]
     w_gate: np.ndarray = None  # [F, D]  (gated MLP only)
     bias: dict = field(default_factory=dict)  # q k v o up down gate -> [N]
     qw: dict = field(default_factory=dict)    # same keys -> the graph's own integer weights (qgraph)
+    q_norm: Norm = None       # on q before RoPE: g [hs] per head (Qwen3, Gemma 3) or [H*hs] whole (OLMo2)
+    k_norm: Norm = None       # same for k: [hs] or [Hk*hs]
+    post_attn_norm: Norm = None   # on the attention output before it joins the stream (Gemma 2/3, OLMo2)
+    post_ffn_norm: Norm = None    # on the MLP output before it joins the stream
+    attn_mul: float = 1.0     # x + attn_mul * attention (Granite's residual_multiplier)
+    mlp_mul: float = 1.0      # x + mlp_mul * MLP
+    attn_scale: float = None  # scores scale (None: spec.attn_scale)
+    nope: bool = False        # no rotary embedding in this layer (SmolLM3)
+    inv_freq: np.ndarray = None   # [rot/2] this layer's RoPE frequencies (None: spec.inv_freq; Gemma 3 local layers)
+    window: int = 0           # sliding window: keys at positions pos-window+1..pos (0: all positions)
+    softcap: float = 0.0      # scores -> softcap * tanh(scores / softcap) (Gemma 2; 0: none)
+    alibi: np.ndarray = None  # [H] ALiBi slopes: scores + slope_h * (t - pos) (Bloom)
 
 
 @dataclass
@@ -50,12 +62,18 @@ class ModelSpec:
     lm_head_bias: np.ndarray = None
     pos_emb: np.ndarray = None        # [P, D] (learned)
     emb_scale: float = 1.0            # x0 = tok_emb[id] * emb_scale (Gemma: sqrt(D))
+    emb_norm: Norm = None             # x0 = norm(tok_emb[id] ...) (Bloom's word_embeddings_layernorm)
     parallel: bool = False            # x + attn(norm1 x) + mlp(norm2 x) (GPT-J, NeoX), else sequential
     inv_freq: np.ndarray = None       # [rot/2] (rope)
     rope_interleaved: bool = False
     rotary_dim: int = 0
     attn_scale: float = 0.0
     max_pos: int = 0                  # positions the model supports (learned table / config)
+    rope_mscale: float = 1.0          # cos, sin tables times this (LongRoPE's attention factor)
+    rope_scaling: str = ""            # what the frontend read off the frequencies (inspect)
+    logit_scale: float = 1.0          # logits = logit_scale * (head . x + bias) (Granite 1/logits_scaling, Cohere)
+    logit_softcap: float = 0.0        # logits -> softcap * tanh(logits / softcap) (Gemma 2; 0: none)
+    mask_checked: int = 0             # positions up to which the attention masks were read (windows)
     source: str = ""
     quantization: list = field(default_factory=list)   # what the ONNX graph carried (qgraph notes)
 
@@ -72,13 +90,31 @@ class ModelSpec:
         return int(n)
 
 
-def rope_tables(inv_freq, n_pos):
-    """cos, sin [n_pos, rot/2] float32 (angles in float64, then rounded once)."""
+def rope_tables(inv_freq, n_pos, mscale=1.0):
+    """cos, sin [n_pos, rot/2] float32 (angles in float64, then rounded once), times mscale."""
     ang = np.arange(n_pos, dtype=np.float64)[:, None] * np.asarray(inv_freq, np.float64)[None, :]
-    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    return (np.cos(ang) * mscale).astype(np.float32), (np.sin(ang) * mscale).astype(np.float32)
+
+
+def layer_freqs(spec, L):
+    """The RoPE frequencies of layer L, or None (NoPE layer, learned positions)."""
+    if spec.pos != "rope" or L.nope:
+        return None
+    return spec.inv_freq if L.inv_freq is None else L.inv_freq
+
+
+def kv_slots(L, max_seq):
+    """KV-cache positions layer L keeps: its window (a ring buffer) if shorter than max_seq."""
+    return min(L.window, max_seq) if L.window else max_seq
+
+
+def softcap(x, cap):
+    return cap * np.tanh(x / cap) if cap else x
 
 
 def _norm(N, x):
+    if N is None:
+        return x
     x = x.astype(np.float64)
     if N.kind == "rms":
         y = x / np.sqrt((x * x).mean(-1, keepdims=True) + N.eps) * N.g
@@ -109,6 +145,8 @@ def _rope(spec, x, cos, sin):
 def _act(spec, g):
     if spec.act == "silu":
         return g / (1 + np.exp(-g))
+    if spec.act == "relu":
+        return np.maximum(g, 0)
     if spec.act == "gelu_tanh":
         return 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g ** 3)))
     from math import erf
@@ -127,23 +165,31 @@ def forward(spec, ids, sim=None):
     x = emb[ids].astype(np.float64) * spec.emb_scale
     if spec.pos_emb is not None:
         x = x + W(spec.pos_emb[:T])
-    if spec.pos == "rope":
-        cos, sin = (t.astype(np.float64) for t in rope_tables(spec.inv_freq, T))
-    mask = np.triu(np.full((T, T), -np.inf), 1)
+    x = _norm(spec.emb_norm, x)
+    t = np.arange(T)
+    rel = t[None, :] - t[:, None]                      # key position - query position [T, T]
     for li, L in enumerate(spec.layers):
         h = A(_norm(L.attn_norm, x))
-        q = (h @ W(L.wq).T + b(L, "q")).reshape(T, H, hs)
-        k = (h @ W(L.wk).T + b(L, "k")).reshape(T, Hk, hs)
+        q = h @ W(L.wq).T + b(L, "q")
+        k = h @ W(L.wk).T + b(L, "k")
         v = (h @ W(L.wv).T + b(L, "v")).reshape(T, Hk, hs)
-        if spec.pos == "rope":
+        q = _norm(L.q_norm, q.reshape(-1, L.q_norm.g.size) if L.q_norm else q).reshape(T, H, hs)
+        k = _norm(L.k_norm, k.reshape(-1, L.k_norm.g.size) if L.k_norm else k).reshape(T, Hk, hs)
+        freqs = layer_freqs(spec, L)
+        if freqs is not None:
+            cos, sin = (c.astype(np.float64) for c in rope_tables(freqs, T, spec.rope_mscale))
             q, k = _rope(spec, q, cos, sin), _rope(spec, k, cos, sin)
         q, k, v = KV(q), KV(k), KV(v)
         kk, vv = np.repeat(k, H // Hk, axis=1), np.repeat(v, H // Hk, axis=1)
-        s = np.einsum("thd,uhd->htu", q, kk) * spec.attn_scale + mask
+        s = np.einsum("thd,uhd->htu", q, kk) * (spec.attn_scale if L.attn_scale is None else L.attn_scale)
+        s = softcap(s, L.softcap)
+        if L.alibi is not None:
+            s = s + L.alibi[:, None, None] * rel[None]
+        s = np.where((rel > 0) | ((rel <= -L.window) if L.window else False), -np.inf, s)
         p = np.exp(s - s.max(-1, keepdims=True))
         p = p / p.sum(-1, keepdims=True)
         a = A(np.einsum("htu,uhd->thd", p, vv).reshape(T, H * hs))
-        x_attn = x + a @ W(L.wo).T + b(L, "o")
+        x_attn = x + L.attn_mul * _norm(L.post_attn_norm, a @ W(L.wo).T + b(L, "o"))
         h = A(_norm(L.ffn_norm, x if spec.parallel else x_attn))
         x = x_attn
         up = h @ W(L.w_up).T + b(L, "up")
@@ -151,9 +197,9 @@ def forward(spec, ids, sim=None):
             m = _act(spec, h @ W(L.w_gate).T + b(L, "gate")) * up
         else:
             m = _act(spec, up)
-        x = x + MID(m) @ W(L.w_down).T + b(L, "down")
+        x = x + L.mlp_mul * _norm(L.post_ffn_norm, MID(m) @ W(L.w_down).T + b(L, "down"))
     h = A(_norm(spec.final_norm, x))
     logits = h @ (emb if spec.tied else W(spec.lm_head)).T
     if spec.lm_head_bias is not None:
         logits = logits + spec.lm_head_bias
-    return logits
+    return softcap(logits * spec.logit_scale, spec.logit_softcap)
