@@ -38,6 +38,10 @@ FEATURES = {
     "llama3_rope": dict(model_type="llama", num_key_value_heads=2, rope_scaling=dict(
         rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=16)),
     "linear_rope": dict(model_type="llama", num_key_value_heads=2, rope_scaling=dict(rope_type="linear", factor=4.0)),
+    "phi3_longrope": dict(model_type="phi3", num_key_value_heads=2, pad_token_id=0, original_max_position_embeddings=16,
+                          rope_scaling=dict(rope_type="longrope", original_max_position_embeddings=16,
+                                            short_factor=[1.0 + 0.1 * i for i in range(8)],
+                                            long_factor=[2.0 + 0.5 * i for i in range(8)])),   # long factors past 16
     "opt": dict(ffn_dim=128, word_embed_proj_dim=64),                                    # positions at an offset, ReLU
     "cohere": dict(num_key_value_heads=2, logit_scale=0.25),                             # parallel, LayerNorm without bias
     "olmo2": dict(num_key_value_heads=2),                                                # post-norms only, QK-norm whole

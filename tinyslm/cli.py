@@ -203,6 +203,14 @@ def cmd_info(a):
         print(f"  {n:<28} {b['dtype']:<4} {b['bytes']:>8} B at {b['offset']:>7}  ops {b['life']}")
     print(f"  {'activation arena':<50} {mem['arena_bytes']:>10}  (lower bound {mem['arena_lower_bound']})")
     print(f"  {'KV cache (int8)':<50} {mem['kv_bytes']:>10}")
+    kvl = m.get("kv_layers", [])
+    if any(kv["window"] for kv in kvl):     # sliding windows: a local layer keeps only its window (a ring)
+        for kv in kvl:
+            what = f"ring of {kv['slots']} (window {kv['window']})" if kv["window"] and kv["slots"] < m["max_seq"] else \
+                f"{kv['slots']} positions"
+            print(f"    {'layer ' + str(kv['layer']) + ': ' + what:<48} {kv['bytes']:>10}")
+        full = sum(kv["bytes"] * m["max_seq"] // kv["slots"] for kv in kvl)
+        print(f"    {'(every layer at max_seq: ' + str(full) + ' B)':<48}")
     print(f"  {'sampler scratch (probs + indices)':<50} {8 * m['vocab']:>10}")
     total = mem["arena_bytes"] + mem["kv_bytes"] + 8 * m["vocab"]
     print(f"  {'total RAM':<50} {total:>10}")
@@ -246,6 +254,7 @@ def cmd_eval(a):
 
 def cmd_inspect(a):
     from . import frontend
+    from .model import describe
     from . import qgraph
     model, _, notes = qgraph.float_view(frontend.load_onnx(a.model))
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
@@ -266,14 +275,14 @@ def cmd_inspect(a):
     frontend.check_against_onnx(model, spec, a.model)
     rows = [("family", spec.family), ("layers", spec.n_layers), ("dim", spec.dim), ("heads", spec.n_heads),
             ("kv heads", spec.n_kv_heads), ("head size", spec.head_dim), ("ffn hidden", spec.hidden),
-            ("vocab", spec.vocab), ("norm", f"{spec.layers[0].attn_norm.kind}norm eps {spec.layers[0].attn_norm.eps:g}"),
-            ("activation", ({"silu": "SwiGLU", "gelu_tanh": "GeGLU (tanh)", "gelu_erf": "GeGLU (erf)"}
+            ("vocab", spec.vocab), ("norm", f"{spec.final_norm.kind}norm eps {spec.final_norm.eps:g}"),
+            ("activation", ({"silu": "SwiGLU", "gelu_tanh": "GeGLU (tanh)", "gelu_erf": "GeGLU (erf)", "relu": "ReGLU"}
                             if spec.layers[0].w_gate is not None else {}).get(spec.act, spec.act)),
             ("positions", f"RoPE {'interleaved' if spec.rope_interleaved else 'rotate-half'} on {spec.rotary_dim} dims"
-             if spec.pos == "rope" else f"learned table of {spec.max_pos}"),
+             if spec.pos == "rope" else f"learned table of {spec.max_pos}" if spec.pos == "learned" else "ALiBi"),
             ("attention scale", f"{spec.attn_scale:.6g}"), ("tied embeddings", spec.tied),
             ("blocks", "parallel attention + MLP" if spec.parallel else "sequential attention, MLP"),
-            ("biases", ", ".join(sorted(spec.layers[0].bias)) or "none"),
+            ("biases", ", ".join(sorted(spec.layers[0].bias)) or "none")] + describe(spec) + [
             ("quantization found", "; ".join(notes) or "none (float32 weights)"), ("parameters", f"{spec.n_params():,}"),
             ("check", "float model reproduces the ONNX logits (onnxruntime)")]
     for k, v in rows:

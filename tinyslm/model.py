@@ -74,6 +74,8 @@ class ModelSpec:
     logit_scale: float = 1.0          # logits = logit_scale * (head . x + bias) (Granite 1/logits_scaling, Cohere)
     logit_softcap: float = 0.0        # logits -> softcap * tanh(logits / softcap) (Gemma 2; 0: none)
     mask_checked: int = 0             # positions up to which the attention masks were read (windows)
+    rope_long_after: int = 0          # sequences longer than this use rope_long's frequencies (LongRoPE)
+    rope_long: list = field(default_factory=list)   # [(frequencies, their long-sequence replacement)]
     source: str = ""
     quantization: list = field(default_factory=list)   # what the ONNX graph carried (qgraph notes)
 
@@ -96,11 +98,16 @@ def rope_tables(inv_freq, n_pos, mscale=1.0):
     return (np.cos(ang) * mscale).astype(np.float32), (np.sin(ang) * mscale).astype(np.float32)
 
 
-def layer_freqs(spec, L):
-    """The RoPE frequencies of layer L, or None (NoPE layer, learned positions)."""
+def layer_freqs(spec, L, T):
+    """The RoPE frequencies of layer L for sequences of T positions, or None (NoPE layer, learned
+    positions). LongRoPE switches every position to its long factors once T passes the original
+    context: what the graph computes for a sequence of T tokens."""
     if spec.pos != "rope" or L.nope:
         return None
-    return spec.inv_freq if L.inv_freq is None else L.inv_freq
+    f = spec.inv_freq if L.inv_freq is None else L.inv_freq
+    if spec.rope_long_after and T > spec.rope_long_after:
+        f = next((long for short, long in spec.rope_long if np.array_equal(short, f)), f)
+    return f
 
 
 def kv_slots(L, max_seq):
@@ -175,7 +182,7 @@ def forward(spec, ids, sim=None):
         v = (h @ W(L.wv).T + b(L, "v")).reshape(T, Hk, hs)
         q = _norm(L.q_norm, q.reshape(-1, L.q_norm.g.size) if L.q_norm else q).reshape(T, H, hs)
         k = _norm(L.k_norm, k.reshape(-1, L.k_norm.g.size) if L.k_norm else k).reshape(T, Hk, hs)
-        freqs = layer_freqs(spec, L)
+        freqs = layer_freqs(spec, L, T)
         if freqs is not None:
             cos, sin = (c.astype(np.float64) for c in rope_tables(freqs, T, spec.rope_mscale))
             q, k = _rope(spec, q, cos, sin), _rope(spec, k, cos, sin)
@@ -203,3 +210,64 @@ def forward(spec, ids, sim=None):
     if spec.lm_head_bias is not None:
         logits = logits + spec.lm_head_bias
     return softcap(logits * spec.logit_scale, spec.logit_softcap)
+
+
+def _base(f, r):
+    """theta of frequencies theta^(-2i/r), read off the second one"""
+    return float(f[1]) ** (-r / 2.0) if len(f) > 1 and f[1] > 0 else float("nan")
+
+
+def _layers_str(idx):
+    return ", ".join(map(str, idx))
+
+
+def describe(spec):
+    """[(what, value)] of the recognized model features, for `tinyslm inspect`."""
+    Ls, rows = spec.layers, []
+    hs = spec.head_dim
+
+    def per_layer(f):
+        """'all: v' when every layer agrees, else 'v0 | v1 | ..' per layer; None when nothing to say"""
+        vals = [f(L) for L in Ls]
+        if all(v is None for v in vals):
+            return None
+        return f"all layers: {vals[0]}" if len(set(vals)) == 1 else " | ".join(f"{i}: {v or '-'}" for i, v in enumerate(vals))
+
+    def qk(N, n):
+        return None if N is None else f"{N.kind}norm " + ("per head" if N.g.size == hs else f"over the whole projection ({n})")
+    rows.append(("QK-norm", per_layer(lambda L: qk(L.q_norm, L.wq.shape[0]) and
+                                      f"q {qk(L.q_norm, L.wq.shape[0])}, k {qk(L.k_norm, L.wk.shape[0])}")))
+    rows.append(("pre-norms", per_layer(lambda L: "attention " + ("yes" if L.attn_norm else "no (reads the stream)") +
+                                        ", MLP " + ("yes" if L.ffn_norm else "no (reads the stream)")
+                                        if L.attn_norm is None or L.ffn_norm is None else None)))
+    rows.append(("post-norms", per_layer(lambda L: ", ".join(n for n, N in (("attention", L.post_attn_norm),
+                                                                             ("MLP", L.post_ffn_norm)) if N) or None)))
+    rows.append(("residual multipliers", per_layer(lambda L: None if L.attn_mul == 1 and L.mlp_mul == 1 else
+                                                   f"attention x{L.attn_mul:.6g}, MLP x{L.mlp_mul:.6g}")))
+    rows.append(("attention soft-cap", per_layer(lambda L: f"{L.softcap:.6g} * tanh(s / {L.softcap:.6g})" if L.softcap else None)))
+    rows.append(("attention windows", per_layer(lambda L: f"local, {L.window} positions" if L.window else "global")
+                 if any(L.window for L in Ls) else "all layers global" + (f" (masks read to {spec.mask_checked} positions)"
+                                                                          if spec.mask_checked else "")))
+    if spec.pos == "rope":
+        bases = {}
+        for i, L in enumerate(Ls):
+            f = layer_freqs(spec, L, 0)
+            if f is not None:
+                bases.setdefault(np.asarray(f).tobytes(), []).append(i)
+        rows.append(("RoPE layers", "all" if not any(L.nope for L in Ls) and len(bases) == 1 else
+                     "; ".join(f"base {_base(np.frombuffer(k), spec.rotary_dim):.5g} in layers {_layers_str(v)}"
+                               for k, v in bases.items()) +
+                     (f"; NoPE layers {_layers_str([i for i, L in enumerate(Ls) if L.nope])}" if any(L.nope for L in Ls) else "")))
+        rows.append(("RoPE scaling", (spec.rope_scaling or "none (theta^(-2i/d))") +
+                     (f", tables times {spec.rope_mscale:.6g}" if spec.rope_mscale != 1 else "") +
+                     (f"; sequences longer than {spec.rope_long_after}: {spec.rope_long[0][0][0] / spec.rope_long[0][1][0]:.4g}"
+                      f" .. {(spec.rope_long[0][0] / spec.rope_long[0][1]).max():.4g} times slower (long factors; "
+                      f"--max-seq above {spec.rope_long_after} uses them at every position)" if spec.rope_long_after else "")))
+    rows.append(("ALiBi", per_layer(lambda L: None if L.alibi is None else
+                                    "slopes " + " ".join(f"{v:.4g}" for v in L.alibi))))
+    rows.append(("embedding", f"x{spec.emb_scale:.6g}" + (f", then {spec.emb_norm.kind}norm" if spec.emb_norm else "")))
+    rows.append(("logits", f"x{spec.logit_scale:.6g}" + (f", soft-cap {spec.logit_softcap:.6g}" if spec.logit_softcap else "")))
+    per_pos = lambda L: 2 * spec.n_kv_heads * (hs + 4)
+    rows.append(("KV cache per layer", per_layer(lambda L: f"{per_pos(L)} B/position, " +
+                                                 (f"ring of {L.window} positions" if L.window else "every position"))))
+    return [(k, v) for k, v in rows if v is not None]

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import TslError
 from .ir import Program
-from .model import forward, kv_slots, layer_freqs, rope_tables
+from .model import kv_slots, layer_freqs, rope_tables
 from .numerics import ACTS
 
 GROUP = 32            # int4 group length along K
@@ -197,8 +197,9 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
             tables[key] = dict(cos_w=P.weight(t + ".cos", cos), sin_w=P.weight(t + ".sin", sin),
                                rot=spec.rotary_dim, hs=hs, interleaved=int(spec.rope_interleaved))
         return tables[key]
-    if spec.pos == "rope":
-        rope_w(spec.inv_freq)
+    first = [f for L in spec.layers if (f := layer_freqs(spec, L, max_seq)) is not None][:1]
+    for f in first:                         # the first table ahead of the layers (weight order as before)
+        rope_w(f)
     wfmt = "s4" if weights == "int4" else "s8"
     kv_layers = []
     for li, L in enumerate(spec.layers):
@@ -214,7 +215,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
             head_norm(p + "q_norm", L.q_norm, q, H, li)
         if L.k_norm is not None:
             head_norm(p + "k_norm", L.k_norm, k, Hk, li)
-        freqs = layer_freqs(spec, L)
+        freqs = layer_freqs(spec, L, max_seq)
         if freqs is not None:
             P.op("rope", p + "rope_q", [q], [q], li, n_heads=H, **rope_w(freqs))
             P.op("rope", p + "rope_k", [k], [k], li, n_heads=Hk, **rope_w(freqs))

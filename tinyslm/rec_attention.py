@@ -152,7 +152,7 @@ def proj_norm(g, out, where):
 # ---- RoPE ----
 
 def rope_tables(g, T, hs):
-    """[(angles at position 1 [w], w, magnitude)] of every constant sin table [T, w] with its cos
+    """[(angles at position 1 [w], w, magnitude, sin name, cos name)] of every constant sin table [T, w] with its cos
     partner: sin row 0 is 0, cos row 0 is the magnitude m (1, or LongRoPE's attention factor)."""
     out = []
     floats = [(n, np.squeeze(v)) for n, v in g.values.items()
@@ -162,7 +162,7 @@ def rope_tables(g, T, hs):
             continue
         if np.abs(s[0]).max() >= 1e-6 or np.abs(s[1]).max() == 0:
             continue
-        for _, c in floats:
+        for cname, c in floats:
             if c.shape != s.shape or c[0, 0] <= 0 or not np.allclose(c[0], c[0, 0]):
                 continue
             m = float(c[0, 0])
@@ -170,10 +170,39 @@ def rope_tables(g, T, hs):
                 ang = np.arctan2(s[1].astype(np.float64), c[1].astype(np.float64))
                 m = 1.0 if abs(m - 1) < 1e-6 else m
                 if not any(w == s.shape[1] and abs(mm - m) < 1e-6 and np.allclose(a, ang, rtol=1e-6, atol=1e-9)
-                           for a, w, mm in out):
-                    out.append((ang, s.shape[1], m))
+                           for a, w, mm, *_ in out):
+                    out.append((ang, s.shape[1], m, name, cname))
                 break
     return out
+
+
+def rope_long(g, ropes, T):
+    """Tables whose frequencies change with the sequence length (LongRoPE's long factors, switched
+    on for sequences longer than original_max_position_embeddings): -> (the longest length that
+    keeps the probe's angles, [(probe angles, angles beyond)]), or (0, []) when none change."""
+    names = [n for r in ropes for n in r[3:5]]
+
+    def angles(Tx):
+        vals = eval_values(g, names, Tx) if names else None
+        if vals is None:
+            return None
+        return [np.arctan2(np.squeeze(vals[sn])[1].astype(np.float64), np.squeeze(vals[cn])[1].astype(np.float64))
+                for _, _, _, sn, cn in ropes]
+    same = lambda a, b: all(np.allclose(x, y, rtol=1e-6, atol=1e-9) for x, y in zip(a, b))
+    base = [r[0] for r in ropes]
+    far = next(((a, Tl) for Tl in MASK_T if (a := angles(Tl)) is not None), (None, 0))
+    if far[0] is None or same(base, far[0]):
+        return 0, []
+    lo, hi = T, far[1]                      # angles at lo as probed, at hi changed
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        a = angles(mid)
+        if a is None:
+            raise g.err(f"RoPE tables cannot be recomputed for {mid} positions")
+        lo, hi = (mid, hi) if same(base, a) else (lo, mid)
+    if not same(angles(hi), far[0]):
+        raise g.err(f"RoPE frequencies change more than once with the sequence length (at {hi} and later)")
+    return lo, list(zip(base, far[0]))
 
 
 def standard_freqs(g, ang, r):
@@ -199,11 +228,11 @@ def _describe_scaling(f, r):
     if half < 3 or f[0] <= 0 or f[1] <= 0:
         return "frequencies as read off the tables"
     theta = (f[0] / f[1]) ** (r / 2.0)
-    std = f[0] * theta ** (-np.arange(half) * 2.0 / r)
+    std = theta ** (-np.arange(half) * 2.0 / r)
     ratio = std / f
     if np.allclose(ratio, ratio[0], rtol=1e-4):
         return f"linear (factor {ratio[0]:.4g})"
-    return f"scaled per frequency (factors {ratio.min():.4g} .. {ratio.max():.4g} against base {theta:.4g})"
+    return f"scaled per frequency (not theta^(-2i/d) for any theta: {f.max():.4g} .. {f.min():.4g} rad/position)"
 
 
 def apply_rope(x, ang, interleaved, r, m=1.0):
@@ -225,7 +254,7 @@ def _rope_hypotheses(ropes, hs):
     """[(kind, ang, r, magnitude)] that the tables allow: a table w wide holds [f, f] (rotate-half),
     [f0 f0 f1 f1 ..] (interleaved) or [f] alone."""
     out = []
-    for row, w, m in ropes:
+    for row, w, m, *_ in ropes:
         out += [("interleaved" if il else "half", row, 2 * w, m) for il in (False, True) if 2 * w <= hs]
         if w % 2 == 0 and np.allclose(row[:w // 2], row[w // 2:]):
             out.append(("half", row[:w // 2], w, m))

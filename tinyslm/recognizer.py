@@ -4,6 +4,8 @@ This module walks the stream: embedding, per layer [attention in, o, MLP in, dow
 how each branch joins the stream (post-norms, residual multipliers, parallel blocks). The
 attention side (q/k/v, QK-norm, RoPE, scale, caps, windows, ALiBi) is rec_attention.py.
 """
+import itertools
+
 import numpy as np
 import onnx
 
@@ -360,6 +362,14 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
             if not L.nope:
                 L.inv_freq = None if np.allclose(L.inv_freq, ang0, rtol=1e-6, atol=1e-9) else \
                     ra.standard_freqs(g, L.inv_freq, rope[1])[0]
+    long_after, long_pairs = ra.rope_long(g, ropes, T) if rope else (0, [])
+    rope_long = []
+    cuts = (lambda a: a, lambda a: a[:len(a) // 2], lambda a: a[0::2])   # a table row holds [f], [f, f] or [f0 f0 ..]
+    for (short, far), cut in itertools.product(long_pairs, cuts):
+        for f in [inv_freq] + [L.inv_freq for L in layers if L.inv_freq is not None]:
+            if len(f) == len(cut(short)) and np.allclose(f, cut(short), rtol=1e-4, atol=1e-8) and \
+                    not any(f is a for a, _ in rope_long):
+                rope_long.append((f, ra.standard_freqs(g, cut(far), rope[1])[0]))
     scales = {L.attn_scale for L in layers}
     spec = ModelSpec(
         family=("gptj" if rope[0] == "interleaved" else "neox") if rope and shared["parallel"] else
@@ -372,7 +382,8 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
         attn_scale=layers[0].attn_scale, emb_scale=emb_scale, parallel=shared["parallel"],
         max_pos=(pos_emb.shape[0] if pos_emb is not None else max_pos_hint), source=str(path),
         emb_norm=emb_norm, rope_mscale=rope[2] if rope else 1.0, rope_scaling=scaling, logit_scale=logit_scale,
-        logit_softcap=logit_cap, mask_checked=mask_T)
+        logit_softcap=logit_cap, mask_checked=mask_T,
+        rope_long_after=long_after, rope_long=rope_long)
     if len(scales) == 1:
         for L in layers:
             L.attn_scale = None
