@@ -120,22 +120,22 @@ def test_inspect_lists_every_unsupported_node(tmp_path):
 
 # ---- issue 10: model features (tests/hf_models.py FEATURES) ----
 
-def cached_export(request, family):
-    """export_full (dynamo) of a FEATURES family, kept in the pytest cache under a key of the library
-    versions and the source of tests/hf_models.py (which holds the configs and weight perturbations)."""
+def cached_export(request, family, dynamo=True):
+    """export_full of a FEATURES family, kept in the pytest cache under a key of the exporter, the
+    library versions and the source of tests/hf_models.py (which holds the configs and perturbations)."""
     import hashlib
     import json
 
     import torch
     import transformers
     src = (ROOT / "tests" / "hf_models.py").read_bytes()
-    key = hashlib.sha256(json.dumps([family, torch.__version__, transformers.__version__, ort.__version__],
+    key = hashlib.sha256(json.dumps([family, dynamo, torch.__version__, transformers.__version__, ort.__version__],
                                     default=str).encode() + src).hexdigest()[:16]
     d = request.config.cache.mkdir("tinyslm-hf-exports")
     p = d / f"{family}-{key}.onnx"
     if not p.exists():
         tmp = d / f"{family}-{key}.part.onnx"
-        hf_models.export_full(family, tmp)
+        hf_models.export_full(family, tmp, dynamo=dynamo)
         tmp.replace(p)
     return p
 
@@ -179,6 +179,14 @@ def test_feature_family(family, request, tmp_path, capsys):
     for want in SEES[family]:
         assert want in out, (want, out)
     check(path, tmp_path, steps=64)
+
+
+@pytest.mark.parametrize("family", ["qwen3", "gemma2", "smollm3", "bloom"])
+def test_feature_family_torchscript(family, request, tmp_path):
+    """The TorchScript exporter's spelling of QK-norm, caps and windows (Where on a mask buffer),
+    NoPE, ALiBi. It exports every FEATURES family but Cohere, whose graph then fails in onnxruntime
+    at any other length than the export's (a rotary Mul with a shape fixed at export)."""
+    check(cached_export(request, family, dynamo=False), tmp_path)
 
 
 def test_softcaps_bite(request):

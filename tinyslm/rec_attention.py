@@ -352,11 +352,10 @@ def layer_masks(g, softmaxes, T):
         allowed, bias = _mask(g.values, terms, T)
         out.append(dict(chain=chain, terms=terms, allowed=allowed, bias=np.zeros((1, T, T)) if bias is None else bias,
                         tanh=next((c for c in chain if c.op_type == "Tanh"), None)))
+    for li, m in enumerate(out):
+        if not m["terms"]:
+            raise g.err(f"layer {li}: attention scores without a causal mask (node '{softmaxes[li].name}')")
     names = sorted({t[1] for m in out for t in m["terms"]})
-    if not names:
-        for m in out:
-            m["window"], m["slopes"] = 0, None
-        return out, 0
     for Tm in MASK_T + (T,):
         vals = g.values if Tm == T else eval_values(g, names, Tm)
         try:

@@ -249,6 +249,15 @@ def _logit_transform(g, out):
     return s, cap
 
 
+def _max_pos(pos_emb, hint, mask_T):
+    """Positions the model supports: its learned table, else the config's hint; a graph whose masks
+    come from a fixed table (it does not run longer than mask_T) supports no more than that."""
+    n = pos_emb.shape[0] if pos_emb is not None else hint
+    if ra.MASK_T[-1] <= mask_T < ra.MASK_T[0]:
+        n = min(n or mask_T, mask_T)
+    return n
+
+
 def recognize(model, path, max_pos_hint=0, qinfo=None):
     """ONNX model -> ModelSpec, checked against the graph's own output."""
     from .frontend import T_PROBE, Graph, _raise_unsupported, unsupported_nodes
@@ -380,7 +389,7 @@ def recognize(model, path, max_pos_hint=0, qinfo=None):
         lm_head_bias=head[0]["b"], pos_emb=pos_emb, inv_freq=inv_freq,
         rope_interleaved=bool(rope and rope[0] == "interleaved"), rotary_dim=rope[1] if rope else 0,
         attn_scale=layers[0].attn_scale, emb_scale=emb_scale, parallel=shared["parallel"],
-        max_pos=(pos_emb.shape[0] if pos_emb is not None else max_pos_hint), source=str(path),
+        max_pos=_max_pos(pos_emb, max_pos_hint, mask_T), source=str(path),
         emb_norm=emb_norm, rope_mscale=rope[2] if rope else 1.0, rope_scaling=scaling, logit_scale=logit_scale,
         logit_softcap=logit_cap, mask_checked=mask_T,
         rope_long_after=long_after, rope_long=rope_long)
