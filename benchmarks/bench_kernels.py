@@ -75,7 +75,7 @@ int main(void)
     TIME("matvec_s8_s32", N * K, tsl_matvec_s8_s32(x8, w8, acc, N, K));
     TIME("matvec_s8_f32", N * K, tsl_matvec_s8_f32(x8, 0.01f, w8, ws, 0, dst, N, K, 0));
     TIME("matvec_s4_f32", N * K, tsl_matvec_s4_f32(x8, 0.01f, w4, gs, ws, 0, dst, N, K, 0));
-    TIME("attention_s8", 2 * H * T * HS, tsl_attention_s8(q, kc, ks, vc, vs, out8, H, H, HS, T, T - 1, 0.125f, qq, sc, pw, pacc, ch));
+    TIME("attention_s8", 2 * H * T * HS, tsl_attention_s8(q, kc, ks, vc, vs, out8, H, H, HS, T, T - 1, 0.125f, 0.0f, NULL, qq, sc, pw, pacc, ch));
     return 0;
 }
 """

@@ -91,11 +91,14 @@ static void tsl_pv_s32(const int32_t *p, const int8_t *v, int32_t T, int32_t hs,
 
 float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
                        const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
-                       int32_t max_seq, int32_t pos, float scale, int8_t *qq, float *sc, int32_t *pw,
-                       int32_t *acc, float *ch)
+                       int32_t max_seq, int32_t pos, float scale, float softcap, const float *alibi,
+                       int8_t *qq, float *sc, int32_t *pw, int32_t *acc, float *ch)
 {
     const int32_t group = n_heads / n_kv;
-    const int32_t T = pos + 1;
+    /* A ring of max_seq slots, position t in slot t % max_seq: the last T positions are visible,
+     * all in slots [0, T); float sums run in position order from slot t0. */
+    const int32_t T = pos + 1 < max_seq ? pos + 1 : max_seq;
+    const int32_t t0 = (pos + 1 - T) % max_seq;
     float amax = 0.0f;
     for (int32_t h = 0; h < n_heads; h++) {
         const intptr_t g = h / group;
@@ -104,16 +107,18 @@ float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const 
         const float *kss = ks + g * max_seq, *vss = vs + g * max_seq;
         const float sq = tsl_quant_dynamic_f32(q + h * hs, qq, hs) * scale;
 
-        /* Scores: one int8 matvec over the cached keys, then their float scale. */
+        /* Scores: one int8 matvec over the cached keys, then their float scale, cap and bias. */
         tsl_matvec_s8_s32(qq, k, pw, T, hs);
         float mx = 0.0f;
         for (int32_t t = 0; t < T; t++) {
             sc[t] = ((float)pw[t] * kss[t]) * sq;
+            if (softcap > 0.0f) sc[t] = softcap * tsl_tanh(sc[t] / softcap);
+            if (alibi) sc[t] = sc[t] + alibi[h] * (float)(-((pos - t) % max_seq));
             mx = (t == 0 || sc[t] > mx) ? sc[t] : mx;
         }
         /* Softmax numerators; the value scales folded in; Q15 weights. */
         float E = 0.0f, W = 0.0f;
-        for (int32_t t = 0; t < T; t++) {
+        for (int32_t j = 0, t = t0; j < T; j++, t = (t + 1 == max_seq) ? 0 : t + 1) {
             const float e = tsl_exp_neg(sc[t] - mx);
             E = E + e;
             sc[t] = e * vss[t];

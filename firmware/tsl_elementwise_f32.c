@@ -1,4 +1,4 @@
-/* tsl_elementwise_f32.c -- quantize, embed, RoPE, KV store and the MLP nonlinearities. */
+/* tsl_elementwise_f32.c -- quantize, embed, RoPE, KV store, adds, caps and the MLP nonlinearities. */
 #include "tsl_kernels.h"
 
 float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n)
@@ -54,14 +54,25 @@ void tsl_kv_store_s8(const float *x, int8_t *cache, float *scale, int32_t n_head
                      int32_t max_seq, int32_t pos)
 {
     for (int32_t h = 0; h < n_heads; h++) {
-        const intptr_t row = (intptr_t)h * max_seq + pos;
+        const intptr_t row = (intptr_t)h * max_seq + pos % max_seq;
         scale[row] = tsl_quant_dynamic_f32(x + h * hs, cache + row * hs, hs);
     }
 }
 
 static float tsl_act(float x, int32_t act)
 {
-    return act == TSL_ACT_SILU ? tsl_silu(x) : act == TSL_ACT_GELU_TANH ? tsl_gelu_tanh(x) : tsl_gelu_erf(x);
+    return act == TSL_ACT_SILU ? tsl_silu(x) : act == TSL_ACT_GELU_TANH ? tsl_gelu_tanh(x) :
+           act == TSL_ACT_RELU ? (x > 0.0f ? x : 0.0f) : tsl_gelu_erf(x);
+}
+
+void tsl_add_f32(float *x, const float *y, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) x[i] = x[i] + y[i];
+}
+
+void tsl_softcap_f32(float *x, int32_t n, float cap)
+{
+    for (int32_t i = 0; i < n; i++) x[i] = cap * tsl_tanh(x[i] / cap);
 }
 
 void tsl_act_f32(const float *x, float *y, int32_t n, int32_t act)

@@ -42,8 +42,12 @@ void tsl_dequant_sub_f32(float *x, const int8_t *q, const float *s, int32_t n);
 
 /* y = x / rms(x) * g, sums in index order. */
 void tsl_rmsnorm_f32(const float *x, const float *g, float eps, float *y, int32_t n);
-/* y = (x - mean) / std * g + b, sums in index order. */
+/* y = (x - mean) / std * g + b, sums in index order. Both norms may run in place (y == x). */
 void tsl_layernorm_f32(const float *x, const float *g, const float *b, float eps, float *y, int32_t n);
+/* In place over n_heads slices of hs values (QK-norm): each normalized by itself, g, b [hs];
+ * layer: LayerNorm, else RMSNorm (b unused). */
+void tsl_headnorm_f32(float *x, const float *g, const float *b, float eps, int32_t n_heads, int32_t hs,
+                      int32_t layer);
 
 /* dst[i] = (accumulate ? dst[i] : 0) + (float)table[row * n + i] * scale[row] */
 void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *dst, int32_t n,
@@ -54,16 +58,21 @@ void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *d
 void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cs,
                   const float *sn, int32_t interleaved);
 
-/* Per head h: cache[h][pos][:] , scale[h][pos] = tsl_quant_dynamic_f32(x[h*hs : (h+1)*hs]).
- * cache s8 [n_heads][max_seq][hs], scale f32 [n_heads][max_seq]. */
+/* Per head h, slot t = pos % max_seq: cache[h][t][:], scale[h][t] = tsl_quant_dynamic_f32(x[h*hs : (h+1)*hs]).
+ * cache s8 [n_heads][max_seq][hs], scale f32 [n_heads][max_seq]: a ring when a sliding window
+ * shorter than the sequence sets max_seq. */
 void tsl_kv_store_s8(const float *x, int8_t *cache, float *scale, int32_t n_heads, int32_t hs,
                      int32_t max_seq, int32_t pos);
 
-/* Causal attention of one query position over cache positions [0, pos]; returns the scale of out.
+/* Causal attention of one query position over the cached positions; returns the scale of out.
  * q f32 [n_heads][hs]; kc, vc s8 [n_kv][max_seq][hs]; ks, vs f32 [n_kv][max_seq]; out s8 [n_heads][hs].
- * Per head h, kv head g = h / (n_heads / n_kv), T = pos + 1, t ascending in every sum:
+ * The cache is a ring of max_seq slots (position t in slot t % max_seq, see tsl_kv_store_s8); the
+ * last T = min(pos + 1, max_seq) positions are visible, in slots [0, T). Per head h, kv head
+ * g = h / (n_heads / n_kv), every float sum in position order (from slot (pos + 1 - T) % max_seq):
  *   qq, sq = tsl_quant_dynamic_f32(q[h])
  *   s_t    = ((float)(qq . kc[g][t]) * ks[g][t]) * (sq * scale)
+ *   s_t    = softcap * tsl_tanh(s_t / softcap)                 (if softcap > 0)
+ *   s_t    = s_t + alibi[h] * (float)(position of t - pos)      (if alibi != NULL)
  *   e_t    = tsl_exp_neg(s_t - max s);  E = sum e_t;  w_t = e_t * vs[g][t];  Wh = sum w_t
  *   p_t    = tsl_round_f32(w_t * (32768 / Wh))               (Q15, sum ~ 32768; 0 if Wh == 0)
  *   acc[h] = sum_t p_t * vc[g][t]                             (int32, |acc| < 2^23)
@@ -73,13 +82,19 @@ void tsl_kv_store_s8(const float *x, int8_t *cache, float *scale, int32_t n_head
  * scratch: qq s8 [hs], sc f32 [max_seq], pw int32 [max_seq], acc int32 [n_heads * hs], ch f32 [n_heads]. */
 float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
                        const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
-                       int32_t max_seq, int32_t pos, float scale, int8_t *qq, float *sc, int32_t *pw,
-                       int32_t *acc, float *ch);
+                       int32_t max_seq, int32_t pos, float scale, float softcap, const float *alibi,
+                       int8_t *qq, float *sc, int32_t *pw, int32_t *acc, float *ch);
 
-/* act: TSL_ACT_SILU, TSL_ACT_GELU_TANH or TSL_ACT_GELU_ERF */
+/* x[i] = x[i] + y[i] (a post-normed branch joining the stream) */
+void tsl_add_f32(float *x, const float *y, int32_t n);
+/* x[i] = cap * tsl_tanh(x[i] / cap) (soft-capped logits) */
+void tsl_softcap_f32(float *x, int32_t n, float cap);
+
+/* act: TSL_ACT_SILU, TSL_ACT_GELU_TANH, TSL_ACT_GELU_ERF or TSL_ACT_RELU */
 #define TSL_ACT_SILU 0
 #define TSL_ACT_GELU_TANH 1
 #define TSL_ACT_GELU_ERF 2
+#define TSL_ACT_RELU 3
 /* y[i] = act(x[i]) */
 void tsl_act_f32(const float *x, float *y, int32_t n, int32_t act);
 /* h[i] = act(g[i]) * u[i]  (SwiGLU, GeGLU) */

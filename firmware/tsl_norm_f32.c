@@ -19,3 +19,13 @@ void tsl_layernorm_f32(const float *x, const float *g, const float *b, float eps
     const float r = tsl_rsqrt(ss / (float)n + eps);
     for (int32_t i = 0; i < n; i++) y[i] = ((x[i] - mean) * r) * g[i] + b[i];
 }
+
+void tsl_headnorm_f32(float *x, const float *g, const float *b, float eps, int32_t n_heads, int32_t hs,
+                      int32_t layer)
+{
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *xh = x + (intptr_t)h * hs;
+        if (layer) tsl_layernorm_f32(xh, g, b, eps, xh, hs);
+        else tsl_rmsnorm_f32(xh, g, eps, xh, hs);
+    }
+}

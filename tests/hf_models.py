@@ -17,15 +17,61 @@ FAMILIES = {
     "gptj": dict(n_embd=64, n_layer=2, n_head=4, n_positions=256, rotary_dim=8),        # interleaved RoPE, parallel
     "gpt_neox": dict(num_key_value_heads=4, rotary_pct=0.5, use_parallel_residual=True),  # per-head fused QKV
 }
+# Issue 10: families whose features the frontend learned later. `model_type` names the transformers
+# family when the key is a variant; `_scale` multiplies weights whose names contain a key (so that
+# soft-caps and attention patterns really bite: random weights give logits of about 1).
+FEATURES = {
+    "qwen3": dict(num_key_value_heads=2, head_dim=16),                                   # QK-norm per head
+    "gemma2": dict(num_key_value_heads=2, head_dim=16, sliding_window=8, final_logit_softcapping=3.0,
+                   attn_logit_softcapping=4.0, query_pre_attn_scalar=16,
+                   _scale={"q_proj": 4.0, "k_proj": 4.0, "lm_head": 6.0, "embed": 6.0}),  # caps, post-norms, local layers
+    "gemma3_text": dict(num_key_value_heads=1, head_dim=32, sliding_window=8, rope_local_base_freq=100.0,
+                        layer_types=["sliding_attention", "full_attention"]),           # + QK-norm, local RoPE base
+    "smollm3": dict(num_key_value_heads=2, no_rope_layers=[1, 0], pad_token_id=0, bos_token_id=1,
+                    eos_token_id=2, _scale={"q_proj": 3.0, "k_proj": 3.0}),              # NoPE layer
+    "phi3_gqa": dict(model_type="phi3", num_key_value_heads=2, pad_token_id=0),          # fused QKV, grouped heads
+    "phi4_mini": dict(model_type="phi3", num_key_value_heads=2, pad_token_id=0, partial_rotary_factor=0.75,
+                      tie_word_embeddings=True),
+    "gpt_bigcode": dict(n_embd=64, n_layer=2, n_head=4, n_positions=256),                # fused QKV, multi-query
+    "granite": dict(num_key_value_heads=2, embedding_multiplier=12.0, residual_multiplier=0.22,
+                    attention_multiplier=0.06, logits_scaling=8.0, _scale={"q_proj": 3.0, "k_proj": 3.0}),
+    "llama3_rope": dict(model_type="llama", num_key_value_heads=2, rope_scaling=dict(
+        rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=16)),
+    "linear_rope": dict(model_type="llama", num_key_value_heads=2, rope_scaling=dict(rope_type="linear", factor=4.0)),
+    "phi3_longrope": dict(model_type="phi3", num_key_value_heads=2, pad_token_id=0, original_max_position_embeddings=16,
+                          rope_scaling=dict(rope_type="longrope", original_max_position_embeddings=16,
+                                            short_factor=[1.0 + 0.1 * i for i in range(8)],
+                                            long_factor=[2.0 + 0.5 * i for i in range(8)])),   # long factors past 16
+    "opt": dict(ffn_dim=128, word_embed_proj_dim=64),                                    # positions at an offset, ReLU
+    "cohere": dict(num_key_value_heads=2, logit_scale=0.25),                             # parallel, LayerNorm without bias
+    "olmo2": dict(num_key_value_heads=2),                                                # post-norms only, QK-norm whole
+    "mistral_window": dict(model_type="mistral", num_key_value_heads=2, sliding_window=8,
+                           _scale={"q_proj": 3.0, "k_proj": 3.0}),
+    "gpt_neo": dict(num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]], window_size=8,
+                    _scale={"q_proj": 3.0, "k_proj": 3.0}),
+    "bloom": dict(n_layer=2, n_head=4),                                                  # ALiBi, per-head fused QKV
+}
+ALL = {**FAMILIES, **FEATURES}
 
 
 def _model(family, overrides=None, attn="eager"):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
     torch.manual_seed(0)
-    cfg = AutoConfig.for_model(family, **{**COMMON, **FAMILIES[family], **(overrides or {})})
+    kw = {**COMMON, **ALL[family], **(overrides or {})}
+    scale = kw.pop("_scale", {})
+    cfg = AutoConfig.for_model(kw.pop("model_type", family), **kw)
     cfg._attn_implementation = attn
-    return AutoModelForCausalLM.from_config(cfg).eval(), cfg
+    m = AutoModelForCausalLM.from_config(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.ndim == 1 and ("norm" in name or "ln" in name):   # gains and biases away from 1 and 0
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+            for key, f in scale.items():
+                if key in name:
+                    p.mul_(f)
+    return m, cfg
 
 
 def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None, static=False, external=False,

@@ -107,10 +107,14 @@ def make_cases(seed=0):
               build=lambda A, x=x, w4=w4, gs=gs, sx=sx, ws=ws, b=b, N=N, K=K:
               f"tsl_matvec_s4_f32({A(x, 'int8_t')}, {_cf(sx)}, {A(w4, 'uint8_t')}, {A(gs, 'int8_t')}, "
               f"{A(ws, 'float')}, {A(b, 'float') if b is not None else '0'}, (float *)out, {N}, {K}, 0);")
-    # attention: GQA groups, head sizes around the vector widths, first and last positions
-    for H, n_kv, hs, S, pos, sat in [(1, 1, 16, 4, 0, False), (2, 1, 32, 8, 5, False), (4, 2, 64, 16, 15, False),
-                                     (4, 4, 64, 40, 39, True), (3, 3, 17, 9, 8, False), (2, 2, 8, 70, 66, False), (2, 1, 64, 4, 0, False), (2, 2, 32, 9, 8, True),
-                                     (2, 1, 48, 33, 32, False)]:
+    # attention: GQA groups, head sizes around the vector widths, first and last positions; rings
+    # (pos beyond the S slots: a sliding window), soft-capped scores, ALiBi biases
+    for H, n_kv, hs, S, pos, sat, cap, alibi in [
+            (1, 1, 16, 4, 0, False, 0, False), (2, 1, 32, 8, 5, False, 0, False), (4, 2, 64, 16, 15, False, 0, False),
+            (4, 4, 64, 40, 39, True, 0, False), (3, 3, 17, 9, 8, False, 0, False), (2, 2, 8, 70, 66, False, 0, False),
+            (2, 1, 64, 4, 0, False, 0, False), (2, 2, 32, 9, 8, True, 0, False), (2, 1, 48, 33, 32, False, 0, False),
+            (2, 1, 32, 8, 8, False, 0, False), (2, 2, 16, 5, 23, False, 0, False), (4, 2, 64, 16, 100, True, 0, False),
+            (2, 1, 32, 12, 11, False, 0.5, False), (2, 2, 16, 6, 17, False, 2.0, True), (4, 4, 32, 20, 19, False, 0, True)]:
         q = _f(rng, H * hs, 3.0)
         kc = _s8(rng, (n_kv, S, hs), "random", "w")
         if sat:   # position 2 takes all the weight: p = 32768 there, 0 elsewhere
@@ -121,12 +125,14 @@ def make_cases(seed=0):
             ks[:, 2] = 10.0
         vs = rng.uniform(0.005, 0.05, (n_kv, S)).astype(f32)
         scale = f32(1 / np.sqrt(hs))
-        o, osc = nx.attention(q, kc, ks, vc, vs, pos, scale)
+        sl = rng.uniform(0.01, 0.5, H).astype(f32) if alibi else None
+        o, osc = nx.attention(q, kc, ks, vc, vs, pos, scale, cap, sl)
         exp = np.concatenate([o.view(np.uint8), np.frombuffer(f32(osc).tobytes(), np.uint8)])
-        B.add(f"attention H={H} kv={n_kv} hs={hs} pos={pos}{' sat' if sat else ''}", exp,
-              build=lambda A, q=q, kc=kc, ks=ks, vc=vc, vs=vs, H=H, n_kv=n_kv, hs=hs, S=S, pos=pos, scale=scale:
+        B.add(f"attention H={H} kv={n_kv} hs={hs} S={S} pos={pos}{' sat' if sat else ''} cap={cap} alibi={alibi}", exp,
+              build=lambda A, q=q, kc=kc, ks=ks, vc=vc, vs=vs, H=H, n_kv=n_kv, hs=hs, S=S, pos=pos, scale=scale, cap=cap, sl=sl:
               f"{{ float r = tsl_attention_s8({A(q, 'float')}, {A(kc, 'int8_t')}, {A(ks, 'float')}, {A(vc, 'int8_t')}, "
-              f"{A(vs, 'float')}, (int8_t *)out, {H}, {n_kv}, {hs}, {S}, {pos}, {_cf(scale)}, s_qq, s_sc, s_pw, s_acc, s_ch); "
+              f"{A(vs, 'float')}, (int8_t *)out, {H}, {n_kv}, {hs}, {S}, {pos}, {_cf(scale)}, {_cf(cap)}, "
+              f"{A(sl, 'float') if sl is not None else '0'}, s_qq, s_sc, s_pw, s_acc, s_ch); "
               f"memcpy(out + {H * hs}, &r, 4); }}")
     # float kernels
     for n in (1, 7, 64, 257):
@@ -143,6 +149,20 @@ def make_cases(seed=0):
         B.add(f"layernorm n={n}", nx.layernorm(x + f32(1), g, b, 1e-5).astype(f32),
               build=lambda A, x=x + f32(1), g=g, b=b, n=n:
               f"tsl_layernorm_f32({A(x, 'float')}, {A(g, 'float')}, {A(b, 'float')}, {_cf(1e-5)}, (float *)out, {n});")
+    for H, hs, layer in [(4, 16, 0), (2, 16, 1), (1, 64, 0), (3, 17, 1)]:
+        x = _f(rng, H * hs, 3.0)
+        g, b = _f(rng, hs), _f(rng, hs)
+        exp = np.concatenate([(nx.layernorm(h, g, b, 1e-6) if layer else nx.rmsnorm(h, g, 1e-6)).astype(f32)
+                              for h in x.reshape(H, hs)])
+        B.add(f"headnorm H={H} hs={hs} layer={layer}", exp, init=x,
+              build=lambda A, H=H, hs=hs, g=g, b=b, layer=layer:
+              f"tsl_headnorm_f32((float *)out, {A(g, 'float')}, {A(b, 'float')}, {_cf(1e-6)}, {H}, {hs}, {layer});")
+    for n, cap in ((7, 30.0), (64, 0.75)):
+        x, y = _f(rng, n, 50.0), _f(rng, n)
+        B.add(f"add n={n}", (x + y).astype(f32), init=x,
+              build=lambda A, y=y, n=n: f"tsl_add_f32((float *)out, {A(y, 'float')}, {n});")
+        B.add(f"softcap n={n} cap={cap}", nx.softcap(x, cap), init=x,
+              build=lambda A, n=n, cap=cap: f"tsl_softcap_f32((float *)out, {n}, {_cf(cap)});")
     for H, hs, rot, inter in [(2, 8, 8, 0), (2, 8, 8, 1), (3, 16, 8, 0), (1, 64, 32, 1)]:
         v = _f(rng, H * hs)
         ang = rng.uniform(-3, 3, rot // 2)
@@ -151,7 +171,7 @@ def make_cases(seed=0):
               build=lambda A, H=H, hs=hs, rot=rot, cs=cs, sn=sn, inter=inter:
               f"tsl_rope_f32((float *)out, {H}, {hs}, {rot}, {A(cs, 'float')}, {A(sn, 'float')}, {inter});")
     xs = np.concatenate([_f(rng, 60, 3.0), np.array([0, -0.0, 1e-8, -1e-8, 20, -20, 88, -88, -100, 100], f32)])
-    for code in (0, 1, 2):
+    for code in (0, 1, 2, 3):
         B.add(f"act {code}", nx.act(xs, code).astype(f32),
               build=lambda A, code=code: f"tsl_act_f32({A(xs, 'float')}, (float *)out, {len(xs)}, {code});")
         u = _f(rng, len(xs))
@@ -163,14 +183,15 @@ def make_cases(seed=0):
         exp = table[3].astype(f32) * sc[3]
         B.add(f"embed acc={accum}", (d + exp if accum else exp).astype(f32), init=d,
               build=lambda A, accum=accum: f"tsl_embed_s8({A(table, 'int8_t')}, {A(sc, 'float')}, 3, (float *)out, 24, {accum});")
-    H, hs, S, pos = 3, 16, 6, 4
-    x = _f(rng, H * hs, 2.0)
-    cache, scl = np.zeros((H, S, hs), np.int8), np.zeros((H, S), f32)
-    for h in range(H):
-        cache[h, pos], scl[h, pos] = nx.quant_dynamic(x[h * hs:(h + 1) * hs])
-    B.add("kv_store", np.concatenate([cache.view(np.uint8).ravel(), scl.view(np.uint8).ravel()]),
-          init=np.zeros(H * S * hs + 4 * H * S, np.uint8),
-          build=lambda A: f"tsl_kv_store_s8({A(x, 'float')}, (int8_t *)out, (float *)(out + {H * S * hs}), {H}, {hs}, {S}, {pos});")
+    for H, hs, S, pos in ((3, 16, 6, 4), (2, 8, 4, 9)):       # the second a ring: slot pos % S
+        x = _f(rng, H * hs, 2.0)
+        cache, scl = np.zeros((H, S, hs), np.int8), np.zeros((H, S), f32)
+        for h in range(H):
+            cache[h, pos % S], scl[h, pos % S] = nx.quant_dynamic(x[h * hs:(h + 1) * hs])
+        B.add(f"kv_store S={S} pos={pos}", np.concatenate([cache.view(np.uint8).ravel(), scl.view(np.uint8).ravel()]),
+              init=np.zeros(H * S * hs + 4 * H * S, np.uint8),
+              build=lambda A, x=x, H=H, hs=hs, S=S, pos=pos:
+              f"tsl_kv_store_s8({A(x, 'float')}, (int8_t *)out, (float *)(out + {H * S * hs}), {H}, {hs}, {S}, {pos});")
     return B.cases
 
 

@@ -236,6 +236,7 @@ def cmd_eval(a):
 
 def cmd_inspect(a):
     from . import frontend
+    from .model import describe
     from . import qgraph
     from .hf_export import as_onnx
     a.model = as_onnx(a.model)[0]
@@ -259,14 +260,14 @@ def cmd_inspect(a):
     frontend.check_against_onnx(model, spec, a.model)
     rows = [("family", spec.family), ("layers", spec.n_layers), ("dim", spec.dim), ("heads", spec.n_heads),
             ("kv heads", spec.n_kv_heads), ("head size", spec.head_dim), ("ffn hidden", spec.hidden),
-            ("vocab", spec.vocab), ("norm", f"{spec.layers[0].attn_norm.kind}norm eps {spec.layers[0].attn_norm.eps:g}"),
-            ("activation", ({"silu": "SwiGLU", "gelu_tanh": "GeGLU (tanh)", "gelu_erf": "GeGLU (erf)"}
+            ("vocab", spec.vocab), ("norm", f"{spec.final_norm.kind}norm eps {spec.final_norm.eps:g}"),
+            ("activation", ({"silu": "SwiGLU", "gelu_tanh": "GeGLU (tanh)", "gelu_erf": "GeGLU (erf)", "relu": "ReGLU"}
                             if spec.layers[0].w_gate is not None else {}).get(spec.act, spec.act)),
             ("positions", f"RoPE {'interleaved' if spec.rope_interleaved else 'rotate-half'} on {spec.rotary_dim} dims"
-             if spec.pos == "rope" else f"learned table of {spec.max_pos}"),
+             if spec.pos == "rope" else f"learned table of {spec.max_pos}" if spec.pos == "learned" else "ALiBi"),
             ("attention scale", f"{spec.attn_scale:.6g}"), ("tied embeddings", spec.tied),
             ("blocks", "parallel attention + MLP" if spec.parallel else "sequential attention, MLP"),
-            ("biases", ", ".join(sorted(spec.layers[0].bias)) or "none"),
+            ("biases", ", ".join(sorted(spec.layers[0].bias)) or "none")] + describe(spec) + [
             ("quantization found", "; ".join(notes) or "none (float32 weights)"), ("parameters", f"{spec.n_params():,}"),
             ("check", "float model reproduces the ONNX logits (onnxruntime)")]
     for k, v in rows:

@@ -33,7 +33,11 @@ def arch_hash(meta):
     """What a weight blob must agree with to be loadable: every shape of the architecture."""
     keys = ("family", "vocab", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden",
             "max_seq", "weights", "act", "pos")
-    return zlib.crc32(json.dumps({k: meta[k] for k in keys}, sort_keys=True).encode())
+    arch = {k: meta[k] for k in keys}
+    rings = [kv["slots"] for kv in meta.get("kv_layers", []) if kv["slots"] != meta["max_seq"]]
+    if rings:                               # sliding windows: the cache layout per layer
+        arch["kv_slots"] = [kv["slots"] for kv in meta["kv_layers"]]
+    return zlib.crc32(json.dumps(arch, sort_keys=True).encode())
 
 
 def pack_weights(prog):
@@ -79,6 +83,13 @@ def _calls(prog, plan, woff):
             fn, args = "tsl_dequant_sub_f32", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2]), t["n"]]
         elif k == "rmsnorm":
             fn, args = "tsl_rmsnorm_f32", [a(op.ins[0]), w(t["g_w"]), _f(t["eps"]), a(op.outs[0]), t["n"]]
+        elif k == "headnorm":
+            fn, args = "tsl_headnorm_f32", [a(op.ins[0]), w(t["g_w"]), w(t["b_w"]), _f(t["eps"]), t["n_heads"], t["hs"],
+                                            t["layernorm"]]
+        elif k == "add":
+            fn, args = "tsl_add_f32", [a(op.ins[0]), a(op.ins[1]), t["n"]]
+        elif k == "softcap":
+            fn, args = "tsl_softcap_f32", [a(op.ins[0]), t["n"], _f(t["cap"])]
         elif k == "layernorm":
             fn, args = "tsl_layernorm_f32", [a(op.ins[0]), w(t["g_w"]), w(t["b_w"]), _f(t["eps"]), a(op.outs[0]), t["n"]]
         elif k == "quant":
@@ -103,7 +114,8 @@ def _calls(prog, plan, woff):
             lhs = f"*{a(op.outs[1])} = "
             fn, args = "tsl_attention_s8", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2], "float"), a(op.ins[3]),
                                             a(op.ins[4], "float"), a(op.outs[0]), t["n_heads"], t["n_kv"], t["hs"],
-                                            t["max_seq"], "pos", _f(t["scale"])] + [a(n) for n in op.outs[2:]]
+                                            t["max_seq"], "pos", _f(t["scale"]), _f(t["softcap"]), w(t["alibi_w"])] + \
+                [a(n) for n in op.outs[2:]]
         elif k == "glu":
             fn, args = "tsl_glu_f32", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], t["act"]]
         elif k == "act":

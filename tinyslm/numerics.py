@@ -111,11 +111,21 @@ def gelu_erf(x):
     return (f32(0.5) * x) * (f32(1) + erf_z)
 
 
-ACTS = {"silu": 0, "gelu_tanh": 1, "gelu_erf": 2}     # TSL_ACT_* codes
+def relu(x):
+    x = np.asarray(x, f32)
+    return np.where(x > 0, x, f32(0)).astype(f32)
+
+
+ACTS = {"silu": 0, "gelu_tanh": 1, "gelu_erf": 2, "relu": 3}     # TSL_ACT_* codes
 
 
 def act(x, code):
-    return (silu, gelu_tanh, gelu_erf)[code](x)
+    return (silu, gelu_tanh, gelu_erf, relu)[code](x)
+
+
+def softcap(x, cap):
+    """tsl_softcap_f32: cap * tanh(x / cap)"""
+    return (f32(cap) * tanh(np.asarray(x, f32) / f32(cap))).astype(f32)
 
 
 # ---- float kernels (tsl_norm_f32.c, tsl_elementwise_f32.c) ----
@@ -183,12 +193,15 @@ def matvec_s4_s32(x, w4, gs, group):
     return (part * gs.astype(np.int64)).sum(1).astype(np.int32)
 
 
-def attention(q, kc, ks, vc, vs, pos, scale):
-    """tsl_attention_s8 -> (out int8 [H*hs], out scale). kc, vc [n_kv, S, hs] int8; ks, vs [n_kv, S]."""
-    n_kv, _, hs = kc.shape
+def attention(q, kc, ks, vc, vs, pos, scale, softcap_=0.0, alibi=None):
+    """tsl_attention_s8 -> (out int8 [H*hs], out scale). kc, vc [n_kv, S, hs] int8; ks, vs [n_kv, S]:
+    a ring of S slots, position t in slot t % S; the last min(pos + 1, S) positions are visible."""
+    n_kv, S, hs = kc.shape
     H = q.shape[0] // hs
     group = H // n_kv
-    T = pos + 1
+    T = min(pos + 1, S)
+    order = ((pos + 1 - T) + np.arange(T)) % S           # slots in position order
+    rel = (-((pos - np.arange(T)) % S)).astype(f32)       # key position - pos, per slot
     accs, chs, amax = [], [], f32(0)
     for h in range(H):
         g = h // group
@@ -196,10 +209,14 @@ def attention(q, kc, ks, vc, vs, pos, scale):
         sq = f32(sq * f32(scale))
         a = matvec_s8_s32(qq, kc[g, :T])
         sc = (a.astype(f32) * ks[g, :T]) * sq
+        if softcap_:
+            sc = softcap(sc, softcap_)
+        if alibi is not None:
+            sc = (sc + f32(alibi[h]) * rel).astype(f32)
         e = exp_neg(sc - sc.max())
-        E = seqsum(e)
+        E = seqsum(e[order])
         w = e * vs[g, :T]
-        W = seqsum(w)
+        W = seqsum(w[order])
         inv = f32(32768) / W if W > 0 else f32(0)
         p = round_f32(w * inv).astype(np.int64)
         acc = (p @ vc[g, :T].astype(np.int64)).astype(np.int32)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import TslError
 from .ir import Program
-from .model import forward, rope_tables
+from .model import kv_slots, layer_freqs, rope_tables
 from .numerics import ACTS
 
 GROUP = 32            # int4 group length along K
@@ -113,6 +113,9 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
     activations: int8, or int8x2 (every norm output also sent a second time as its int8
     rounding error, as the MLP product always is with mlp_residual)."""
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
+    if spec.mask_checked and max_seq > spec.mask_checked:
+        raise TslError(f"--max-seq {max_seq}: the attention masks could only be read up to {spec.mask_checked} "
+                       "positions (the graph does not run longer)")
     P = Program(meta={}, bufs={}, ops=[], weights={})
     graph_weights = dict(kept=[], requantized=[])   # the graph's integer weights: kept as they are, or not
 
@@ -123,13 +126,18 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         P.op("quant", name + ".quant", [y], [q, s], layer, n=n)
         return dict(name=name, y=y, n=n, q=q, s=s, twice=twice, r=None)
 
-    def matvec(name, w, xin, out, layer, bias=None, accumulate=0, fmt="s8", qi=None, shared=None):
-        """out (+)= W . xin; shared: the (int8, scale) weight names of an already quantized W (tied)."""
+    def matvec(name, w, xin, out, layer, bias=None, accumulate=0, fmt="s8", qi=None, shared=None, mul=1.0):
+        """out (+)= mul * (W . xin + bias); shared: the (int8, scale) weight names of an already
+        quantized W (tied). mul (residual and logit multipliers) is folded into the row scales."""
         N, K = w.shape
         attrs = dict(N=N, K=K, accumulate=accumulate, fmt=fmt, sx=xin["s"], sx_const=None)
         kept = None
+        if bias is not None and mul != 1.0:
+            bias = bias * mul
         if shared:
             attrs["w_w"], attrs["ws_w"] = shared
+            if mul != 1.0:
+                attrs["ws_w"] = P.weight(name + ".ws", (P.weights[shared[1]] * np.float32(mul)).astype(np.float32))
         else:
             if fmt == "s4":
                 kept = honour_s4(qi) if qi and qi["kind"] == "int4" else None
@@ -142,6 +150,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
                 q, s = quant_rows_s8(w)
             if qi:
                 graph_weights["kept" if kept else "requantized"].append(name)
+            s = s if mul == 1.0 else (s * np.float32(mul)).astype(np.float32)
             attrs["w_w"], attrs["ws_w"] = P.weight(name + ".w", q), P.weight(name + ".ws", s)
         attrs["bias_w"] = None if bias is None else P.weight(name + ".b", bias.astype(np.float32))
         P.buf(out, "f32", N, "out" if out == "logits" else "arena")
@@ -156,14 +165,37 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
             P.op("matvec", name + ".residual", [rq, rs, out], [out], layer,
                  **{**attrs, "sx": rs, "bias_w": None, "accumulate": 1})
 
-    def norm(name, N, x, layer):
-        y = P.buf(name + ".y", "f32", D)
-        attrs = dict(n=D, eps=float(N.eps), g_w=P.weight(name + ".g", N.g.astype(np.float32)))
+    def norm_op(name, N, x, y, layer, mul=1.0):
+        """y = mul * norm(x) (the multiplier folded into the gain and bias)"""
+        attrs = dict(n=D, eps=float(N.eps), g_w=P.weight(name + ".g", (N.g * mul).astype(np.float32)))
         if N.kind == "layer":
-            b = N.b if N.b is not None else np.zeros(D)
+            b = N.b * mul if N.b is not None else np.zeros(D)
             attrs["b_w"] = P.weight(name + ".b", b.astype(np.float32))
         P.op("rmsnorm" if N.kind == "rms" else "layernorm", name, [x], [y], layer, **attrs)
+        return y
+
+    def norm(name, N, x, layer):
+        if N is None:                       # the matvecs read the stream itself (OLMo2)
+            return act_in(name, x, D, layer, False)
+        y = norm_op(name, N, x, P.buf(name + ".y", "f32", D), layer)
         return act_in(name, y, D, layer, activations == "int8x2")
+
+    def head_norm(name, N, v, n_heads, layer):
+        n = N.g.size
+        attrs = dict(n_heads=n_heads * hs // n, hs=n, eps=float(N.eps), layernorm=int(N.kind == "layer"),
+                     g_w=P.weight(name + ".g", N.g.astype(np.float32)),
+                     b_w=P.weight(name + ".b", (N.b if N.b is not None else np.zeros(n)).astype(np.float32)))
+        P.op("headnorm", name, [v], [v], layer, **attrs)
+
+    def branch_out(name, wname, w, xin, layer, bias, post, mul, fmt, qi):
+        """x += mul * post(W . xin + bias): straight into the stream, or through a post-norm."""
+        if post is None:
+            matvec(wname, w, xin, x, layer, bias, accumulate=1, fmt=fmt, qi=qi, mul=mul)
+            return
+        o = P.buf(name + ".o", "f32", D)
+        matvec(wname, w, xin, o, layer, bias, fmt=fmt, qi=qi)
+        y = norm_op(name + "_norm", post, o, P.buf(name + "_norm.y", "f32", D), layer, mul)
+        P.op("add", name + ".add", [x, y], [x], layer, n=D)
 
     x = P.buf("x", "f32", D)
     etq, ets = quant_rows_s8(spec.tok_emb)
@@ -176,11 +208,23 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         pq, ps = quant_rows_s8(spec.pos_emb[:max_seq])
         P.op("embed", "pos_emb", [x], [x], table_w=P.weight("pos_emb.w", pq),
              scale_w=P.weight("pos_emb.ws", ps), n=D, src="pos", accumulate=1)
-    if spec.pos == "rope":
-        cos, sin = rope_tables(spec.inv_freq, max_seq)
-        rope_w = dict(cos_w=P.weight("rope.cos", cos), sin_w=P.weight("rope.sin", sin),
-                      rot=spec.rotary_dim, hs=hs, interleaved=int(spec.rope_interleaved))
+    if spec.emb_norm is not None:
+        norm_op("emb_norm", spec.emb_norm, x, x, -1)
+    tables = {}                             # RoPE frequencies -> table weights (Gemma 3: local and global)
+
+    def rope_w(freqs):
+        key = np.asarray(freqs, np.float64).tobytes()
+        if key not in tables:
+            cos, sin = rope_tables(freqs, max_seq, spec.rope_mscale)
+            t = f"rope{len(tables) or ''}"
+            tables[key] = dict(cos_w=P.weight(t + ".cos", cos), sin_w=P.weight(t + ".sin", sin),
+                               rot=spec.rotary_dim, hs=hs, interleaved=int(spec.rope_interleaved))
+        return tables[key]
+    first = [f for L in spec.layers if (f := layer_freqs(spec, L, max_seq)) is not None][:1]
+    for f in first:                         # the first table ahead of the layers (weight order as before)
+        rope_w(f)
     wfmt = "s4" if weights == "int4" else "s8"
+    kv_layers = []
     for li, L in enumerate(spec.layers):
         p = f"l{li}."
         b = L.bias.get
@@ -190,22 +234,32 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         matvec(p + "wq", L.wq, xin, q, li, b("q"), fmt=wfmt, qi=qw("q"))
         matvec(p + "wk", L.wk, xin, k, li, b("k"), fmt=wfmt, qi=qw("k"))
         matvec(p + "wv", L.wv, xin, v, li, b("v"), fmt=wfmt, qi=qw("v"))
-        if spec.pos == "rope":
-            P.op("rope", p + "rope_q", [q], [q], li, n_heads=H, **rope_w)
-            P.op("rope", p + "rope_k", [k], [k], li, n_heads=Hk, **rope_w)
-        kc, ks = P.buf(p + "kcache", "s8", Hk * max_seq * hs, "kv"), P.buf(p + "kscale", "f32", Hk * max_seq, "kv")
-        vc, vs = P.buf(p + "vcache", "s8", Hk * max_seq * hs, "kv"), P.buf(p + "vscale", "f32", Hk * max_seq, "kv")
-        P.op("kv_store", p + "store_k", [k], [kc, ks], li, n_heads=Hk, hs=hs, max_seq=max_seq)
-        P.op("kv_store", p + "store_v", [v], [vc, vs], li, n_heads=Hk, hs=hs, max_seq=max_seq)
+        if L.q_norm is not None:
+            head_norm(p + "q_norm", L.q_norm, q, H, li)
+        if L.k_norm is not None:
+            head_norm(p + "k_norm", L.k_norm, k, Hk, li)
+        freqs = layer_freqs(spec, L, max_seq)
+        if freqs is not None:
+            P.op("rope", p + "rope_q", [q], [q], li, n_heads=H, **rope_w(freqs))
+            P.op("rope", p + "rope_k", [k], [k], li, n_heads=Hk, **rope_w(freqs))
+        S = kv_slots(L, max_seq)            # a sliding window keeps only its last S positions: a ring
+        kc, ks = P.buf(p + "kcache", "s8", Hk * S * hs, "kv"), P.buf(p + "kscale", "f32", Hk * S, "kv")
+        vc, vs = P.buf(p + "vcache", "s8", Hk * S * hs, "kv"), P.buf(p + "vscale", "f32", Hk * S, "kv")
+        kv_layers.append(dict(layer=li, slots=S, window=L.window, bytes=2 * (Hk * S * hs + 4 * Hk * S)))
+        P.op("kv_store", p + "store_k", [k], [kc, ks], li, n_heads=Hk, hs=hs, max_seq=S)
+        P.op("kv_store", p + "store_v", [v], [vc, vs], li, n_heads=Hk, hs=hs, max_seq=S)
         att, att_s = P.buf(p + "att", "s8", H * hs), P.buf(p + "att.s", "f32", 1)
         scratch = [P.buf(p + n, t, sz, "scratch") for n, t, sz in
-                   (("att.qq", "s8", hs), ("att.sc", "f32", max_seq), ("att.pw", "s32", max_seq),
+                   (("att.qq", "s8", hs), ("att.sc", "f32", S), ("att.pw", "s32", S),
                     ("att.acc", "s32", H * hs), ("att.ch", "f32", H))]
+        scale = spec.attn_scale if L.attn_scale is None else L.attn_scale
         P.op("attention", p + "attn", [q, kc, ks, vc, vs], [att, att_s] + scratch, li,
-             n_heads=H, n_kv=Hk, hs=hs, max_seq=max_seq, scale=float(np.float32(spec.attn_scale)))
+             n_heads=H, n_kv=Hk, hs=hs, max_seq=S, scale=float(np.float32(scale)), softcap=float(np.float32(L.softcap)),
+             alibi_w=None if L.alibi is None else P.weight(p + "alibi", L.alibi.astype(np.float32)))
         if spec.parallel:       # the MLP reads the block input: normalize it before wo adds to x
             hin = norm(p + "ffn_norm", L.ffn_norm, x, li)
-        matvec(p + "wo", L.wo, dict(q=att, s=att_s, twice=False), x, li, b("o"), accumulate=1, fmt=wfmt, qi=qw("o"))
+        branch_out(p + "attn_out", p + "wo", L.wo, dict(q=att, s=att_s, twice=False), li, b("o"),
+                   L.post_attn_norm, L.attn_mul, wfmt, qw("o"))
         if not spec.parallel:
             hin = norm(p + "ffn_norm", L.ffn_norm, x, li)
         up, mid = p + "up", p + "mid"
@@ -219,13 +273,15 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
             P.op("act", p + "act", [up], [mid], li, n=F, act=ACTS[spec.act])
         # The MLP product is the one activation with heavy tails: with mlp_residual its int8
         # rounding error is quantized again and sent through the same weights (about 16 bits).
-        matvec(p + "w_down", L.w_down, act_in(p + "mid", mid, F, li, mlp_residual), x, li, b("down"),
-               accumulate=1, fmt=wfmt, qi=qw("down"))
+        branch_out(p + "mlp_out", p + "w_down", L.w_down, act_in(p + "mid", mid, F, li, mlp_residual), li, b("down"),
+                   L.post_ffn_norm, L.mlp_mul, wfmt, qw("down"))
     fin = norm("final_norm", spec.final_norm, x, -1)
     matvec("lm_head", spec.tok_emb if spec.tied else spec.lm_head, fin, "logits", -1, spec.lm_head_bias,
-           shared=(emb_w, emb_s) if spec.tied else None)
+           shared=(emb_w, emb_s) if spec.tied else None, mul=spec.logit_scale)
+    if spec.logit_softcap:
+        P.op("softcap", "logit_softcap", ["logits"], ["logits"], -1, n=V, cap=float(np.float32(spec.logit_softcap)))
     P.meta = dict(graph_weights={k: len(v) for k, v in graph_weights.items()},
                   family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
                   n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights, activations=activations,
-                  act=spec.act, pos=spec.pos, n_params=spec.n_params(), int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
+                  act=spec.act, pos=spec.pos, n_params=spec.n_params(), kv_layers=kv_layers, int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
     return P

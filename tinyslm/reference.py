@@ -43,6 +43,20 @@ class Reference:
     def op_rmsnorm(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = nx.rmsnorm(self.buf[op.ins[0]], self.W[a["g_w"]], a["eps"])
 
+    def op_headnorm(self, op, a, token, pos):
+        x, n = self.buf[op.ins[0]], a["hs"]
+        y = x.reshape(a["n_heads"], n).copy()
+        for h in range(a["n_heads"]):
+            y[h] = (nx.layernorm(y[h], self.W[a["g_w"]], self.W[a["b_w"]], a["eps"]) if a["layernorm"] else
+                    nx.rmsnorm(y[h], self.W[a["g_w"]], a["eps"]))
+        self.buf[op.outs[0]][:] = y.reshape(-1)
+
+    def op_add(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = self.buf[op.ins[0]] + self.buf[op.ins[1]]
+
+    def op_softcap(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = nx.softcap(self.buf[op.ins[0]], a["cap"])
+
     def op_layernorm(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = nx.layernorm(self.buf[op.ins[0]], self.W[a["g_w"]], self.W[a["b_w"]], a["eps"])
 
@@ -74,13 +88,14 @@ class Reference:
         x = self.buf[op.ins[0]].reshape(H, hs)
         cache, scale = self.buf[op.outs[0]].reshape(H, S, hs), self.buf[op.outs[1]].reshape(H, S)
         for h in range(H):
-            cache[h, pos], scale[h, pos] = nx.quant_dynamic(x[h])
+            cache[h, pos % S], scale[h, pos % S] = nx.quant_dynamic(x[h])
 
     def op_attention(self, op, a, token, pos):
         Hk, hs, S = a["n_kv"], a["hs"], a["max_seq"]
         q, kc, ks, vc, vs = (self.buf[n] for n in op.ins)
         out, s = nx.attention(q, kc.reshape(Hk, S, hs), ks.reshape(Hk, S), vc.reshape(Hk, S, hs),
-                              vs.reshape(Hk, S), pos, a["scale"])
+                              vs.reshape(Hk, S), pos, a["scale"], a["softcap"],
+                              None if a["alibi_w"] is None else self.W[a["alibi_w"]])
         self.buf[op.outs[0]][:] = out
         self.buf[op.outs[1]][0] = s
 

@@ -31,8 +31,24 @@ def build_info(man, show_all=False):
     need = ram_need(man)
     L += [f"  {'activation arena':<50} {hb(mem['arena_bytes']):>10}  (lower bound {hb(mem['arena_lower_bound'])})",
           f"  {'KV cache (int8 rows + a float scale each)':<50} {hb(mem['kv_bytes']):>10}",
+          *kv_rows(m),
           f"  {'sampler scratch (probs + indices)':<50} {hb(8 * m['vocab']):>10}",
           f"  {'total RAM for the model':<50} {hb(need):>10}"]
+    return L
+
+
+def kv_rows(m):
+    """Lines per layer when sliding windows make some layers' KV caches rings of their window."""
+    kvl = m.get("kv_layers", [])
+    if not any(kv["window"] for kv in kvl):
+        return []
+    L = []
+    for kv in kvl:
+        what = f"ring of {kv['slots']} (window {kv['window']})" if kv["window"] and kv["slots"] < m["max_seq"] \
+            else f"{kv['slots']} positions"
+        L.append(f"    {'layer ' + str(kv['layer']) + ': ' + what:<48} {hb(kv['bytes']):>10}")
+    full = sum(kv["bytes"] * m["max_seq"] // kv["slots"] for kv in kvl)
+    L.append(f"    {'(every layer at max_seq: ' + hb(full) + ')':<48}")
     return L
 
 
