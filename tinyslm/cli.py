@@ -408,8 +408,9 @@ def cmd_verify_device(a, man, prog, prompt, steps):
         regions = op_regions(man, prog)
         compare_hashes(prog, man, ref[0], ref[1:], res["logits"], res["tokens"], res["kv"],
                        lambda step: dict(enumerate(dev.op_hashes(step, regions))), " on the device")
+    from .report import token_rate
     print(f"OK {info['board']}: {steps} steps bit-exact on the device (logits, tokens, KV cache); "
-          f"{sum(res['cycles']) // max(1, steps)} {info['cycles_unit']}/step", flush=True)
+          f"{token_rate(sum(res['cycles']) // max(1, steps), info['cycles_unit'], info['board'])}", flush=True)
 
 
 def cmd_load(a):

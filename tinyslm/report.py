@@ -105,3 +105,24 @@ def image_report(sz, board):
              + ", ".join(f"{k} {hb(v)}" for k, v in parts if v)
              + (f"; the heap gets the rest ({hb(sz['heap'])})" if sz["heap"] else ""))
     return L
+
+
+def token_rate(cycles, unit, board_name):
+    """'12.3 ms/token, 81.3 tokens/s ...' for a device's cycle count per token, at the board's clock
+    (boards/<name>.toml, or an '@NNMHz' in the unit string); marked as an estimate when the count
+    comes from an emulator."""
+    import re
+
+    from .boards import list_boards, load_board
+    if cycles <= 0:
+        return f"{cycles} {unit}/token"
+    if unit == "ns":
+        return f"{cycles / 1e6:.2f} ms/token, {1e9 / cycles:.1f} tokens/s"
+    m = re.search(r"@\s*(\d+(?:\.\d+)?)\s*MHz", unit)
+    board = load_board(board_name) if board_name in list_boards() else None
+    clock = float(m.group(1)) * 1e6 if m else (board.clock_hz if board else 0)
+    if not clock:
+        return f"{cycles} {unit}/token (no clock known for {board_name})"
+    est = f", estimated from the emulator's count at {clock / 1e6:g} MHz" if board is not None and board.emulated \
+        else f" at {clock / 1e6:g} MHz"
+    return f"{1e3 * cycles / clock:.2f} ms/token, {clock / cycles:.1f} tokens/s{est} ({cycles} {unit.split('@')[0].strip()})"
