@@ -49,7 +49,7 @@ def exports(request):
     return get
 
 
-def check_argmax(path, tmp_path, weights="int8", bar=0.999, ids=IDS):
+def check_argmax(path, tmp_path, weights="int8", bar=0.999, ids=IDS, tie=0.05):
     """check(), and the argmax of onnxruntime's logits at every position: exactly for the float model
     tinyslm recognized (positions whose top two logits lie within 1e-4 of the row's spread aside:
     float noise), and for the int8 build where the top two are 0.05 of the spread apart (with random
@@ -61,8 +61,9 @@ def check_argmax(path, tmp_path, weights="int8", bar=0.999, ids=IDS):
     top2 = np.sort(ref, 1)[:, -2:]
     gap = (top2[:, 1] - top2[:, 0]) / ref.std(1)
     fl = forward(frontend(path), ids)
-    assert (ref.argmax(1) == fl.argmax(1))[gap > 1e-4].all(), np.nonzero(ref.argmax(1) != fl.argmax(1))
-    assert (ref.argmax(1) == got.argmax(1))[gap > 0.05].all(), np.nonzero(ref.argmax(1) != got.argmax(1))
+    float_tie = 1e-4 if tie <= 0.05 else tie      # onnxruntime's own run quantizes activations: not float noise
+    assert (ref.argmax(1) == fl.argmax(1))[gap > float_tie].all(), np.nonzero(ref.argmax(1) != fl.argmax(1))
+    assert (ref.argmax(1) == got.argmax(1))[gap > tie].all(), (np.nonzero(ref.argmax(1) != got.argmax(1)), gap)
     return man, got
 
 
@@ -118,6 +119,8 @@ def test_quantized(family, how, exports, tmp_path):
         man, got = check(q, tmp_path, compile_as, 0.99)
         assert cosine(ort_logits(src, IDS), got).min() >= 0.999
     else:
-        man, _ = check_argmax(q, tmp_path, compile_as)
+        # quantize_dynamic: onnxruntime scales the activations per tensor over the whole sequence, tinyslm per
+        # token, so onnxruntime's own run moves further from the float model than the int8 build's near ties
+        man, _ = check_argmax(q, tmp_path, compile_as, tie=0.25 if how.startswith("dynamic") else 0.05)
     assert man["model"]["weights"] == weights
     assert man["model"]["graph_weights"]["kept"] == kept, man["model"]["graph_weights"]

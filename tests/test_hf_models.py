@@ -226,4 +226,4 @@ def test_window_ring_memory(request, tmp_path):
     assert [kv["slots"] for kv in man["model"]["kv_layers"]] == [8, 8]
     assert man["memory"]["kv_bytes"] == 2 * 2 * (2 * 8 * 16 + 4 * 2 * 8)
     r = subprocess.run([sys.executable, "-m", "tinyslm", "info", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert "layer 0: ring of 8 (window 8)" in r.stdout and "(every layer at max_seq: 10240 B)" in r.stdout, r.stdout
+    assert "layer 0: ring of 8 (window 8)" in r.stdout and "(every layer at max_seq: 10 KiB)" in r.stdout, r.stdout

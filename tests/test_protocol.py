@@ -669,7 +669,7 @@ def test_libfuzzer(tmp_path, target):
             b"".join(P.encode_frame(*f) for f in frames(rng, 3))
         (corpus / f"seed{i}").write_bytes(data)
     r = subprocess.run([str(exe), str(corpus), "-max_total_time=15", "-max_len=8192", "-timeout=10",
-                        "-rss_limit_mb=1024", f"-artifact_prefix={tmp_path}/"],
+                        "-rss_limit_mb=2560", f"-artifact_prefix={tmp_path}/"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "Done" in r.stderr

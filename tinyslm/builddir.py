@@ -36,8 +36,6 @@ WEIGHT_DTYPES = ("int8", "uint8", "uint16", "int32", "float32")
 BUF_KINDS = ("arena", "kv", "out", "scratch")
 SOURCE_DIRS = ("model", "runtime", "app")    # what the compilers read: regular files only
 PACKAGE_DIRS = ("zephyr", "arduino")          # build-system packages (tinyslm/packages.py)
-OP_KINDS = ("embed", "dequant_sub", "rmsnorm", "layernorm", "quant", "matvec", "rope", "kv_store", "attention",
-            "glu", "act")
 PARTIAL, OLD = ".partial-", ".old-"     # .OUT.partial-PID-XXXX (being written), .OUT.old-PID-XXXX (being removed)
 
 
@@ -361,6 +359,11 @@ def _check_files(out, man, c):
 _SCALAR = (type(None), bool, int, float, str)
 
 
+def _op_kinds():
+    from .reference import Reference
+    return {n[3:] for n in dir(Reference) if n.startswith("op_")}
+
+
 def _attr_ok(v, depth=0):
     if isinstance(v, _SCALAR):
         return not isinstance(v, float) or np.isfinite(v)
@@ -401,7 +404,7 @@ def _program(out, man, blob, c):
         pc.typ(o, dict, f)
         if any(o.get(k) != mo.get(k) for k in ("kind", "name", "ins", "outs", "layer")):
             pc.fail(f, "does not match the manifest's op")
-        if o["kind"] not in OP_KINDS:
+        if o["kind"] not in _op_kinds():
             pc.fail(f + ".kind", f"unknown op kind {str(o['kind'])[:30]!r}")
         pc.int(o["layer"], f + ".layer", -1, 1 << 16)
         attrs = pc.key(o, "attrs", dict, f)

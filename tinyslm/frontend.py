@@ -15,6 +15,7 @@ How it recognizes a model, independent of node names and of the exporter's spell
    the compile stops: nothing is compiled from a guess.
 """
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from onnx import helper
@@ -212,10 +213,34 @@ def frontend(path, max_seq=None, log=None):
     from .hf_export import config_max_positions
     spec = recognize(model, path, max_pos_hint=config_max_positions(path), qinfo=qinfo)
     spec.quantization = notes
+    _static_masks(model, spec, path, log)
     log(f"recognized {spec.family}, {spec.n_layers} layers from a probe run ({time.time() - t0:.1f}s)")
     check_against_onnx(model, spec, path)
     log(f"float model reproduces the ONNX logits ({time.time() - t0:.1f}s)")
     return spec
+
+
+def _static_masks(model, spec, path, log):
+    """A graph with a fixed input length shows its masks only that long: no window longer than that
+    can be seen in it. Positions beyond are taken when no layer shows a window and a config.json beside
+    the model (if any) declares none; a sliding-window model keeps the limit (export it with dynamic
+    shapes to compile longer contexts)."""
+    T = probe_len(model, 0, path)
+    if not T or not spec.mask_checked or spec.mask_checked > T or any(L.window for L in spec.layers):
+        return
+    from .hf_export import read_config
+    cfg = {}
+    if Path(path).with_name("config.json").is_file():
+        try:
+            cfg = read_config(Path(path).parent)
+        except TslError:
+            cfg = {}
+    if cfg.get("sliding_window") or cfg.get("attention_layers") or cfg.get("window_size"):
+        log(f"note: {Path(path).name} is a sliding-window model exported at a fixed {T} positions: at most {T}")
+        return
+    spec.mask_checked = 0
+    log(f"note: {Path(path).name} fixes its input at {T} tokens, so its masks show no window longer than that; "
+        "taken as global attention" + (" (config.json declares no sliding window)" if cfg else ""))
 
 
 def _weight_bytes(model):

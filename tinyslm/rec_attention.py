@@ -337,8 +337,9 @@ def eval_values(g, names, T):
         feeds, _ = make_feeds(infos + [(g.ids_name, np.int64, [1, None])] if not any(i[0] == g.ids_name for i in infos)
                               else infos, np.zeros(T, np.int64), g.path)
         feeds = {k: v for k, v in feeds.items() if k in {i.name for i in inputs}}
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        return dict(zip(names, sess.run(names, feeds, ro)))
+        from . import onnxfile
+        sess, weights = onnxfile.session(m, g.path)      # external weights fed in place, as the probe run does
+        return dict(zip(names, sess.run(names, {**feeds, **weights}, ro)))
     except Exception:
         return None
 
