@@ -1,0 +1,38 @@
+/* tsl_threads.h -- a persistent pool of worker threads for one tsl_model (targets with pthreads:
+ * boards whose toml declares cores > 1). Created once (tsl_pool_create), it runs each matvec of a
+ * decode step as row ranges [n0, n1) on its threads: every row is one integer sum and one float
+ * epilogue whatever thread computes it, so the results are bit-identical for every thread count.
+ * No call but tsl_pool_create allocates; a pool is used by one caller thread at a time. */
+#ifndef TSL_THREADS_H
+#define TSL_THREADS_H
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TSL_POOL_MAX_THREADS 64     /* threads of a pool, the caller included */
+#define TSL_POOL_ROW_ALIGN 16       /* row ranges start at multiples of this (the SIMD paths' row blocks) */
+#define TSL_POOL_MIN_MACS 4096      /* a matvec is split into at most N*K / this parts */
+
+typedef struct tsl_pool tsl_pool;
+
+/* *p = a pool of n threads (the caller is thread 0, n - 1 workers); n == 1: *p = NULL (no pool).
+ * Returns 0, -1 for n outside [1, TSL_POOL_MAX_THREADS], -2 if memory or a thread could not be had. */
+int32_t tsl_pool_create(tsl_pool **p, int32_t n);
+/* Joins the workers and frees the pool; NULL is a no-op. */
+void tsl_pool_destroy(tsl_pool *p);
+/* Threads of the pool, the caller included (1 for NULL). */
+int32_t tsl_pool_threads(const tsl_pool *p);
+
+/* tsl_matvec_s8_f32 / tsl_matvec_s4_f32 over the pool's threads (p NULL: the caller alone). */
+void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
+                           const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
+void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t *w, const int8_t *gs,
+                           const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
+                           int32_t accumulate);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
