@@ -1,9 +1,7 @@
 /* tsl_threads.c -- the worker pool of tsl_threads.h (POSIX threads). One job at a time: the caller
  * publishes it under the mutex with a new generation number, runs part 0 itself, and waits until
- * the n - 1 workers have run parts 1..n-1. */
+ * the n - 1 workers have run parts 1..n-1. Without TSL_THREADS: no pool, the kernels called as they are. */
 #define _POSIX_C_SOURCE 200809L
-#include <pthread.h>
-#include <stdlib.h>
 #include "tsl_threads.h"
 #include "tsl_kernels.h"
 
@@ -16,6 +14,10 @@ typedef struct {
     float *dst;
     int32_t N, K, accumulate, s4, rows;   /* rows: per part, a multiple of TSL_POOL_ROW_ALIGN */
 } tsl_job;
+
+#if TSL_THREADS
+#include <pthread.h>
+#include <stdlib.h>
 
 typedef struct {
     tsl_pool *pool;
@@ -145,6 +147,26 @@ static void run_job(tsl_pool *p, tsl_job *j)
     while (p->pending) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
+
+#else
+int32_t tsl_pool_create(tsl_pool **out, int32_t n)
+{
+    if (out) *out = NULL;
+    return !out || n < 1 || n > TSL_POOL_MAX_THREADS ? -1 : n == 1 ? 0 : -2;
+}
+
+void tsl_pool_destroy(tsl_pool *p) { (void)p; }
+int32_t tsl_pool_threads(const tsl_pool *p) { (void)p; return 1; }
+
+static void run_job(tsl_pool *p, tsl_job *j)
+{
+    (void)p;
+    if (j->s4)
+        tsl_matvec_s4_f32(j->x, j->sx, (const uint8_t *)j->w, j->gs, j->ws, j->bias, j->dst, j->N, j->K, j->accumulate);
+    else
+        tsl_matvec_s8_f32(j->x, j->sx, (const int8_t *)j->w, j->ws, j->bias, j->dst, j->N, j->K, j->accumulate);
+}
+#endif
 
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)

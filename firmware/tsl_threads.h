@@ -2,10 +2,19 @@
  * boards whose toml declares cores > 1). Created once (tsl_pool_create), it runs each matvec of a
  * decode step as row ranges [n0, n1) on its threads: every row is one integer sum and one float
  * epilogue whatever thread computes it, so the results are bit-identical for every thread count.
- * No call but tsl_pool_create allocates; a pool is used by one caller thread at a time. */
+ * No call but tsl_pool_create allocates; a pool is used by one caller thread at a time.
+ * The pool is compiled where the compiler targets a POSIX system (TSL_THREADS 1: __unix__ or
+ * __APPLE__, unless TSL_NO_THREADS is defined); elsewhere (a generic host build compiled for a
+ * bare-metal board) tsl_pool_create refuses n > 1 and the tsl_par_* calls are the plain kernels. */
 #ifndef TSL_THREADS_H
 #define TSL_THREADS_H
 #include <stdint.h>
+
+#if (defined(__unix__) || defined(__APPLE__)) && !defined(TSL_NO_THREADS)
+#define TSL_THREADS 1
+#else
+#define TSL_THREADS 0
+#endif
 
 #ifdef __cplusplus
 extern "C" {

@@ -17,6 +17,7 @@ HOST_CFLAGS = ["-O2", "-fPIC", "-pthread", "-std=c99", "-ffp-contract=off", "-fn
 CDEF = """
 typedef struct tsl_model { const uint8_t *weights; uint8_t *arena; int8_t *kv; void *pool; } tsl_model;
 int32_t tsl_set_threads(tsl_model *m, int32_t n);
+int32_t tsl_threads(const tsl_model *m);
 size_t tsl_arena_size(void);
 size_t tsl_kv_size(void);
 int32_t tsl_init(tsl_model *m, const uint8_t *weights, uint8_t *arena, int8_t *kv);
