@@ -118,20 +118,10 @@ void tsl_pool_destroy(tsl_pool *p)
 
 int32_t tsl_pool_threads(const tsl_pool *p) { return p ? p->n : 1; }
 
-/* Parts of an N x K matvec on n threads: at most n, at most one per TSL_POOL_MIN_MACS, rows per
- * part a multiple of TSL_POOL_ROW_ALIGN. */
 static void run_job(tsl_pool *p, tsl_job *j)
 {
-    int64_t macs = (int64_t)j->N * j->K;
-    int32_t parts = p ? p->n : 1;
-    if (macs / TSL_POOL_MIN_MACS < parts) parts = (int32_t)(macs / TSL_POOL_MIN_MACS);
-    if (parts < 1) parts = 1;
-    int32_t rows = (j->N + parts - 1) / parts;
-    rows = (rows + TSL_POOL_ROW_ALIGN - 1) / TSL_POOL_ROW_ALIGN * TSL_POOL_ROW_ALIGN;
-    j->rows = rows;
-    parts = rows ? (j->N + rows - 1) / rows : 1;
+    int32_t parts = tsl_pool_split(j->N, j->K, p ? p->n : 1, &j->rows);
     if (parts <= 1) {
-        j->rows = j->N;
         run_part(j, 0);
         return;
     }
@@ -167,6 +157,20 @@ static void run_job(tsl_pool *p, tsl_job *j)
         tsl_matvec_s8_f32(j->x, j->sx, (const int8_t *)j->w, j->ws, j->bias, j->dst, j->N, j->K, j->accumulate);
 }
 #endif
+
+int32_t tsl_pool_split(int32_t N, int32_t K, int32_t n, int32_t *rows)
+{
+    int64_t most = (int64_t)N * K / TSL_POOL_MIN_MACS;
+    int32_t parts = most < n ? (int32_t)most : n;
+    if (parts <= 1 || N <= TSL_POOL_ROW_ALIGN) {
+        *rows = N;
+        return 1;
+    }
+    int32_t r = (N + parts - 1) / parts;
+    r = (r + TSL_POOL_ROW_ALIGN - 1) / TSL_POOL_ROW_ALIGN * TSL_POOL_ROW_ALIGN;
+    *rows = r;
+    return (N + r - 1) / r;
+}
 
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)

@@ -34,6 +34,11 @@ void tsl_pool_destroy(tsl_pool *p);
 /* Threads of the pool, the caller included (1 for NULL). */
 int32_t tsl_pool_threads(const tsl_pool *p);
 
+/* The split of an N x K matvec over n threads: -> parts p in [1, n], *rows = rows per part (a
+ * multiple of TSL_POOL_ROW_ALIGN, or N when parts == 1); part i runs rows [i*rows, min(N, (i+1)*rows)),
+ * so part 0 is the longest. At most one part per TSL_POOL_MIN_MACS. */
+int32_t tsl_pool_split(int32_t N, int32_t K, int32_t n, int32_t *rows);
+
 /* tsl_matvec_s8_f32 / tsl_matvec_s4_f32 over the pool's threads (p NULL: the caller alone). */
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
