@@ -6,10 +6,10 @@ the 30-layer model), int8 and int4, compiled for rpi5 and counted on its stand-i
     python benchmarks/bench_threads.py [--steps 32]
 
 qemu-user (rpi5's emulator) has no instruction counter and this qemu has no TCG plugins, so the
-longest thread is counted on one core: the bench replaces the pool's matvecs by the rows of part
-0 (the largest part of tsl_pool_split, the same rule the pool uses) and runs everything else, as
-the caller thread does. Not counted: the pool's hand-off (a mutex, a condition broadcast and a
-wait per matvec, 7 per layer and the head) and memory bandwidth shared by the cores.
+longest thread is counted on one core: built with TSL_POOL_LONGEST_PART, every job of the pool
+(matvecs, quantizers, GLU, ...) runs only its part 0 (the largest part of tsl_pool_split, the rule
+the pool uses) and the rest of the step runs as the caller thread runs it. Not counted: the pool's
+hand-off (a mutex, a condition broadcast and a wait per job) and memory bandwidth shared by the cores.
 """
 import argparse
 import sys
@@ -31,39 +31,11 @@ SHAPE = dict(vocab_size=2048, hidden_size=576, intermediate_size=1536, num_hidde
              rms_norm_eps=1e-5)
 THREADS = (1, 2, 3, 4)
 
-# The longest thread: part 0 of every matvec (tsl_pool_split), the rest of the step as it is.
-PART0 = r"""
-#define tsl_par_matvec_s8_f32 tsl_pool_matvec_s8_unused
-#define tsl_par_matvec_s4_f32 tsl_pool_matvec_s4_unused
-#include "tsl_threads.c"
-#undef tsl_par_matvec_s8_f32
-#undef tsl_par_matvec_s4_f32
-int32_t bench_threads = 1;
-static int32_t part0(int32_t N, int32_t K)
-{
-    int32_t rows;
-    tsl_pool_split(N, K, bench_threads, &rows);
-    return rows < N ? rows : N;
-}
-void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
-                           const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)
-{
-    (void)p;
-    tsl_matvec_s8_f32(x, sx, w, ws, bias, dst, part0(N, K), K, accumulate);
-}
-void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t *w, const int8_t *gs,
-                           const float *ws, const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)
-{
-    (void)p;
-    tsl_matvec_s4_f32(x, sx, w, gs, ws, bias, dst, part0(N, K), K, accumulate);
-}
-"""
-
 MAIN = r"""
 #include <stdio.h>
 #include "tsl_model.h"
 #include "tsl_platform.h"
-extern int32_t bench_threads;
+extern int32_t tsl_pool_longest_part;
 static void spin(uint32_t n) { __asm volatile("1: subs %%w0, %%w0, #1\n b.ne 1b" : "+r"(n) : : "cc"); }
 int main(void)
 {
@@ -75,7 +47,7 @@ int main(void)
     t0 = tsl_cycles(); spin(%(CALIB)d); t1 = tsl_cycles();
     printf("calib %%lu %%lu\n", (unsigned long)(t1 - t0), (unsigned long)(2u * %(CALIB)du));
     for (unsigned i = 0; i < sizeof threads / sizeof threads[0]; i++) {
-        bench_threads = threads[i];
+        tsl_pool_longest_part = threads[i];
         tsl_model_reset();
         t0 = tsl_cycles();
         for (int32_t p = 0; p < %(STEPS)d; p++) tsl_model_forward((p * 37) %% TSL_VOCAB, p);
@@ -91,12 +63,11 @@ def measure(build, workdir, steps):
     import json
     board = load_board(load_board("rpi5").bench_stand_in)
     man = json.loads((build / "manifest.json").read_text())
-    (build / "app" / "bench_part0.c").write_text(PART0)
     (build / "app" / "bench_threads.c").write_text(MAIN % dict(CALIB=CALIB, STEPS=steps,
                                                                THREADS=", ".join(map(str, THREADS))))
-    srcs = [build / s for s in man["sources"] if not s.endswith("tsl_threads.c")]
-    srcs += [build / "app" / "bench_part0.c", build / "app" / "bench_threads.c"]
-    exe = targets.build(board, srcs, [build / "runtime", build / "model"], Path(workdir), name="bench_threads")
+    srcs = [build / s for s in man["sources"]] + [build / "app" / "bench_threads.c"]
+    exe = targets.build(board, srcs, [build / "runtime", build / "model"], Path(workdir), name="bench_threads",
+                        defines={"TSL_POOL_LONGEST_PART": None})
     rc, out = targets.run(board, exe, timeout=1800, icount=True)
     rows = {p[0]: (int(p[1]), int(p[2])) for p in (l.split() for l in out.decode().splitlines()) if len(p) == 3}
     if rc or f"t{THREADS[-1]}" not in rows:

@@ -24,14 +24,19 @@ def builds(example, tmp_path_factory):
     return out
 
 
+# the pool's thresholds lowered so that every pooled op of the example splits into 4 parts
+FINE = ["-DTSL_POOL_MIN_MACS=64", "-DTSL_POOL_MIN_ELEMS=16"]
+
+
+@pytest.mark.parametrize("fine", [False, True], ids=["default", "fine"])
 @pytest.mark.parametrize("key", [("host", "int8"), ("rpi5", "int8"), ("rpi5", "int4")])
-def test_host_bit_exact_for_every_thread_count(builds, key):
+def test_host_bit_exact_for_every_thread_count(builds, key, fine):
     from tinyslm.builddir import load_build
-    from tinyslm.hostsim import HostModel
+    from tinyslm.hostsim import HOST_CFLAGS, HostModel
     from tinyslm.verify import verify_host
     man, prog = load_build(builds[key])
     for n in (1, 2, 3, 4):
-        h = HostModel(builds[key], man, threads=n)
+        h = HostModel(builds[key], man, threads=n, cflags=HOST_CFLAGS + FINE if fine else None)
         assert h.lib.tsl_threads(h.model) == n
         rep = verify_host(prog, h, [1, 2, 3], STEPS)         # raises Mismatch on any differing byte
         assert rep["steps"] == STEPS

@@ -26,6 +26,8 @@ RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_epilogue.h", "t
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
 THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the worker pool
+POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
+            "tsl_glu_f32"}                          # what the pool splits (tsl_par_*: same bytes)
 APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
         "uart/tsl_uart.c", "uart/tsl_app_serial.c"]
 
@@ -61,7 +63,7 @@ def pack_weights(prog):
 
 
 def _calls(prog, plan, woff, threads=False):
-    """One (lhs, fn, args) per op: the C call that runs it. threads: matvecs run on the model's pool."""
+    """One (lhs, fn, args) per op: the C call that runs it. threads: POOL_OPS run on the model's pool."""
     def a(name, ctype=None):
         b = prog.bufs[name]
         if b.kind == "kv":
@@ -103,8 +105,6 @@ def _calls(prog, plan, woff, threads=False):
             else:
                 fn, args = "tsl_matvec_s8_f32", [a(op.ins[0]), sx, w(t["w_w"]), w(t["ws_w"])]
             args += [w(t["bias_w"]), a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
-            if threads:
-                fn, args = fn.replace("tsl_", "tsl_par_", 1), ["m->pool"] + args
         elif k == "rope":
             half = t["rot"] // 2
             fn, args = "tsl_rope_f32", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"],
@@ -125,6 +125,8 @@ def _calls(prog, plan, woff, threads=False):
             fn, args = "tsl_act_f32", [a(op.ins[0]), a(op.outs[0]), t["n"], t["act"]]
         else:
             raise AssertionError(k)
+        if threads and fn in POOL_OPS:
+            fn, args = fn.replace("tsl_", "tsl_par_", 1), ["m->pool"] + args
         out.append(dict(name=op.name, lhs=lhs, fn=fn, args=[str(x) for x in args]))
     return out
 

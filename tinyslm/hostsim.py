@@ -130,13 +130,13 @@ class HostModel:
     """The compiled C model, loaded with cffi, on buffers Python owns (the C API's caller-owned
     arena and KV cache); mirrors reference.Reference's interface."""
 
-    def __init__(self, out, man=None, threads=1):
+    def __init__(self, out, man=None, threads=1, cflags=None):
         from .builddir import load_build
         self.out = Path(out)
         self.man = man or load_build(out)[0]
         self.ffi = cffi.FFI()
         self.ffi.cdef(CDEF)
-        self.lib = self.ffi.dlopen(str(build_host_lib(out, self.man)))
+        self.lib = self.ffi.dlopen(str(build_host_lib(out, self.man, cflags)))
         mem, m = self.man["memory"], self.man["model"]
         if (self.lib.tsl_arena_size(), self.lib.tsl_kv_size()) != (max(16, mem["arena_bytes"]), max(16, mem["kv_bytes"])):
             raise TslError(f"{out}: the host library's buffer sizes are not the manifest's")
