@@ -10,7 +10,7 @@ from conftest import ROOT
 from conftest_tools import require_tool, require_toolchain
 from tinyslm.boards import load_board
 
-STEPS = 40
+STEPS = 24
 
 
 @pytest.fixture(scope="module")
