@@ -437,12 +437,12 @@ def cmd_demo(a):
     out = Path(a.out)
     print(f"tinyslm {__version__} demo: {EXAMPLE.relative_to(ROOT)} -> {out} (board host)", flush=True)
     compile_model(EXAMPLE, out, "host", 256, "int8", EXAMPLE.with_name("tokenizer.json"))
-    rc = cmd_verify(argparse.Namespace(out=out, steps=64))
+    rc = cmd_verify(argparse.Namespace(out=out, steps=64, threads=1))
     if rc:
         return rc
     print("\ngenerate (greedy):", flush=True)
     cmd_run(argparse.Namespace(out=out, prompt="Once upon a time", ids=None, max_tokens=60, temperature=0.0,
-                               top_p=1.0, seed=0, print_ids=False))
+                               top_p=1.0, seed=0, print_ids=False, threads=1))
     print()
     cmd_info(argparse.Namespace(out=out, all=False))
     return 0
