@@ -1,7 +1,8 @@
 /* tsl_app_verify.c -- the on-target half of `tinyslm verify --board`: runs the decode steps of
  * tsl_verify_data.h on a tsl_model instance whose buffers it owns, and prints a 64-bit FNV-1a hash
  * of every logit vector, the sampled tokens and the KV cache. With TSL_DUMP_STEP = k it also prints
- * the hash of every op's outputs at step k. */
+ * the hash of every op's outputs at step k. With TSL_VERIFY_THREADS = n (builds with a thread pool)
+ * the steps run on n threads. */
 #include <stdio.h>
 #include <stdint.h>
 #include "tsl_model.h"
@@ -34,6 +35,12 @@ int main(void)
         printf("error init %ld\n", (long)rc);
         return 3;
     }
+#ifdef TSL_VERIFY_THREADS
+    if ((rc = tsl_set_threads(&m, TSL_VERIFY_THREADS)) != TSL_OK) {
+        printf("error threads %ld\n", (long)rc);
+        return 3;
+    }
+#endif
     tsl_sampler s;
     tsl_sampler_init(&s, TSL_VERIFY_SEED, TSL_VERIFY_TEMPERATURE, TSL_VERIFY_TOP_P);
     for (int32_t pos = 0; pos < TSL_VERIFY_STEPS; pos++) {
@@ -56,6 +63,9 @@ int main(void)
         printf("token %ld %ld\n", (long)pos, (long)tsl_sample(&s, lg, TSL_VOCAB, probs, idx));
     }
     put_hash("kv", 0, fnv1a(kv, TSL_KV_BYTES));
+#ifdef TSL_VERIFY_THREADS
+    tsl_set_threads(&m, 1);
+#endif
     printf("done\n");
     return 0;
 }

@@ -16,6 +16,7 @@ class Board:
     cpu: str
     arch: str
     kind: str                       # host | linux | baremetal | espidf
+    cores: int = 1                  # > 1: the generated code has a pthreads pool (host and linux only)
     features: list = field(default_factory=list)
     clock_hz: int = 0
     flash_bytes: int = 0            # 0: not checked
@@ -62,6 +63,11 @@ def load_board(name):
         raise TslError(f"{p}: missing keys {sorted(missing)}")
     if d["name"] != name:
         raise TslError(f"{p}: name is '{d['name']}', expected '{name}'")
+    cores = d.get("cores", 1)
+    if not isinstance(cores, int) or isinstance(cores, bool) or not 1 <= cores <= 64:
+        raise TslError(f"{p}: cores = {cores!r}: an integer in [1, 64]")
+    if cores > 1 and d["kind"] not in ("host", "linux"):
+        raise TslError(f"{p}: cores = {cores} needs pthreads: kind host or linux, not {d['kind']}")
     cc = d["toolchain"].get("cc", "")
     if "/" in cc and not cc.startswith("/"):      # a driver shipped in this repository, named from its root
         d["toolchain"]["cc"] = str(ROOT / cc)

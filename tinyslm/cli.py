@@ -58,11 +58,11 @@ def _progress(done, total, what="step"):
         print(f"\r  {what} {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
 
-def _open(out):
+def _open(out, threads=1):
     from .builddir import load_build
     from .hostsim import HostModel
     man, prog = load_build(out)
-    return man, prog, HostModel(out, man)
+    return man, prog, HostModel(out, man, threads)
 
 
 def _tokenizer(out, required=True):
@@ -100,7 +100,7 @@ def cmd_compile(a):
 
 def cmd_verify(a):
     from .verify import Mismatch, verify_host, verify_target
-    man, prog, host = _open(a.out)
+    man, prog, host = _open(a.out, a.threads)
     steps = min(a.steps, man["model"]["max_seq"])
     if steps < a.steps:
         print(f"note: the build's --max-seq {steps} limits the run to {steps} steps", flush=True)
@@ -120,7 +120,7 @@ def cmd_verify(a):
                 raise TslError(f"board {B.name} cannot run here (no emulator); verify on the device with --port, "
                                f"or use its stand-in --board {B.extra.get('stand_in', '?')}")
             t0 = time.time()
-            verify_target(a.out, man, prog, B, prompt[:steps], steps, log=print)
+            verify_target(a.out, man, prog, B, prompt[:steps], steps, log=print, threads=a.threads)
             print(f"OK {B.name}: {steps} steps bit-exact on the emulated target (logits, tokens, KV cache) "
                   f"in {time.time() - t0:.1f}s", flush=True)
     except Mismatch as e:
@@ -177,7 +177,7 @@ def cmd_run(a):
         return cmd_run_device(a)
     if not a.out:
         raise TslError("run: give the build directory (host build) or --port URL (a device)")
-    man, prog, host = _open(a.out)
+    man, prog, host = _open(a.out, a.threads)
     tok = _tokenizer(a.out, required=not a.ids)
     ids = _prompt_ids(a, tok, man["model"]["vocab"], man["model"]["max_seq"])
     emit = _TokenPrinter(tok, a)
@@ -208,7 +208,7 @@ def cmd_logits(a):
                           activations=a.activations)
         else:
             out = src
-        man, prog, host = _open(out)
+        man, prog, host = _open(out, a.threads)
         if len(ids) > man["model"]["max_seq"]:
             raise TslError(f"{len(ids)} ids exceed the build's --max-seq {man['model']['max_seq']}")
         if any(not 0 <= i < man["model"]["vocab"] for i in ids):
@@ -231,7 +231,7 @@ def cmd_info(a):
 
 def cmd_eval(a):
     from .evaluate import evaluate
-    evaluate(a.out, a.text, a.max_tokens, progress=lambda d, t: _progress(d, t, "chunk"))
+    evaluate(a.out, a.text, a.max_tokens, progress=lambda d, t: _progress(d, t, "chunk"), threads=a.threads)
 
 
 def cmd_inspect(a):
@@ -437,12 +437,12 @@ def cmd_demo(a):
     out = Path(a.out)
     print(f"tinyslm {__version__} demo: {EXAMPLE.relative_to(ROOT)} -> {out} (board host)", flush=True)
     compile_model(EXAMPLE, out, "host", 256, "int8", EXAMPLE.with_name("tokenizer.json"))
-    rc = cmd_verify(argparse.Namespace(out=out, steps=64))
+    rc = cmd_verify(argparse.Namespace(out=out, steps=64, threads=1))
     if rc:
         return rc
     print("\ngenerate (greedy):", flush=True)
     cmd_run(argparse.Namespace(out=out, prompt="Once upon a time", ids=None, max_tokens=60, temperature=0.0,
-                               top_p=1.0, seed=0, print_ids=False))
+                               top_p=1.0, seed=0, print_ids=False, threads=1))
     print()
     cmd_info(argparse.Namespace(out=out, all=False))
     return 0
@@ -490,6 +490,7 @@ def parser():
     s.add_argument("--steps", type=_int_in(1, MAX_SEQ), default=64, help="decode steps (default: 64, at most --max-seq)")
     s.add_argument("--board", help="also build for this board and run it under its emulator (see `tinyslm --help`)")
     _device_args(s, required=False, what="also verify on the device at this pyserial URL")
+    _threads_arg(s)
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("run", help="generate text with the host build, or on a device with --port")
@@ -504,6 +505,7 @@ def parser():
     s.add_argument("--top-p", type=_finite(0.0, 1.0), default=1.0, help="nucleus sampling, in (0, 1]; 1 = off (default)")
     s.add_argument("--seed", type=SEED, default=0, help="sampler seed, 0 to 2^64-1 (default 0)")
     s.add_argument("--print-ids", action="store_true", help="print token ids instead of text")
+    _threads_arg(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("logits", help="teacher-forced logits [T, vocab] of the compiled host build, as .npy")
@@ -513,6 +515,7 @@ def parser():
     s.add_argument("--weights", choices=["int8", "int4"], default=None)
     s.add_argument("--max-seq", type=_int_in(1, 2 ** 63), default=None)
     s.add_argument("--activations", choices=["int8", "int8x2"], default="int8", help=ACT_HELP)
+    _threads_arg(s)
     s.set_defaults(fn=cmd_logits)
 
     s = sub.add_parser("inspect", help="what the frontend recognizes in an ONNX model, or every node it cannot take")
@@ -560,8 +563,15 @@ def parser():
     s.add_argument("out", help="build directory")
     s.add_argument("--text", required=True, help="held-out text file")
     s.add_argument("--max-tokens", type=_int_in(2, 1 << 24), default=4096, help="tokens of the text to score (default: 4096)")
+    _threads_arg(s)
     s.set_defaults(fn=cmd_eval)
     return p
+
+
+def _threads_arg(s):
+    s.add_argument("-t", "--threads", type=_int_in(1, 64), default=1,
+                   help="threads of the model's matvecs, 1 to 64 (default 1; builds for boards with cores > 1: "
+                        "host, Linux boards); every count gives the same bytes")
 
 
 def _boards_epilog():

@@ -25,6 +25,9 @@ NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.
 RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_epilogue.h", "tsl_matvec_s8.c", "tsl_matvec_s4.c",
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
+THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the worker pool
+POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
+            "tsl_glu_f32"}                          # what the pool splits (tsl_par_*: same bytes)
 APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
         "uart/tsl_uart.c", "uart/tsl_app_serial.c"]
 
@@ -59,8 +62,8 @@ def pack_weights(prog):
     return blob, offsets
 
 
-def _calls(prog, plan, woff):
-    """One (lhs, fn, args) per op: the C call that runs it."""
+def _calls(prog, plan, woff, threads=False):
+    """One (lhs, fn, args) per op: the C call that runs it. threads: POOL_OPS run on the model's pool."""
     def a(name, ctype=None):
         b = prog.bufs[name]
         if b.kind == "kv":
@@ -122,6 +125,8 @@ def _calls(prog, plan, woff):
             fn, args = "tsl_act_f32", [a(op.ins[0]), a(op.outs[0]), t["n"], t["act"]]
         else:
             raise AssertionError(k)
+        if threads and fn in POOL_OPS:
+            fn, args = fn.replace("tsl_", "tsl_par_", 1), ["m->pool"] + args
         out.append(dict(name=op.name, lhs=lhs, fn=fn, args=[str(x) for x in args]))
     return out
 
@@ -130,8 +135,9 @@ def _f(v):
     return repr(float(np.float32(v))) + "f"
 
 
-def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=None):
-    """Write the C project into `out` (an existing, empty directory). Returns the manifest."""
+def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=None, cores=1):
+    """Write the C project into `out` (an existing, empty directory). Returns the manifest.
+    cores > 1: the model carries a pthreads pool (tsl_set_threads) that runs its matvecs."""
     out = Path(out)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
@@ -140,6 +146,8 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
     (out / "runtime").mkdir()
     (out / "model" / "tsl_weights.bin").write_bytes(blob)
     ahash = arch_hash(prog.meta)
+    threads = cores > 1
+    runtime = RUNTIME + (THREADS if threads else [])
     defines = [("TSL_VOCAB", prog.meta["vocab"]), ("TSL_DIM", prog.meta["dim"]),
                ("TSL_N_LAYERS", prog.meta["n_layers"]), ("TSL_MAX_SEQ", prog.meta["max_seq"]),
                ("TSL_N_OPS", len(prog.ops)), ("TSL_ARENA_BYTES", max(plan.arena_bytes, 16)),
@@ -147,18 +155,18 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
                ("TSL_WEIGHTS_BYTES", len(blob)), ("TSL_WEIGHTS_MAGIC", f"0x{MAGIC:08x}u"),
                ("TSL_WEIGHTS_VERSION", VERSION), ("TSL_ARCH_HASH", f"0x{ahash:08x}u")]
     ctx = dict(version=__version__, source=Path(source).name, board=board, defines=defines,
-               ops=_calls(prog, plan, woff), arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
+               ops=_calls(prog, plan, woff, threads), threads=threads, arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
                kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="tsl_weights.bin",
                note_gnu_stack=cc in ("cc", "gcc", "clang") or "linux" in cc)
     for tpl, dst in (("tsl_model.h.j2", "model/tsl_model.h"), ("tsl_model.c.j2", "model/tsl_model.c"),
                      ("tsl_weights.S.j2", "model/tsl_weights.S")):
         (out / dst).write_text(env.get_template(tpl).render(**ctx))
-    for f in RUNTIME:
+    for f in runtime:
         shutil.copy(FIRMWARE / f, out / "runtime" / f)
     (out / "app").mkdir()
     for f in APPS:
         shutil.copy(FIRMWARE / f, out / "app" / Path(f).name)
-    sources = ["model/tsl_model.c", "model/tsl_weights.S"] + [f"runtime/{f}" for f in RUNTIME if f.endswith(".c")]
+    sources = ["model/tsl_model.c", "model/tsl_weights.S"] + [f"runtime/{f}" for f in runtime if f.endswith(".c")]
     (out / "Makefile").write_text(env.get_template("Makefile.j2").render(
         version=__version__, board=board, cc=cc, ar=ar, cflags=cflags, sources=sources))
     manifest = dict(

@@ -47,10 +47,10 @@ def text_chunks(ids, S, bos):
     return [head + ids[i:i + step] for i in range(0, len(ids), step) if len(head + ids[i:i + step]) > 1]
 
 
-def evaluate(out, text, max_tokens=4096, quiet=False, progress=None):
+def evaluate(out, text, max_tokens=4096, quiet=False, progress=None, threads=1):
     """Print and return {format: {ppl, top1, cos_min, cos_median, cos_999, n}} for float (onnxruntime),
     int8 and int4 host builds of the model behind the build directory `out`. progress(done, total)
-    is called after each chunk."""
+    is called after each chunk. threads: of each host build's matvecs."""
     import onnxruntime as ort
 
     from .hostsim import HostModel
@@ -76,7 +76,7 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None):
             compile_model(src, build, "host", S, fmt, tokp, quiet=True,
                           activations=man["model"].get("activations", "int8"))
         bman, bprog = load_build(build)
-        hosts[f"{fmt} (tinyslm host build)"] = HostModel(build, bman)
+        hosts[f"{fmt} (tinyslm host build)"] = HostModel(build, bman, threads)
         formats[f"{fmt} (tinyslm host build)"] = dict(
             bytes_per_weight=bman["weights"]["bytes"] / bman["model"]["n_params"],
             macs=sum(o.attrs["N"] * o.attrs["K"] for o in bprog.ops if o.kind == "matvec"))

@@ -18,6 +18,30 @@ from .units import human_bytes
 from .errors import TslError
 
 APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
+# Linux boards: tinyslm-run (text in and out, chat; the serial protocol with --serial), its tokenizer
+# tables written beside it from the build's tokenizer.json
+NATIVE_APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c"]
+NATIVE_FILES = ["tsl_run_main.c", "tsl_tokenizer.c", "tsl_tokenizer.h"]
+
+
+def write_native_app(out, bdir):
+    """tinyslm-run's own sources in the private folder bdir: the tokenizer's C tables (tsl_run_tok,
+    tsl_run_bos, tsl_run_eos; a build without tokenizer.json gets tables with no encoder) and the
+    program and tokenizer from tinyslm's firmware/. -> their .c paths."""
+    from .codegen import FIRMWARE
+    from .tokenizer import Tokenizer
+    tokp = out / "tokenizer.json"
+    if tokp.is_file():
+        tok = Tokenizer.from_file(tokp)
+        src = tok.c_source("tsl_run_tok") + "\nconst int32_t tsl_run_bos = {}, tsl_run_eos = {};\n".format(
+            -1 if tok.bos_id is None else tok.bos_id, -1 if tok.eos_id is None else tok.eos_id)
+    else:
+        src = ('#include "tsl_tokenizer.h"\n/* no tokenizer.json in the build: no encoder, no token bytes */\n'
+               "const tsl_tokenizer tsl_run_tok = {0};\nconst int32_t tsl_run_bos = -1, tsl_run_eos = -1;\n")
+    write_private(bdir / "tsl_run_tokenizer.c", src)
+    for f in NATIVE_FILES:
+        write_private(bdir / f, (FIRMWARE / f).read_bytes())
+    return [bdir / "tsl_run_main.c", bdir / "tsl_tokenizer.c", bdir / "tsl_run_tokenizer.c"]
 
 
 def _app_defines(man, B, load_buffer=False):
@@ -79,9 +103,15 @@ def build_firmware(out, board, log=print, load_buffer=False):
     defines = {"TSL_PROTO_PLATFORM_CYCLES": None, f"TSL_UART_{uart.upper()}": None, **_app_defines(man, B, load_buffer)}
     if B.target.get("uart_base"):
         defines["TSL_UART_BASE"] = B.target["uart_base"]
-    srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
     bdir = private_dir(out, f"fw-{B.name}")
-    elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app"], bdir, defines, name="tinyslm")
+    name = "tinyslm"
+    if B.kind == "linux":
+        srcs = [out / s for s in man["sources"] + NATIVE_APP] + write_native_app(out, bdir)
+        defines["TSL_RUN_THREADS"] = B.cores
+        name = "tinyslm-run"
+    else:
+        srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
+    elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app", bdir], bdir, defines, name=name)
     res = dict(elf=elf, bin=None, sizes=_sizes(B, elf, man), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):
@@ -157,7 +187,7 @@ class Emulation:
             self.proc = procs.popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self.bridge = None
         else:   # stdio UART: bridge one TCP client to the emulated process
-            self.proc = procs.popen(targets.emulator_cmd(B, elf), stdin=subprocess.PIPE,
+            self.proc = procs.popen(targets.emulator_cmd(B, elf) + B.target.get("serial_args", []), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self.bridge = _StdioBridge(self.proc, port)
 

@@ -13,9 +13,11 @@ import numpy as np
 from . import __version__, procs
 from .errors import TslError
 
-HOST_CFLAGS = ["-O2", "-fPIC", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Werror"]
+HOST_CFLAGS = ["-O2", "-fPIC", "-pthread", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Werror"]
 CDEF = """
-typedef struct tsl_model { const uint8_t *weights; uint8_t *arena; int8_t *kv; } tsl_model;
+typedef struct tsl_model { const uint8_t *weights; uint8_t *arena; int8_t *kv; void *pool; } tsl_model;
+int32_t tsl_set_threads(tsl_model *m, int32_t n);
+int32_t tsl_threads(const tsl_model *m);
 size_t tsl_arena_size(void);
 size_t tsl_kv_size(void);
 int32_t tsl_init(tsl_model *m, const uint8_t *weights, uint8_t *arena, int8_t *kv);
@@ -128,13 +130,13 @@ class HostModel:
     """The compiled C model, loaded with cffi, on buffers Python owns (the C API's caller-owned
     arena and KV cache); mirrors reference.Reference's interface."""
 
-    def __init__(self, out, man=None):
+    def __init__(self, out, man=None, threads=1, cflags=None):
         from .builddir import load_build
         self.out = Path(out)
         self.man = man or load_build(out)[0]
         self.ffi = cffi.FFI()
         self.ffi.cdef(CDEF)
-        self.lib = self.ffi.dlopen(str(build_host_lib(out, self.man)))
+        self.lib = self.ffi.dlopen(str(build_host_lib(out, self.man, cflags)))
         mem, m = self.man["memory"], self.man["model"]
         if (self.lib.tsl_arena_size(), self.lib.tsl_kv_size()) != (max(16, mem["arena_bytes"]), max(16, mem["kv_bytes"])):
             raise TslError(f"{out}: the host library's buffer sizes are not the manifest's")
@@ -144,6 +146,7 @@ class HostModel:
         rc = self.lib.tsl_init(self.model, self.ffi.NULL, arena, kv)
         if rc:
             raise TslError(f"{out}: weights rejected by the model (code {rc})")
+        self.set_threads(threads)
         self.vocab = m["vocab"]
         self.n_ops = len(self.man["ops"])
         self.arena = self.ffi.buffer(arena, self.lib.tsl_arena_size())
@@ -151,6 +154,29 @@ class HostModel:
         self._probs = self.ffi.new("float[]", self.vocab)
         self._idx = self.ffi.new("int32_t[]", self.vocab)
         self._lg = self.ffi.new("const float **")
+
+    def set_threads(self, n):
+        """Run the matvecs on n threads (a build for a board with cores > 1; the CDEF's tsl_model
+        has room for the pool pointer whether or not the build has one)."""
+        try:
+            fn = self.lib.tsl_set_threads
+        except AttributeError:
+            if n == 1:
+                return
+            raise TslError(f"{self.out}: --threads {n}: this build has no thread pool (its board "
+                           f"{self.man['board']} declares cores = 1); compile it for host or a Linux board") from None
+        self._check(fn(self.model, int(n)), f"tsl_set_threads({n})")
+
+    def close(self):
+        """Joins the worker threads (if any)."""
+        if getattr(self, "model", None) is not None and hasattr(self.lib, "tsl_set_threads"):
+            self.lib.tsl_set_threads(self.model, 1)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def _aligned(self, n, ctype):
         """(owner, 16-byte aligned ctype* into it) of n bytes."""

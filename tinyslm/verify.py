@@ -118,9 +118,10 @@ def parse_target_output(text):
     return res
 
 
-def verify_target(out, man, prog, board, prompt_ids, steps, seed=7, log=print):
-    """Build the verify app for `board`, run it under its emulator, compare hashes with the
-    reference. Returns a report; raises Mismatch naming the first diverging step (and op)."""
+def verify_target(out, man, prog, board, prompt_ids, steps, seed=7, log=print, threads=1):
+    """Build the verify app for `board`, run it under its emulator (on `threads` threads: a build
+    with a pool), compare hashes with the reference. Returns a report; raises Mismatch naming the
+    first diverging step (and op)."""
     from pathlib import Path
 
     from . import targets
@@ -143,11 +144,14 @@ def verify_target(out, man, prog, board, prompt_ids, steps, seed=7, log=print):
             raise Mismatch(f"{board.name}: verify app failed (exit {rc}): {text.strip()[-300:]}")
         return parse_target_output(text)
 
-    log(f"  running {steps} steps on {board.name} ({'emulated' if board.emulated else 'native'})")
-    res = run({"TSL_NO_DEFAULT_MODEL": None}, "run")
+    base = {"TSL_NO_DEFAULT_MODEL": None, **({"TSL_VERIFY_THREADS": threads} if threads > 1 else {})}
+    tag = f"-t{threads}" if threads > 1 else ""
+    log(f"  running {steps} steps on {board.name} ({'emulated' if board.emulated else 'native'})"
+        f"{f', {threads} threads' if threads > 1 else ''}")
+    res = run(base, "run" + tag)
     compare_hashes(prog, man, ids, (ref_logits, ref_tokens, ref_kv),
                    [res["logits"].get(p) for p in range(steps)], [res["token"].get(p) for p in range(steps)],
-                   res["kv"], lambda pos: run({"TSL_NO_DEFAULT_MODEL": None, "TSL_DUMP_STEP": pos}, f"dump{pos}")["op"], "")
+                   res["kv"], lambda pos: run({**base, "TSL_DUMP_STEP": pos}, f"dump{pos}{tag}")["op"], "")
     return dict(steps=steps, tokens=ref_tokens)
 
 

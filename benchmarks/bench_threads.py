@@ -1,0 +1,103 @@
+"""Multi-threaded decode: instructions on the longest thread against one thread, per token, for a
+SmolLM-135M-shaped layer (dim 576, MLP 1536, 9 heads / 3 KV heads; 1 layer and a 2,048-token tied
+head so that the weights fit the counting stand-in's 8 MiB; the head is 25 % of the MACs, 21 % in
+the 30-layer model), int8 and int4, compiled for rpi5 and counted on its stand-in virt-a76.
+
+    python benchmarks/bench_threads.py [--steps 32]
+
+qemu-user (rpi5's emulator) has no instruction counter and this qemu has no TCG plugins, so the
+longest thread is counted on one core: built with TSL_POOL_LONGEST_PART, every job of the pool
+(matvecs, quantizers, GLU, ...) runs only its part 0 (the largest part of tsl_pool_split, the rule
+the pool uses) and the rest of the step runs as the caller thread runs it. Not counted: the pool's
+hand-off (a mutex, a condition broadcast and a wait per job) and memory bandwidth shared by the cores.
+"""
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench_kernels import CALIB  # noqa: E402
+from tinyslm import targets  # noqa: E402
+from tinyslm.boards import load_board  # noqa: E402
+from tinyslm.errors import TslError  # noqa: E402
+
+SHAPE = dict(vocab_size=2048, hidden_size=576, intermediate_size=1536, num_hidden_layers=1, num_attention_heads=9,
+             num_key_value_heads=3, max_position_embeddings=256, rope_theta=10000.0, tie_word_embeddings=True,
+             rms_norm_eps=1e-5)
+THREADS = (1, 2, 3, 4)
+
+MAIN = r"""
+#include <stdio.h>
+#include "tsl_model.h"
+#include "tsl_platform.h"
+extern int32_t tsl_pool_longest_part;
+static void spin(uint32_t n) { __asm volatile("1: subs %%w0, %%w0, #1\n b.ne 1b" : "+r"(n) : : "cc"); }
+int main(void)
+{
+    static const int32_t threads[] = {%(THREADS)s};
+    tsl_model_init(0);
+    tsl_cycles_init();
+    uint64_t t0 = tsl_cycles(), t1 = tsl_cycles();
+    printf("empty %%lu 0\n", (unsigned long)(t1 - t0));
+    t0 = tsl_cycles(); spin(%(CALIB)d); t1 = tsl_cycles();
+    printf("calib %%lu %%lu\n", (unsigned long)(t1 - t0), (unsigned long)(2u * %(CALIB)du));
+    for (unsigned i = 0; i < sizeof threads / sizeof threads[0]; i++) {
+        tsl_pool_longest_part = threads[i];
+        tsl_model_reset();
+        t0 = tsl_cycles();
+        for (int32_t p = 0; p < %(STEPS)d; p++) tsl_model_forward((p * 37) %% TSL_VOCAB, p);
+        t1 = tsl_cycles();
+        printf("t%%d %%lu %%lu\n", (int)threads[i], (unsigned long)(t1 - t0), (unsigned long)%(STEPS)d);
+    }
+    return 0;
+}
+"""
+
+
+def measure(build, workdir, steps):
+    import json
+    board = load_board(load_board("rpi5").bench_stand_in)
+    man = json.loads((build / "manifest.json").read_text())
+    (build / "app" / "bench_threads.c").write_text(MAIN % dict(CALIB=CALIB, STEPS=steps,
+                                                               THREADS=", ".join(map(str, THREADS))))
+    srcs = [build / s for s in man["sources"]] + [build / "app" / "bench_threads.c"]
+    exe = targets.build(board, srcs, [build / "runtime", build / "model"], Path(workdir), name="bench_threads",
+                        defines={"TSL_POOL_LONGEST_PART": None})
+    rc, out = targets.run(board, exe, timeout=1800, icount=True)
+    rows = {p[0]: (int(p[1]), int(p[2])) for p in (l.split() for l in out.decode().splitlines()) if len(p) == 3}
+    if rc or f"t{THREADS[-1]}" not in rows:
+        raise TslError(f"{board.name}: benchmark failed (exit {rc}): {out.decode()[-300:]}")
+    per_tick = rows["calib"][1] / (rows["calib"][0] - rows["empty"][0])
+    return {n: (rows[f"t{n}"][0] - rows["empty"][0]) * per_tick / steps for n in THREADS}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=32)
+    a = ap.parse_args()
+    import hf_models
+    from tinyslm.pipeline import compile_model
+    print(f"SmolLM-135M-shaped layer + 2,048-token tied head, rpi5 build counted on virt-a76 (qemu -icount), "
+          f"instructions on the longest thread per token over positions 0..{a.steps - 1}")
+    hdr = f"{'weights':<8}" + "".join(f"{f'{n} thread' + ('s' if n > 1 else ''):>16}" for n in THREADS) + \
+        "".join(f"{f'{n}T/1T':>8}" for n in THREADS[1:])
+    print(hdr)
+    print("-" * len(hdr))
+    with tempfile.TemporaryDirectory() as td:
+        onnx = Path(td) / "smol1.onnx"
+        hf_models.export_full("llama", onnx, SHAPE, max_t=256)
+        for fmt in ("int8", "int4"):
+            build = Path(td) / f"b-{fmt}"
+            compile_model(onnx, build, "rpi5", 128, fmt, quiet=True)
+            r = measure(build, Path(td) / f"w-{fmt}", a.steps)
+            print(f"{fmt:<8}" + "".join(f"{r[n]:>16,.0f}" for n in THREADS) +
+                  "".join(f"{r[n] / r[1]:>7.2f}x" for n in THREADS[1:]))
+
+
+if __name__ == "__main__":
+    main()
