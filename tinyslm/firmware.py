@@ -18,6 +18,30 @@ from .units import human_bytes
 from .errors import TslError
 
 APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+
+
+def tokenizer_hash(data):
+    """The tokenizer's identity on a device: CRC-32 of its tokenizer.json bytes (0 means none)."""
+    import zlib
+    return zlib.crc32(data) or 1
+
+
+def _tokenizer_sources(out, man, bdir):
+    """-> (sources, defines) that put the build's tokenizer on the device: its tables as C (written
+    into bdir) and firmware/tsl_tokenizer.c; ([], {}) for a build without a tokenizer."""
+    if not man.get("tokenizer"):
+        return [], {}
+    from .tokenizer import Tokenizer
+    path = out / man["tokenizer"]
+    tok = Tokenizer.from_file(path)
+    for f in ("tsl_tokenizer.c", "tsl_tokenizer.h"):
+        write_private(bdir / f, (FIRMWARE / f).read_bytes())
+    write_private(bdir / "tsl_tokenizer_tables.c", tok.c_source("tsl_tok"))
+    defs = {"TSL_HAS_TOKENIZER": None, "TSL_TOKENIZER_HASH": f"0x{tokenizer_hash(path.read_bytes()):08x}u",
+            "TSL_TOK_BOS": -1 if tok.bos_id is None else tok.bos_id,
+            "TSL_TOK_EOS": -1 if tok.eos_id is None else tok.eos_id}
+    return [bdir / "tsl_tokenizer.c", bdir / "tsl_tokenizer_tables.c"], defs
 
 
 def _app_defines(man, B, load_buffer=False):
@@ -81,7 +105,10 @@ def build_firmware(out, board, log=print, load_buffer=False):
         defines["TSL_UART_BASE"] = B.target["uart_base"]
     srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
     bdir = private_dir(out, f"fw-{B.name}")
-    elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app"], bdir, defines, name="tinyslm")
+    tok_srcs, tok_defs = _tokenizer_sources(out, man, private_dir(out, f"fw-{B.name}", "tokenizer"))
+    defines.update(tok_defs)
+    elf = targets.build(B, srcs + tok_srcs, [out / "runtime", out / "model", out / "app", bdir / "tokenizer"], bdir,
+                        defines, name="tinyslm")
     res = dict(elf=elf, bin=None, sizes=_sizes(B, elf, man), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):

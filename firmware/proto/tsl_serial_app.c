@@ -8,6 +8,9 @@
  *     (or build with -DTSL_PROTO_PLATFORM_CYCLES to take it from targets/tsl_platform.h)
  * Build options: TSL_BOARD_NAME, TSL_FW_VERSION (strings), TSL_LOAD_BYTES (RAM load buffer,
  * default TSL_WEIGHTS_BYTES, 0: no loading), TSL_PROTO_MAX_ITEMS (run history, default TSL_MAX_SEQ).
+ * With TSL_HAS_TOKENIZER the firmware links `const tsl_tokenizer tsl_tok` (tinyslm.tokenizer_c) and
+ * answers ENCODE / DECODE; TSL_TOKENIZER_HASH (CRC-32 of the build's tokenizer.json), TSL_TOK_BOS and
+ * TSL_TOK_EOS (-1: none) go into IDENTITY.
  *
  * Link rules (stop-and-wait): a request whose seq and CRC equal the last one's is a resend and
  * gets the cached reply again, without running anything twice; otherwise its seq must be the
@@ -51,6 +54,23 @@ extern uint32_t tsl_cycles(void);
 #define TSL_MAX_READ (TSL_PROTO_MAX_PAYLOAD - TSL_READ_HEAD - 2u) /* 1016 */
 #define TSL_RUN_GEN 1u
 #define TSL_RUN_VERIFY 2u
+#define TSL_ENCODE_MAX 256u                                     /* text bytes per ENCODE */
+#define TSL_MAX_OUT_IDS ((TSL_PROTO_MAX_PAYLOAD - 2u) / 4u)    /* 255 ids per IDS / DECODE */
+#ifndef TSL_TOKENIZER_HASH
+#define TSL_TOKENIZER_HASH 0u
+#endif
+#ifndef TSL_TOK_BOS
+#define TSL_TOK_BOS (-1)
+#endif
+#ifndef TSL_TOK_EOS
+#define TSL_TOK_EOS (-1)
+#endif
+#ifdef TSL_HAS_TOKENIZER
+#include "tsl_tokenizer.h"
+extern const tsl_tokenizer tsl_tok;
+static int32_t enc_ids[TSL_TOK_MAX_IDS(TSL_ENCODE_MAX)];          /* 3 KB */
+static uint32_t enc_work[TSL_TOK_WORK_WORDS(TSL_ENCODE_MAX)];     /* 1 KB */
+#endif
 
 #if defined(__GNUC__)
 #define TSL_ALIGN16 __attribute__((aligned(16)))
@@ -133,6 +153,17 @@ static uint32_t on_identify(uint8_t *type)
     n += put_str(reply + n, TSL_BOARD_NAME);
     n += put_str(reply + n, TSL_FW_VERSION);
     n += put_str(reply + n, TSL_CYCLES_UNIT);
+    /* tokenizer: u32 hash (0: none), i32 bos, i32 eos, u32 caps (bit 0 encoder, bit 1 decoder) */
+#ifdef TSL_HAS_TOKENIZER
+    const uint32_t caps = (tsl_tok.byte_to_id ? 1u : 0u) | 2u;
+#else
+    const uint32_t caps = 0;
+#endif
+    tsl_wr32(reply + n, TSL_TOKENIZER_HASH);
+    tsl_wr32(reply + n + 4, (uint32_t)(int32_t)TSL_TOK_BOS);
+    tsl_wr32(reply + n + 8, (uint32_t)(int32_t)TSL_TOK_EOS);
+    tsl_wr32(reply + n + 12, caps);
+    n += 16;
     *type = TSL_MSG_IDENTITY;
     return n;
 }
@@ -410,6 +441,54 @@ static uint32_t on_load_commit(uint8_t *type, const tsl_frame *f)
     return load_ack(type);
 }
 
+/* ENCODE: UTF-8 text[0..256) -> IDS: u16 n, i32 ids[n] (the C encoder; no BOS added). */
+static uint32_t on_encode(uint8_t *type, const tsl_frame *f)
+{
+#ifdef TSL_HAS_TOKENIZER
+    if (!tsl_tok.byte_to_id) return fail(type, TSL_PROTO_E_STATE, f->type, 0);
+    if (f->len > TSL_ENCODE_MAX) return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_ENCODE_MAX);
+    const int32_t n = tsl_tokenizer_encode(&tsl_tok, f->payload, (int32_t)f->len, enc_ids,
+                                           (int32_t)(sizeof enc_ids / 4), enc_work, (int32_t)(sizeof enc_work / 4));
+    if (n < 0) return fail(type, TSL_PROTO_E_TOKENIZER, f->type, (uint32_t)n);
+    if ((uint32_t)n > TSL_MAX_OUT_IDS) return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_MAX_OUT_IDS);
+    tsl_wr16(reply, (uint32_t)n);
+    for (int32_t i = 0; i < n; i++) tsl_wr32(reply + 2 + 4 * i, (uint32_t)enc_ids[i]);
+    *type = TSL_MSG_IDS;
+    return 2u + 4u * (uint32_t)n;
+#else
+    return fail(type, TSL_PROTO_E_STATE, f->type, 0);
+#endif
+}
+
+/* DECODE: u16 n, i32 ids[n] -> TEXT: u16 done, the bytes of ids[0..done) concatenated (special
+ * tokens and ids past the tokenizer's vocabulary: none); done < n when the next would not fit. */
+static uint32_t on_decode(uint8_t *type, const tsl_frame *f)
+{
+    if (f->len < 2) return fail(type, TSL_PROTO_E_LENGTH, f->type, 2);
+    const uint32_t n = tsl_rd16(f->payload);
+    if (f->len != 2u + 4u * n) return fail(type, TSL_PROTO_E_LENGTH, f->type, 2u + 4u * n);
+#ifdef TSL_HAS_TOKENIZER
+    uint32_t done = 0, len = 2;
+    for (uint32_t i = 0; i < n; i++)
+        if (tsl_rd32le(f->payload + 2 + 4 * i) >= (uint32_t)TSL_VOCAB)
+            return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_VOCAB);
+    for (; done < n; done++) {
+        const uint8_t *b;
+        const int32_t k = tsl_token_decode(&tsl_tok, (int32_t)tsl_rd32le(f->payload + 2 + 4 * done), &b);
+        const uint32_t m = k > 0 ? (uint32_t)k : 0u;
+        if (m > TSL_PROTO_MAX_PAYLOAD - len) break;
+        memcpy(reply + len, b, m);
+        len += m;
+    }
+    if (done == 0 && n > 0) return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_PROTO_MAX_PAYLOAD - 2u);
+    tsl_wr16(reply, done);
+    *type = TSL_MSG_TEXT;
+    return len;
+#else
+    return fail(type, TSL_PROTO_E_STATE, f->type, 0);
+#endif
+}
+
 static uint32_t dispatch(uint8_t *type, const tsl_frame *f)
 {
     switch (f->type) {
@@ -424,6 +503,8 @@ static uint32_t dispatch(uint8_t *type, const tsl_frame *f)
     case TSL_MSG_LOAD_BEGIN: return on_load_begin(type, f);
     case TSL_MSG_LOAD_DATA: return on_load_data(type, f);
     case TSL_MSG_LOAD_COMMIT: return on_load_commit(type, f);
+    case TSL_MSG_ENCODE: return on_encode(type, f);
+    case TSL_MSG_DECODE: return on_decode(type, f);
     default: return fail(type, TSL_PROTO_E_TYPE, f->type, f->type);
     }
 }
