@@ -106,7 +106,9 @@ def build_firmware(out, board, log=print, load_buffer=False):
     srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
     bdir = private_dir(out, f"fw-{B.name}")
     tok_srcs, tok_defs = _tokenizer_sources(out, man, private_dir(out, f"fw-{B.name}", "tokenizer"))
-    defines.update(tok_defs)
+    defines.update(tok_defs, TSL_CYCLES_HZ=B.clock_hz)
+    if B.kind == "baremetal" and B.emulator and (B.emulated or B.target.get("espidf_target")):   # under qemu only
+        defines["TSL_CYCLES_EMULATED"] = None
     elf = targets.build(B, srcs + tok_srcs, [out / "runtime", out / "model", out / "app", bdir / "tokenizer"], bdir,
                         defines, name="tinyslm")
     res = dict(elf=elf, bin=None, sizes=_sizes(B, elf, man), espidf=espidf)

@@ -98,7 +98,7 @@ class Device:
 
     def _send(self, frame):
         try:
-            self.port.write(frame)
+            self.port.write(b"\0" + frame)   # lead-in: the firmware's console takes a printable first byte
             self.port.flush()
         except Exception as e:
             raise TslError(f"{self.url}: cannot write: {e}") from None

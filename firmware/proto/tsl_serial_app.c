@@ -489,6 +489,276 @@ static uint32_t on_decode(uint8_t *type, const tsl_frame *f)
 #endif
 }
 
+#ifdef TSL_HAS_TOKENIZER
+/* ---- the text console (screen, minicom, idf.py monitor, Arduino serial monitor) ----
+ * A line typed at a frame boundary is a console line: its text is encoded on the device and
+ * continued by the model, streaming, with the KV cache kept across lines until /reset or the
+ * context is full. The binary protocol shares the port: the host sends a 0x00 before every frame
+ * (an empty frame), and a first byte that is a control character (a COBS code) also starts one.
+ * Any accepted binary request resets the model, so it ends the console's conversation. */
+#define TSL_CON_LINE 200u
+#ifndef TSL_CYCLES_HZ
+#define TSL_CYCLES_HZ 0
+#endif
+static struct {
+    uint8_t line[TSL_CON_LINE];
+    uint32_t len, pos, max_tokens, n, n_prefill, prefill, gen;
+    uint8_t shown, last_cr;
+    int32_t pending;                 /* the last sampled token, not yet run (-1: none) */
+    float temperature, top_p;
+    uint64_t seed;
+} con;
+
+static void con_write(const uint8_t *p, uint32_t n) { tsl_uart_write(p, n); }
+static void con_puts(const char *s) { con_write((const uint8_t *)s, (uint32_t)strlen(s)); }
+
+static void con_putu(uint64_t v)
+{
+    char b[21];
+    int i = 20;
+    b[20] = 0;
+    do { b[--i] = (char)('0' + v % 10u); v /= 10u; } while (v);
+    con_puts(b + i);
+}
+
+static void con_putf(float f)        /* two decimals */
+{
+    if (f < 0) { con_puts("-"); f = -f; }
+    const uint64_t c = (uint64_t)(f * 100.0f + 0.5f);
+    con_putu(c / 100u);
+    con_puts(c % 100u < 10u ? ".0" : ".");
+    con_putu(c % 100u);
+}
+
+/* Token bytes to the terminal, '\n' as "\r\n". */
+static void con_text(const uint8_t *p, int32_t n)
+{
+    int32_t s = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (p[i] == '\n') {
+            con_write(p + s, (uint32_t)(i - s));
+            con_puts("\r\n");
+            s = i + 1;
+        }
+    con_write(p + s, (uint32_t)(n - s));
+}
+
+static void con_defaults(void)
+{
+    con.temperature = 0.0f;
+    con.top_p = 1.0f;
+    con.seed = 0;
+    con.max_tokens = 64;
+}
+
+static void con_banner(void)
+{
+    const uint8_t *w = tsl_model_weights();
+    con_puts("\r\ntinyslm " TSL_FW_VERSION " on " TSL_BOARD_NAME "\r\nmodel ");
+    static const char hex[] = "0123456789abcdef";
+    char h[18];
+    const uint32_t v[2] = {TSL_ARCH_HASH, tsl_rd32le(w + 16)};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 8; i++) h[9 * k + i] = hex[(v[k] >> (28 - 4 * i)) & 15u];
+    h[8] = '-';
+    h[17] = 0;
+    con_puts(h);
+    con_puts(", vocab ");
+    con_putu(TSL_VOCAB);
+    con_puts(", context ");
+    con_putu(TSL_MAX_SEQ);
+    con_puts(" tokens\r\nmemory: weights ");
+    con_putu(weights_total(w));
+    con_puts(" B, arena ");
+    con_putu(TSL_ARENA_BYTES);
+    con_puts(" B, KV cache ");
+    con_putu(TSL_KV_BYTES);
+    con_puts(" B\r\ntype text and Enter; /reset /temp T /topp P /seed S /tokens N /stats /help\r\n");
+    if (model_status != 0) {
+        con_puts("model not ready: tsl_model_init returned ");
+        con_putu((uint32_t)-model_status);
+        con_puts(" (negated)\r\n");
+    }
+}
+
+static void con_stats(void)
+{
+    if (!con.n) { con_puts("no answer yet\r\n"); return; }
+    con_puts("last answer: ");
+    con_putu(con.n);
+    con_puts(" tokens, ");
+    con_putu(con.gen / con.n);
+    con_puts(" " TSL_CYCLES_UNIT "/token; prompt ");
+    con_putu(con.n_prefill);
+    con_puts(" tokens in ");
+    con_putu(con.prefill);
+    con_puts(" " TSL_CYCLES_UNIT);
+    const uint64_t hz = strcmp(TSL_CYCLES_UNIT, "ns") == 0 ? 1000000000u : (uint64_t)TSL_CYCLES_HZ;
+    if (hz && con.gen) {
+        con_puts("; ");
+        con_putf((float)((double)con.n * (double)hz / (double)con.gen));
+        con_puts(" tokens/s");
+        if (hz != 1000000000u || strcmp(TSL_CYCLES_UNIT, "ns") != 0) {
+            con_puts(" at ");
+            con_putu(hz / 1000000u);
+            con_puts(" MHz");
+        }
+    }
+    con_puts("\r\n");
+#ifdef TSL_CYCLES_EMULATED
+    con_puts("(an emulator: the counter runs on qemu's virtual clock, one tick per instruction with "
+             "-icount, not at the chip's speed)\r\n");
+#endif
+}
+
+static uint32_t con_number(const uint8_t *p, uint32_t n, uint64_t *v, float *f)
+{
+    uint64_t a = 0, frac = 0, scale = 1;
+    uint32_t i = 0, digits = 0, dot = 0;
+    while (i < n && p[i] == ' ') i++;
+    for (; i < n && p[i] != ' '; i++) {
+        if (p[i] == '.' && !dot) { dot = 1; continue; }
+        if (p[i] < '0' || p[i] > '9' || a > 1000000000000000000ull) return 0;
+        if (dot) { if (scale < 1000000u) { frac = frac * 10u + (p[i] - '0'); scale *= 10u; } }
+        else a = a * 10u + (p[i] - '0');
+        digits++;
+    }
+    if (!digits) return 0;
+    *v = a;
+    *f = (float)a + (float)frac / (float)scale;
+    return dot ? 2u : 1u;
+}
+
+static int con_is(const uint8_t *p, uint32_t n, const char *cmd, uint32_t *arg)
+{
+    const uint32_t k = (uint32_t)strlen(cmd);
+    if (n < k || memcmp(p, cmd, k) != 0 || (n > k && p[k] != ' ')) return 0;
+    *arg = k;
+    return 1;
+}
+
+static void con_reset(void)
+{
+    con.pos = 0;
+    con.pending = -1;
+}
+
+static void con_command(const uint8_t *p, uint32_t n)
+{
+    uint32_t k;
+    uint64_t v = 0;
+    float f = 0;
+    con_puts("\r\n");
+    if (con_is(p, n, "/reset", &k)) {
+        con_reset();
+        con_puts("context cleared\r\n");
+    } else if (con_is(p, n, "/temp", &k) && con_number(p + k, n - k, &v, &f) && f <= 100.0f) {
+        con.temperature = f;
+        con_puts("temperature ");
+        con_putf(f);
+        con_puts(f == 0.0f ? " (greedy)\r\n" : "\r\n");
+    } else if (con_is(p, n, "/topp", &k) && con_number(p + k, n - k, &v, &f) && f <= 1.0f) {
+        con.top_p = f;
+        con_puts("top-p ");
+        con_putf(f);
+        con_puts("\r\n");
+    } else if (con_is(p, n, "/seed", &k) && con_number(p + k, n - k, &v, &f) == 1) {
+        con.seed = v;
+        con_puts("seed ");
+        con_putu(v);
+        con_puts("\r\n");
+    } else if (con_is(p, n, "/tokens", &k) && con_number(p + k, n - k, &v, &f) == 1 && v >= 1 && v <= TSL_MAX_SEQ) {
+        con.max_tokens = (uint32_t)v;
+        con_puts("at most ");
+        con_putu(v);
+        con_puts(" tokens an answer\r\n");
+    } else if (con_is(p, n, "/stats", &k)) {
+        con_stats();
+    } else if (con_is(p, n, "/help", &k)) {
+        con_banner();
+    } else {
+        con_puts("commands: /reset, /temp T (0: greedy), /topp P (0..1), /seed S, /tokens N (1.." );
+        con_putu(TSL_MAX_SEQ);
+        con_puts("), /stats, /help\r\n");
+    }
+}
+
+/* The line's text continues the conversation: at position 0 after BOS, else after the last
+ * sampled token; the answer streams until EOS, /tokens or the end of the context. */
+static void con_generate(const uint8_t *p, uint32_t len)
+{
+    if (model_status != 0) { con_puts("\r\nmodel not ready\r\n"); return; }
+    int32_t *ids = enc_ids;
+    const int32_t first = con.pos == 0 ? (int32_t)TSL_TOK_BOS : con.pending;
+    const uint32_t lead = first >= 0 ? 1u : 0u;
+    const int32_t n = tsl_tokenizer_encode(&tsl_tok, p, (int32_t)len, ids + lead,
+                                           (int32_t)(sizeof enc_ids / 4) - 1, enc_work, (int32_t)(sizeof enc_work / 4));
+    if (n < 0) {
+        con_puts(n == TSL_TOK_ERR_ADDED_TOKEN ? "\r\n[the text holds a special token's name]\r\n"
+                                              : "\r\n[the tokenizer cannot encode this text]\r\n");
+        return;
+    }
+    ids[0] = first;
+    const uint32_t total = lead + (uint32_t)n;
+    if (total == 0) return;
+    if (con.pos + total > TSL_MAX_SEQ) {
+        con_puts("\r\n[context full: ");
+        con_putu(TSL_MAX_SEQ);
+        con_puts(" tokens; /reset to start again]\r\n");
+        return;
+    }
+    tsl_sampler_init(&smp, con.seed, con.temperature, con.top_p);
+    const uint32_t t0 = TSL_NOW();
+    for (uint32_t k = 0; k + 1u < total; k++) tsl_model_forward(ids[k], (int32_t)con.pos++);
+    con.prefill = TSL_NOW() - t0;
+    con.n_prefill = total - 1u;
+    con.n = con.gen = 0;
+    int32_t tok = ids[total - 1u];
+    while (con.n < con.max_tokens && con.pos < TSL_MAX_SEQ) {
+        const uint32_t c0 = TSL_NOW();
+        const float *lg = tsl_model_forward(tok, (int32_t)con.pos++);
+        tok = tsl_sample(&smp, lg, TSL_VOCAB, probs, idx);
+        con.gen += TSL_NOW() - c0;
+        con.n++;
+        const uint8_t *b;
+        const int32_t k = tsl_token_decode(&tsl_tok, tok, &b);
+        if (k > 0) con_text(b, k);
+        if (tok == (int32_t)TSL_TOK_EOS) break;
+    }
+    con.pending = tok;
+    con_puts("\r\n");
+    if (con.pos >= TSL_MAX_SEQ) con_puts("[context full; /reset to start again]\r\n");
+}
+
+/* One console byte: echo, edit, and on Enter run the line. */
+static void con_key(uint8_t c)
+{
+    if (!con.shown) {
+        con.shown = 1;
+        con_banner();
+        con_puts("> ");
+    }
+    const uint8_t cr = c == '\r';
+    if (c == '\n' && con.last_cr) { con.last_cr = 0; return; }
+    con.last_cr = cr;
+    if (c == '\r' || c == '\n') {
+        if (con.len && con.line[0] == '/') con_command(con.line, con.len);
+        else if (con.len) con_generate(con.line, con.len);
+        else con_puts("\r\n");
+        con.len = 0;
+        con_puts("> ");
+    } else if (c == 8 || c == 127) {
+        if (con.len) {
+            do con.len--; while (con.len && (con.line[con.len] & 0xC0u) == 0x80u);   /* a whole UTF-8 character */
+            con_puts("\b \b");
+        }
+    } else if (c >= 0x20 && con.len < TSL_CON_LINE) {
+        con.line[con.len++] = c;
+        con_write(&c, 1);
+    }
+}
+#endif
+
 static uint32_t dispatch(uint8_t *type, const tsl_frame *f)
 {
     switch (f->type) {
@@ -522,6 +792,9 @@ static void on_frame(const tsl_frame *f)
     last.valid = 1;
     last.seq = f->seq;
     last.crc = f->crc;
+#ifdef TSL_HAS_TOKENIZER
+    con_reset();                      /* binary requests may reset or replace the model */
+#endif
     uint8_t type;
     const uint32_t n = dispatch(&type, f);
     cache_n = tsl_proto_encode(cache, sizeof cache, type, 0, f->seq, reply, n);
@@ -538,9 +811,28 @@ int tsl_serial_main(void)
     memset(&dbg, 0, sizeof dbg);
     memset(&load, 0, sizeof load);
     model_status = tsl_model_init(0);
+#ifdef TSL_HAS_TOKENIZER
+    memset(&con, 0, sizeof con);
+    con_defaults();
+    con_reset();
+    uint8_t link = 0;                 /* 0 at a frame boundary, 1 after the host's 0x00 lead-in, 2 in a frame */
+#endif
     for (;;) {
         const int c = tsl_uart_getc();
         if (c < 0) return 0;
+#ifdef TSL_HAS_TOKENIZER
+        /* at a boundary a printable byte, CR, LF or backspace is the console's, any other byte
+         * (a COBS code) starts a frame; after the lead-in every byte is the frame's. */
+        if (c == 0) {
+            link = link == 2 ? 0 : 1;
+            con.len = 0;
+        } else if (link == 0 && (c >= 0x20 || c == '\r' || c == '\n' || c == 8)) {
+            con_key((uint8_t)c);
+            continue;
+        } else {
+            link = 2;
+        }
+#endif
         const int32_t r = tsl_proto_feed(&rx, (uint8_t)c);
         if (r == TSL_PROTO_FRAME) on_frame(&rx.frame);
         else if (r < 0) send_error_tx((uint8_t)-r, 0, 0, 0);
