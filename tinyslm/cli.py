@@ -418,6 +418,58 @@ def cmd_run_device(a):
           f"{sum(cycles) // n} {info['cycles_unit']}/token on the device]", file=sys.stderr)
 
 
+def cmd_chat(a):
+    from .chat import Conversation, DeviceSession, HostSession, Template, chat, load_template
+    from .firmware import tokenizer_hash
+    from .sampler import check_args
+    check_args(a.seed, a.temperature, a.top_p, a.max_tokens)
+    tok = _tokenizer(a.out, required=True)
+    cfg = Path(a.config) if a.config else Path(a.out) / "tokenizer_config.json"
+    template = None
+    if a.config or cfg.is_file():
+        src, bos, eos = load_template(cfg)
+        template = Template(src, bos, eos, where=f"{cfg}: chat_template") if src else None
+    if template is None:
+        print("[no chat template: plain continuation]", file=sys.stderr)
+    interactive = sys.stdin.isatty()
+
+    def lines():
+        while True:
+            if interactive:
+                print("> ", end="", file=sys.stderr, flush=True)
+            try:
+                line = sys.stdin.readline()
+            except KeyboardInterrupt:
+                return
+            if not line:
+                return
+            yield line
+
+    def write(t):
+        print(t, end="", flush=True)
+
+    def note(t):
+        print(t, file=sys.stderr, flush=True)
+    if a.port:
+        from . import protocol as P
+        with _device(a) as dev:
+            info = dev.identify()
+            if info["vocab"] < tok.vocab_size:
+                raise TslError(f"{a.port}: the device's model has {info['vocab']} tokens, the build's tokenizer "
+                               f"{tok.vocab_size}: another model")
+            if info["tokenizer_hash"] and info["tokenizer_hash"] != tokenizer_hash(
+                    (Path(a.out) / "tokenizer.json").read_bytes()):
+                raise TslError(f"{a.out}: its tokenizer is not the device's ({info['tokenizer']})")
+            # a turn's prompt: at most MAX_IDS ids in one run request (Conversation keeps 16 for the answer)
+            limit = min(info["max_seq"], P.MAX_IDS + min(a.max_tokens, 16))
+            conv = Conversation(tok, template, limit, a.max_tokens, a.system)
+            chat(DeviceSession(dev), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
+        return
+    man, prog, host = _open(a.out)
+    conv = Conversation(tok, template, man["model"]["max_seq"], a.max_tokens, a.system)
+    chat(HostSession(host, man["model"]["max_seq"]), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
+
+
 def cmd_verify_device(a, man, prog, prompt, steps):
     from .verify import compare_hashes, op_regions, token_sequence
     ref = token_sequence(prog, prompt, steps)
@@ -566,6 +618,17 @@ def parser():
     s.add_argument("out", help="build directory whose weights to send")
     _device_args(s)
     s.set_defaults(fn=cmd_load)
+
+    s = sub.add_parser("chat", help="a conversation (chat template if the build has one) on the host build or a device")
+    s.add_argument("out", help="build directory (its tokenizer; the host build without --port)")
+    _device_args(s, required=False, what="chat with the device at this pyserial URL")
+    s.add_argument("--config", help="tokenizer_config.json with the chat_template (default: OUT/tokenizer_config.json)")
+    s.add_argument("--system", help="a system message first")
+    s.add_argument("--max-tokens", type=_int_in(1, 65535), default=128, help="most tokens an answer (default 128)")
+    s.add_argument("--temperature", type=_finite(0.0, 100.0), default=0.0, help="0 = greedy (default)")
+    s.add_argument("--top-p", type=_finite(0.0, 1.0), default=1.0, help="nucleus sampling, in (0, 1]; 1 = off")
+    s.add_argument("--seed", type=SEED, default=0, help="sampler seed of each answer (default 0)")
+    s.set_defaults(fn=cmd_chat)
 
     s = sub.add_parser("identify", help="the device's board, firmware, model hash, memory sizes")
     _device_args(s)
