@@ -512,19 +512,30 @@ static struct {
 static void con_write(const uint8_t *p, uint32_t n) { tsl_uart_write(p, n); }
 static void con_puts(const char *s) { con_write((const uint8_t *)s, (uint32_t)strlen(s)); }
 
+/* v /= 10, -> v % 10, in 32-bit operations (some targets have no 64-bit division) */
+static uint32_t con_div10(uint64_t *v)
+{
+    const uint32_t hi = (uint32_t)(*v >> 32), lo = (uint32_t)*v;
+    uint32_t x = ((hi % 10u) << 16) | (lo >> 16);
+    const uint32_t q1 = x / 10u;
+    x = ((x % 10u) << 16) | (lo & 0xFFFFu);
+    *v = ((uint64_t)(hi / 10u) << 32) | ((uint64_t)q1 << 16) | (x / 10u);
+    return x % 10u;
+}
+
 static void con_putu(uint64_t v)
 {
     char b[21];
     int i = 20;
     b[20] = 0;
-    do { b[--i] = (char)('0' + v % 10u); v /= 10u; } while (v);
+    do { b[--i] = (char)('0' + con_div10(&v)); } while (v);
     con_puts(b + i);
 }
 
 static void con_putf(float f)        /* two decimals */
 {
     if (f < 0) { con_puts("-"); f = -f; }
-    const uint64_t c = (uint64_t)(f * 100.0f + 0.5f);
+    const uint32_t c = f < 2.0e7f ? (uint32_t)(int32_t)(f * 100.0f + 0.5f) : 2000000000u;  /* int32 conversions only */
     con_putu(c / 100u);
     con_puts(c % 100u < 10u ? ".0" : ".");
     con_putu(c % 100u);
@@ -581,6 +592,12 @@ static void con_banner(void)
     }
 }
 
+static int con_same(const char *a, const char *b)     /* strcmp() == 0; some targets' libc lacks it */
+{
+    while (*a && *a == *b) a++, b++;
+    return *a == *b;
+}
+
 static void con_stats(void)
 {
     if (!con.n) { con_puts("no answer yet\r\n"); return; }
@@ -593,12 +610,14 @@ static void con_stats(void)
     con_puts(" tokens in ");
     con_putu(con.prefill);
     con_puts(" " TSL_CYCLES_UNIT);
-    const uint64_t hz = strcmp(TSL_CYCLES_UNIT, "ns") == 0 ? 1000000000u : (uint64_t)TSL_CYCLES_HZ;
+    const uint32_t hz = con_same(TSL_CYCLES_UNIT, "ns") ? 1000000000u : (uint32_t)TSL_CYCLES_HZ;
     if (hz && con.gen) {
         con_puts("; ");
-        con_putf((float)((double)con.n * (double)hz / (double)con.gen));
+        /* tokens/s = n * hz / gen, in float from int32 values (no 64-bit or unsigned conversions) */
+        con_putf((float)(int32_t)(hz / 1000u) * 1000.0f * (float)(int32_t)con.n /
+                 ((float)(int32_t)(con.gen >> 1) * 2.0f));
         con_puts(" tokens/s");
-        if (hz != 1000000000u || strcmp(TSL_CYCLES_UNIT, "ns") != 0) {
+        if (!con_same(TSL_CYCLES_UNIT, "ns")) {
             con_puts(" at ");
             con_putu(hz / 1000000u);
             con_puts(" MHz");
@@ -625,7 +644,8 @@ static uint32_t con_number(const uint8_t *p, uint32_t n, uint64_t *v, float *f)
     }
     if (!digits) return 0;
     *v = a;
-    *f = (float)a + (float)frac / (float)scale;
+    if (a > 1000000u && dot) return 0;
+    *f = (float)(uint32_t)(a > 1000000u ? 1000000u : a) + (float)(uint32_t)frac / (float)(uint32_t)scale;
     return dot ? 2u : 1u;
 }
 
