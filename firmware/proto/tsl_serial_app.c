@@ -756,6 +756,7 @@ static void con_key(uint8_t c)
     if (!con.shown) {
         con.shown = 1;
         con_banner();
+        if (c == '\r' || c == '\n') { con.last_cr = c == '\r'; con_puts("> "); return; }
         con_puts("> ");
     }
     const uint8_t cr = c == '\r';
