@@ -2,6 +2,7 @@
 socket:// URLs (the same code path as /dev/ttyUSB0): identify, run, verify, load, timing, and a
 link that drops, flips and delays bytes."""
 import json
+import zlib
 
 import pytest
 
@@ -71,12 +72,17 @@ def test_identify_run_verify_load(build, board):
 
 def test_run_cli_streams_same_text_as_host(build, board):
     B, url = board
-    dev = tinyslm("run", build, "--port", url, "--prompt", "Once upon a time", "--max-tokens", 20, "--seed", 3,
-                  "--temperature", 0.7)
-    host = tinyslm("run", build, "--prompt", "Once upon a time", "--max-tokens", 20, "--seed", 3, "--temperature", 0.7)
-    assert dev.returncode == 0 and host.returncode == 0, dev.stderr + host.stderr
-    assert dev.stdout == host.stdout
-    assert f"[{B.name}: 20 tokens" in dev.stderr
+    args = ["--prompt", "Once upon a time", "--max-tokens", 20, "--seed", 3, "--temperature", 0.7]
+    dev = tinyslm("run", build, "--port", url, *args)
+    host = tinyslm("run", build, *args)
+    alone = tinyslm("run", "--port", url, *args)      # no build directory: the device encodes and decodes
+    assert dev.returncode == 0 and host.returncode == 0 and alone.returncode == 0, dev.stderr + host.stderr + alone.stderr
+    assert dev.stdout == host.stdout == alone.stdout
+    assert len(host.stdout) > len("Once upon a time") + 10
+    assert f"[{B.name}: 20 tokens" in dev.stderr and f"[{B.name}: 20 tokens" in alone.stderr
+    ident = tinyslm("identify", "--port", url)
+    tok_hash = zlib.crc32((build / "tokenizer.json").read_bytes())
+    assert ident.returncode == 0 and f"tokenizer        {tok_hash:08x}" in ident.stdout, ident.stdout + ident.stderr
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -184,11 +184,13 @@ BAD_IDENTITY = {
     "max_seq 0": (lambda p: patch(p, "<I", IDENTITY_OFF["max_seq"], 0), r"max_seq 0 outside"),
     "max_items 2^20": (lambda p: patch(p, "<I", IDENTITY_OFF["max_items"], 1 << 20), r"max_items 1048576 outside"),
     "logits past arena": (lambda p: patch(p, "<I", IDENTITY_OFF["logits_offset"], 2**32 - 8), r"pass the arena"),
-    "version 2": (lambda p: patch(p, "<B", 0, 2), r"protocol version 2, this host version 1"),
+    "version 3": (lambda p: patch(p, "<B", 0, 3), r"protocol version 3, this host version 2"),
     "max_payload": (lambda p: patch(p, "<H", 2, 4096), r"max_payload 4096"),
     "string past end": (lambda p: patch(p, "<B", 52, 200), r"board string of 200 bytes does not fit"),
     "control characters": (lambda p: p[:52] + b"\x05\x1b[2J!" + p[52 + 1 + p[52]:], r"not printable"),
-    "trailing bytes": (lambda p: p + b"xyz", r"3 bytes after the last string"),
+    "trailing bytes": (lambda p: p + b"xyz", r"19 bytes after the last string, expected 16"),
+    "eos past vocab": (lambda p: patch(p, "<i", len(p) - 8, 1 << 19), r"tokenizer eos id 524288 outside"),
+    "caps without hash": (lambda p: patch(p, "<I", len(p) - 4, 1), r"tokenizer hash 0x00000000 with capabilities 1"),
 }
 
 
@@ -344,15 +346,15 @@ def test_run_survives(device, clean, case, rewrite, max_s):
 
 
 @pytest.mark.parametrize("args,pattern", [
-    (["--max-tokens", 70000], r"--max-tokens: 70000 out of range: 1 to 65535"),
-    (["--max-tokens", -1], r"--max-tokens: -1 out of range: 1 to 65535"),
+    (["--max-tokens", 70000], r"argument --max-tokens: 70000 out of range: 1 to 65535"),
+    (["--max-tokens", -1], r"argument --max-tokens: -1 out of range: 1 to 65535"),
     (["--ids", ",".join(["1"] * 300)], r"a prompt of 300 token ids: the protocol carries at most 251 ids"),
     (["--ids", ",".join(["1"] * 120)], r"a prompt of 120 token ids is longer than the device's max_seq 96"),
     (["--ids", "1,512"], r"token id 512 out of range \[0, 512\)"),
-    (["--seed", -1], r"--seed: -1 out of range: a seed is 0 to 2\^64-1"),
-    (["--seed", 2**64], r"--seed: 18446744073709551616 out of range"),
-    (["--temperature", "nan"], r"--temperature: nan is not a finite number"),
-    (["--top-p", "nan"], r"--top-p: nan is not a finite number in \[0, 1\]"),
+    (["--seed", -1], r"argument --seed: -1 out of range: a seed is 0 to 2\^64-1"),
+    (["--seed", 2**64], r"argument --seed: 18446744073709551616 out of range"),
+    (["--temperature", "nan"], r"argument --temperature: nan is not a finite number"),
+    (["--top-p", "nan"], r"argument --top-p: nan is not a finite number in \[0, 1\]"),
     (["--timeout", 0], r"--timeout 0.0: must be a positive number"),
 ])
 def test_run_refuses_bad_arguments(device, args, pattern):

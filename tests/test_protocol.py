@@ -148,9 +148,10 @@ def test_reply_parsers_take_only_what_fits():
     rng = random.Random(6)
     parsers = [P.parse_identity, P.parse_item, P.parse_run_ack, P.parse_run_done, P.parse_debug_ack,
                P.parse_op_hashes, P.parse_load_ack, P.parse_error,
-               lambda p: P.parse_item(p, count=3, vocab=VOCAB)]
-    good = (struct.pack("<BBH11Ii", 1, 0, 1024, ARCH, 1, 96, ARENA, KV, VOCAB, MAX_SEQ, N_OPS, LOGITS_OFF, 96,
-                        MAX_SEQ, 0) + b"\x04test\x01v\x02ns")
+               lambda p: P.parse_item(p, count=3, vocab=VOCAB), P.parse_ids, lambda p: P.parse_ids(p, VOCAB),
+               P.parse_text, lambda p: P.parse_text(p, 3)]
+    good = (struct.pack("<BBH11Ii", P.VERSION, 0, 1024, ARCH, 1, 96, ARENA, KV, VOCAB, MAX_SEQ, N_OPS, LOGITS_OFF, 96,
+                        MAX_SEQ, 0) + b"\x04test\x01v\x02ns" + struct.pack("<IiiI", 0, -1, -1, 0))
     assert P.parse_identity(good)["board"] == "test"
     for fn in parsers:
         for n in list(range(80)) + [255, 1024]:
@@ -673,3 +674,14 @@ def test_libfuzzer(tmp_path, target):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "Done" in r.stderr
+
+
+def test_firmware_without_tokenizer_says_so(dev):
+    info = dev.identify()
+    assert (info["tokenizer"], info["bos_id"], info["eos_id"], info["tok_encode"]) == ("none", None, None, False)
+    with pytest.raises(TslError, match="has no tokenizer; pass --ids"):
+        dev.encode("hi")
+    with pytest.raises(TslError, match="ENCODE refused: not valid in the device's current state"):
+        dev.request(P.ENCODE, b"hi")                       # asked anyway: refused
+    with pytest.raises(TslError, match="DECODE refused: not valid"):
+        dev.request(P.DECODE, P.decode_req([1, 2]))

@@ -150,10 +150,13 @@ def generate(host, ids, max_tokens, temperature, top_p, seed, max_seq, on_token,
 
 
 class _TokenPrinter:
-    """Streams generated tokens: text as soon as it is valid UTF-8 (after the prompt), or ids."""
+    """Streams generated tokens: text as soon as it is valid UTF-8 (after the prompt), or ids.
+    With only a device's tokenizer (dev, no local one) the ids are kept and their text is fetched
+    from the device after the run (it reads nothing while it streams), then printed the same way."""
 
-    def __init__(self, tok, a):
-        self.tok, self.ids_only, self.pending = tok, a.print_ids or tok is None, bytearray()
+    def __init__(self, tok, a, dev=None):
+        self.tok, self.dev, self.pending, self.later = tok, dev, bytearray(), []
+        self.ids_only = a.print_ids or (tok is None and dev is None)
         if not self.ids_only and a.prompt:
             print(a.prompt, end="", flush=True)
 
@@ -161,7 +164,13 @@ class _TokenPrinter:
         if self.ids_only:
             print(t, end=",", flush=True)
             return
-        self.pending.extend(self.tok.token_bytes(t))
+        if self.tok is None:
+            self.later.append(t)
+            return
+        self._put(self.tok.token_bytes(t))
+
+    def _put(self, data):
+        self.pending.extend(data)
         try:
             print(self.pending.decode("utf-8"), end="", flush=True)
             self.pending.clear()
@@ -169,7 +178,19 @@ class _TokenPrinter:
             pass                    # a multi-byte character continues in the next token
 
     def close(self):
+        if self.later:
+            self._put(self.dev.token_bytes(self.later))
         print(self.pending.decode("utf-8", "replace"))
+
+
+class _DeviceTokenizer:
+    """The device's own tokenizer (IDENTITY's bos/eos, ENCODE) where the host has none."""
+
+    def __init__(self, dev, info):
+        self.dev, self.bos_id, self.eos_id = dev, info["bos_id"], info["eos_id"]
+
+    def encode(self, text):
+        return self.dev.encode(text)
 
 
 def cmd_run(a):
@@ -365,7 +386,7 @@ def cmd_identify(a):
     with _device(a) as dev:
         info = dev.identify()
     for k in ("board", "firmware", "model_hash", "weights_source", "weights_bytes", "arena_bytes", "kv_bytes",
-              "vocab", "max_seq", "n_ops", "cycles_unit"):
+              "vocab", "max_seq", "n_ops", "cycles_unit", "tokenizer"):
         print(f"  {k:<16} {info[k]}")
 
 
@@ -374,25 +395,86 @@ def cmd_run_device(a):
     from .sampler import check_args
     from .tokenizer import Tokenizer
     check_args(a.seed, a.temperature, a.top_p, a.max_tokens)
-    tok = None
+    tok, tok_file = None, None
     if a.out:
-        tok = _tokenizer(a.out, required=not a.ids)
+        tok = _tokenizer(a.out, required=False)
+        tok_file = Path(a.out) / "tokenizer.json"
     elif a.tokenizer:
-        tok = Tokenizer.from_file(a.tokenizer)
-    elif not a.ids:
-        raise TslError("--prompt needs the build directory (or --tokenizer) to encode the text; or pass --ids")
+        tok, tok_file = Tokenizer.from_file(a.tokenizer), Path(a.tokenizer)
     with _device(a) as dev:
         info = dev.identify()
-        ids = _prompt_ids(a, tok, info["vocab"])
+        if tok is None and not a.ids and not info["tok_encode"]:
+            raise TslError(f"{a.port}: the firmware has no tokenizer encoder"
+                           + (" and the build directory no tokenizer" if a.out else "")
+                           + "; pass --ids, or --tokenizer tokenizer.json")
+        if tok is not None and info["tokenizer_hash"]:
+            from .firmware import tokenizer_hash
+            if tokenizer_hash(tok_file.read_bytes()) != info["tokenizer_hash"]:
+                raise TslError(f"{tok_file}: not the tokenizer of the device's firmware (its hash is "
+                               f"{info['tokenizer']}); drop it to use the device's own")
+        dtok = _DeviceTokenizer(dev, info) if tok is None and not a.ids else None
+        ids = _prompt_ids(a, tok or dtok, info["vocab"])
         run_count(info, len(ids), a.max_tokens)        # refused before the prompt is printed
-        emit = _TokenPrinter(tok, a)
-        out, cycles = generate(dev, ids, a.max_tokens, a.temperature, a.top_p, a.seed, emit,
-                               tok.eos_id if tok else None)
+        emit = _TokenPrinter(tok, a, dev if tok is None and info["tok_decode"] else None)
+        eos = tok.eos_id if tok else info["eos_id"]
+        out, cycles = generate(dev, ids, a.max_tokens, a.temperature, a.top_p, a.seed, emit, eos)
         emit.close()
         run = dev.last_run or {}
     n = max(1, len(cycles))
     print(f"[{info['board']}: {len(out)} tokens, prefill {run.get('prefill_cycles', '?')} {info['cycles_unit']}, "
           f"{sum(cycles) // n} {info['cycles_unit']}/token on the device]", file=sys.stderr)
+
+
+def cmd_chat(a):
+    from .chat import Conversation, DeviceSession, HostSession, Template, chat, load_template
+    from .firmware import tokenizer_hash
+    from .sampler import check_args
+    check_args(a.seed, a.temperature, a.top_p, a.max_tokens)
+    tok = _tokenizer(a.out, required=True)
+    cfg = Path(a.config) if a.config else Path(a.out) / "tokenizer_config.json"
+    template = None
+    if a.config or cfg.is_file():
+        src, bos, eos = load_template(cfg)
+        template = Template(src, bos, eos, where=f"{cfg}: chat_template") if src else None
+    if template is None:
+        print("[no chat template: plain continuation]", file=sys.stderr)
+    interactive = sys.stdin.isatty()
+
+    def lines():
+        while True:
+            if interactive:
+                print("> ", end="", file=sys.stderr, flush=True)
+            try:
+                line = sys.stdin.readline()
+            except KeyboardInterrupt:
+                return
+            if not line:
+                return
+            yield line
+
+    def write(t):
+        print(t, end="", flush=True)
+
+    def note(t):
+        print(t, file=sys.stderr, flush=True)
+    if a.port:
+        from . import protocol as P
+        with _device(a) as dev:
+            info = dev.identify()
+            if info["vocab"] < tok.vocab_size:
+                raise TslError(f"{a.port}: the device's model has {info['vocab']} tokens, the build's tokenizer "
+                               f"{tok.vocab_size}: another model")
+            if info["tokenizer_hash"] and info["tokenizer_hash"] != tokenizer_hash(
+                    (Path(a.out) / "tokenizer.json").read_bytes()):
+                raise TslError(f"{a.out}: its tokenizer is not the device's ({info['tokenizer']})")
+            # a turn's prompt: at most MAX_IDS ids in one run request (Conversation keeps 16 for the answer)
+            limit = min(info["max_seq"], P.MAX_IDS + min(a.max_tokens, 16))
+            conv = Conversation(tok, template, limit, a.max_tokens, a.system)
+            chat(DeviceSession(dev), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
+        return
+    man, prog, host = _open(a.out)
+    conv = Conversation(tok, template, man["model"]["max_seq"], a.max_tokens, a.system)
+    chat(HostSession(host, man["model"]["max_seq"]), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
 
 
 def cmd_verify_device(a, man, prog, prompt, steps):
@@ -548,6 +630,17 @@ def parser():
     s.add_argument("out", help="build directory whose weights to send")
     _device_args(s)
     s.set_defaults(fn=cmd_load)
+
+    s = sub.add_parser("chat", help="a conversation (chat template if the build has one) on the host build or a device")
+    s.add_argument("out", help="build directory (its tokenizer; the host build without --port)")
+    _device_args(s, required=False, what="chat with the device at this pyserial URL")
+    s.add_argument("--config", help="tokenizer_config.json with the chat_template (default: OUT/tokenizer_config.json)")
+    s.add_argument("--system", help="a system message first")
+    s.add_argument("--max-tokens", type=_int_in(1, 65535), default=128, help="most tokens an answer (default 128)")
+    s.add_argument("--temperature", type=_finite(0.0, 100.0), default=0.0, help="0 = greedy (default)")
+    s.add_argument("--top-p", type=_finite(0.0, 1.0), default=1.0, help="nucleus sampling, in (0, 1]; 1 = off")
+    s.add_argument("--seed", type=SEED, default=0, help="sampler seed of each answer (default 0)")
+    s.set_defaults(fn=cmd_chat)
 
     s = sub.add_parser("identify", help="the device's board, firmware, model hash, memory sizes")
     _device_args(s)

@@ -44,6 +44,32 @@ def write_native_app(out, bdir):
     return [bdir / "tsl_run_main.c", bdir / "tsl_tokenizer.c", bdir / "tsl_run_tokenizer.c"]
 
 
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+
+
+def tokenizer_hash(data):
+    """The tokenizer's identity on a device: CRC-32 of its tokenizer.json bytes (0 means none)."""
+    import zlib
+    return zlib.crc32(data) or 1
+
+
+def _tokenizer_sources(out, man, bdir):
+    """-> (sources, defines) that put the build's tokenizer on the device: its tables as C (written
+    into bdir) and firmware/tsl_tokenizer.c; ([], {}) for a build without a tokenizer."""
+    if not man.get("tokenizer"):
+        return [], {}
+    from .tokenizer import Tokenizer
+    path = out / man["tokenizer"]
+    tok = Tokenizer.from_file(path)
+    for f in ("tsl_tokenizer.c", "tsl_tokenizer.h"):
+        write_private(bdir / f, (FIRMWARE / f).read_bytes())
+    write_private(bdir / "tsl_tokenizer_tables.c", tok.c_source("tsl_tok"))
+    defs = {"TSL_HAS_TOKENIZER": None, "TSL_TOKENIZER_HASH": f"0x{tokenizer_hash(path.read_bytes()):08x}u",
+            "TSL_TOK_BOS": -1 if tok.bos_id is None else tok.bos_id,
+            "TSL_TOK_EOS": -1 if tok.eos_id is None else tok.eos_id}
+    return [bdir / "tsl_tokenizer.c", bdir / "tsl_tokenizer_tables.c"], defs
+
+
 def _app_defines(man, B, load_buffer=False):
     """Build options of the serial app: identity strings, and with load_buffer a RAM buffer for a
     second copy of the weights (what `tinyslm load` writes into; it doubles the weights' RAM)."""
@@ -111,7 +137,14 @@ def build_firmware(out, board, log=print, load_buffer=False):
         name = "tinyslm-run"
     else:
         srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
-    elf = targets.build(B, srcs, [out / "runtime", out / "model", out / "app", bdir], bdir, defines, name=name)
+    tok_srcs, tok_defs = _tokenizer_sources(out, man, private_dir(out, f"fw-{B.name}", "tokenizer"))
+    defines.update(tok_defs, TSL_CYCLES_HZ=B.clock_hz)
+    if B.kind == "baremetal" and B.emulator and (B.emulated or B.target.get("espidf_target")):   # under qemu only
+        defines["TSL_CYCLES_EMULATED"] = None
+    if B.kind == "linux":                   # tinyslm-run links its own copy of the tokenizer (write_native_app)
+        tok_srcs = [s for s in tok_srcs if s.name != "tsl_tokenizer.c"]
+    elf = targets.build(B, srcs + tok_srcs, [out / "runtime", out / "model", out / "app", bdir, bdir / "tokenizer"],
+                        bdir, defines, name=name)
     res = dict(elf=elf, bin=None, sizes=_sizes(B, elf, man), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):

@@ -4,20 +4,23 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-VERSION = 1
+VERSION = 2
 MAX_PAYLOAD = 1024
 HEADER = struct.Struct("<BBHH")                  # type, flags, seq, len
 MAX_RAW = HEADER.size + MAX_PAYLOAD + 4          # 1034
 MAX_WIRE = MAX_RAW + MAX_RAW // 254 + 2          # COBS worst case + delimiter: 1040
 
-# message types (requests 0x01..0x0B, replies and stream 0x81..0x91, ERROR 0xFF)
+# message types (requests 0x01..0x0D, replies and stream 0x81..0x91, ERROR 0xFF)
 IDENTIFY, GEN_START, VERIFY_START, RUN_FETCH, RUN_STATUS = 0x01, 0x02, 0x03, 0x04, 0x05
 DEBUG_BEGIN, DEBUG_OPS, READ, LOAD_BEGIN, LOAD_DATA, LOAD_COMMIT = 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B
+ENCODE, DECODE = 0x0C, 0x0D
 IDENTITY, RUN_ACK, DEBUG_ACK, OP_HASHES, DATA, LOAD_ACK = 0x81, 0x82, 0x86, 0x87, 0x88, 0x89
+IDS, TEXT = 0x8C, 0x8D
 ITEM, RUN_DONE, ERROR = 0x90, 0x91, 0xFF
 NAMES = {globals()[k]: k for k in (
     "IDENTIFY GEN_START VERIFY_START RUN_FETCH RUN_STATUS DEBUG_BEGIN DEBUG_OPS READ LOAD_BEGIN LOAD_DATA "
-    "LOAD_COMMIT IDENTITY RUN_ACK DEBUG_ACK OP_HASHES DATA LOAD_ACK ITEM RUN_DONE ERROR").split()}
+    "LOAD_COMMIT ENCODE DECODE IDENTITY RUN_ACK DEBUG_ACK OP_HASHES DATA LOAD_ACK IDS TEXT ITEM RUN_DONE "
+    "ERROR").split()}
 
 FLAG_SYNC = 0x01
 
@@ -25,6 +28,7 @@ FLAG_SYNC = 0x01
 E_CRC, E_FRAME, E_TOO_LONG = 1, 2, 3
 E_TYPE, E_LENGTH, E_SEQ, E_STATE, E_RANGE = 4, 5, 6, 7, 8
 E_TOO_BIG, E_ARCH, E_WEIGHTS_CRC, E_INCOMPLETE, E_MODEL = 9, 10, 11, 12, 13
+E_TOKENIZER = 14
 LINK_ERRORS = (E_CRC, E_FRAME, E_TOO_LONG)
 ERROR_TEXT = {
     E_CRC: "frame CRC mismatch", E_FRAME: "malformed frame", E_TOO_LONG: "frame too long",
@@ -38,6 +42,8 @@ ERROR_TEXT = {
     E_INCOMPLETE: "commit before all bytes arrived ({detail} received)",
     E_MODEL: "tsl_model_init() refused the weights (code {sdetail}; -1 magic, -2 version, "
              "-3 architecture, -4 header size)",
+    E_TOKENIZER: "the device's tokenizer refused the text (code {sdetail}; -4 not UTF-8, -5 not NFC, "
+                 "-6 contains an added token's text)",
 }
 
 RUN_GEN, RUN_VERIFY = 1, 2
@@ -50,6 +56,9 @@ READ_REQ = struct.Struct("<BxIH")                # space, offset, length
 DATA_HEAD = struct.Struct("<BxI")                # space, offset; the bytes follow
 MAX_READ = MAX_PAYLOAD - DATA_HEAD.size - 2      # 1016
 MAX_LOAD_CHUNK = MAX_PAYLOAD - 4                 # 1020
+MAX_ENCODE = 256                                 # text bytes per ENCODE
+MAX_OUT_IDS = (MAX_PAYLOAD - 2) // 4             # 255 ids per IDS reply / DECODE request
+TOK_CAP_ENCODE, TOK_CAP_DECODE = 1, 2
 
 
 @dataclass(frozen=True)
@@ -169,7 +178,8 @@ MAX_VOCAB = 1 << 20                              # sampler scratch is 8 * vocab 
 MAX_SEQ = 1 << 20
 MAX_ITEMS = 0xFFFF                               # ITEM index and counts are u16
 MAX_STR = 64
-IDENTITY_HEAD = struct.Struct("<BBH11Ii")        # 52 bytes, then three u8-length strings
+IDENTITY_HEAD = struct.Struct("<BBH11Ii")        # 52 bytes, then three u8-length strings, then IDENTITY_TOK
+IDENTITY_TOK = struct.Struct("<IiiI")            # tokenizer hash (0: none), bos, eos (-1: none), caps
 IDENTITY_KEYS = ("arch_hash", "weights_crc", "weights_bytes", "arena_bytes", "kv_bytes", "vocab", "max_seq",
                  "n_ops", "logits_offset", "load_capacity", "max_items", "model_status")
 ITEM_P = struct.Struct("<HiIQ")                  # index, token, cycles, logits fnv1a
@@ -222,8 +232,17 @@ def parse_identity(p):
             raise BadPayload(f"IDENTITY: {key} string {p[off + 1:off + 1 + n]!r} is not printable text")
         info[key] = s
         off += 1 + n
-    if off != len(p):
-        raise BadPayload(f"IDENTITY: {len(p) - off} bytes after the last string")
+    if len(p) - off != IDENTITY_TOK.size:
+        raise BadPayload(f"IDENTITY: {len(p) - off} bytes after the last string, expected {IDENTITY_TOK.size}")
+    h, bos, eos, caps = IDENTITY_TOK.unpack_from(p, off)
+    if caps & ~(TOK_CAP_ENCODE | TOK_CAP_DECODE) or (h == 0) != (caps == 0):
+        raise BadPayload(f"IDENTITY: tokenizer hash 0x{h:08x} with capabilities {caps}")
+    for key, v in (("bos", bos), ("eos", eos)):
+        if not -1 <= v < info["vocab"] or (caps == 0 and v != -1):
+            raise BadPayload(f"IDENTITY: tokenizer {key} id {v} outside [-1, {info['vocab']})")
+    info.update(tokenizer_hash=h, bos_id=None if bos < 0 else bos, eos_id=None if eos < 0 else eos,
+                tok_encode=bool(caps & TOK_CAP_ENCODE), tok_decode=bool(caps & TOK_CAP_DECODE),
+                tokenizer=f"{h:08x}" if h else "none")
     info["model_hash"] = f"{info['arch_hash']:08x}-{info['weights_crc']:08x}"
     return info
 
@@ -259,6 +278,35 @@ def parse_op_hashes(p):
         raise BadPayload(f"OP_HASHES of {len(p)} bytes does not hold the count it announces")
     first, n = struct.unpack_from("<HH", p)
     return first, list(struct.unpack_from(f"<{n}Q", p, 4))
+
+
+def parse_ids(p, vocab=None):
+    """IDS -> [token id], each in [0, vocab) when given."""
+    if len(p) < 2 or len(p) != 2 + 4 * struct.unpack_from("<H", p)[0]:
+        raise BadPayload(f"IDS of {len(p)} bytes does not hold the count it announces")
+    ids = list(struct.unpack_from(f"<{(len(p) - 2) // 4}i", p, 2))
+    bad = [i for i in ids if vocab is not None and not 0 <= i < vocab]
+    if bad:
+        raise BadPayload(f"IDS: token {bad[0]} outside the vocabulary [0, {vocab})")
+    return ids
+
+
+def parse_text(p, n=None):
+    """TEXT -> (done, bytes): the bytes of the first `done` ids of the DECODE, 1 <= done <= n."""
+    if len(p) < 2:
+        raise BadPayload(f"TEXT of {len(p)} bytes, expected at least 2")
+    done = struct.unpack_from("<H", p)[0]
+    if n is not None and not (1 <= done <= n or done == n == 0):
+        raise BadPayload(f"TEXT for {done} ids of a DECODE of {n}")
+    return done, bytes(p[2:])
+
+
+def decode_req(ids):
+    """DECODE payload: ids, at most MAX_OUT_IDS."""
+    ids = [int(i) for i in ids]
+    if len(ids) > MAX_OUT_IDS:
+        raise ValueError(f"{len(ids)} ids: at most {MAX_OUT_IDS} fit in one DECODE")
+    return struct.pack(f"<H{len(ids)}I", len(ids), *(i & 0xFFFFFFFF for i in ids))
 
 
 def parse_load_ack(p):

@@ -98,7 +98,7 @@ class Device:
 
     def _send(self, frame):
         try:
-            self.port.write(frame)
+            self.port.write(b"\0" + frame)   # lead-in: the firmware's console takes a printable first byte
             self.port.flush()
         except Exception as e:
             raise TslError(f"{self.url}: cannot write: {e}") from None
@@ -212,6 +212,37 @@ class Device:
         """-> dict: board, firmware, model_hash (arch hash - weights crc), sizes, vocab, max_seq ..."""
         self.info = self._parse(P.parse_identity, self.request(P.IDENTIFY, expect=(P.IDENTITY,)))
         return self.info
+
+    def _tokenizer(self, cap, what):
+        info = self.info or self.identify()
+        if not info[cap]:
+            raise TslError(f"{self.url}: the firmware on {info['board']} has no tokenizer" +
+                           (" encoder (its tokenizer.json has rules the C encoder does not do)"
+                            if info["tokenizer_hash"] else "") + f"; {what}")
+        return info
+
+    def encode(self, text):
+        """-> token ids of `text` from the device's C encoder (no BOS), each in its vocabulary."""
+        info = self._tokenizer("tok_encode", "pass --ids, or a build directory with its tokenizer")
+        data = text.encode("utf-8")
+        if len(data) > P.MAX_ENCODE:
+            raise TslError(f"a text of {len(data)} bytes: the device encodes at most {P.MAX_ENCODE} bytes at once")
+        return self._parse(P.parse_ids, self.request(P.ENCODE, data, expect=(P.IDS,)), info["vocab"])
+
+    def token_bytes(self, ids):
+        """-> the bytes of ids, concatenated, from the device's token table (as Tokenizer.token_bytes)."""
+        info = self._tokenizer("tok_decode", "pass --print-ids, or a build directory with its tokenizer")
+        ids, out = [int(i) for i in ids], bytearray()
+        bad = [i for i in ids if not 0 <= i < info["vocab"]]
+        if bad:
+            raise TslError(f"token id {bad[0]} out of range [0, {info['vocab']}) of the device's model")
+        while ids:
+            part = ids[:P.MAX_OUT_IDS]
+            done, data = self._parse(P.parse_text, self.request(P.DECODE, P.decode_req(part), expect=(P.TEXT,)),
+                                     len(part))
+            out += data
+            ids = ids[done:]
+        return bytes(out)
 
     def check_run(self, ids, count, kind):
         """TslError unless a run of `count` items over prompt `ids` fits the protocol and the device."""

@@ -16,7 +16,7 @@
 #define TSL_PROTO_H
 #include <stdint.h>
 
-#define TSL_PROTO_VERSION 1u
+#define TSL_PROTO_VERSION 2u
 #define TSL_PROTO_MAX_PAYLOAD 1024u
 #define TSL_PROTO_HEADER 6u
 #define TSL_PROTO_MAX_RAW (TSL_PROTO_HEADER + TSL_PROTO_MAX_PAYLOAD + 4u)            /* 1034 */
@@ -39,12 +39,16 @@
 #define TSL_MSG_LOAD_BEGIN 0x09u   /* -> LOAD_ACK */
 #define TSL_MSG_LOAD_DATA 0x0Au    /* -> LOAD_ACK */
 #define TSL_MSG_LOAD_COMMIT 0x0Bu  /* -> LOAD_ACK */
+#define TSL_MSG_ENCODE 0x0Cu       /* -> IDS */
+#define TSL_MSG_DECODE 0x0Du       /* -> TEXT */
 #define TSL_MSG_IDENTITY 0x81u
 #define TSL_MSG_RUN_ACK 0x82u
 #define TSL_MSG_DEBUG_ACK 0x86u
 #define TSL_MSG_OP_HASHES 0x87u
 #define TSL_MSG_DATA 0x88u
 #define TSL_MSG_LOAD_ACK 0x89u
+#define TSL_MSG_IDS 0x8Cu
+#define TSL_MSG_TEXT 0x8Du
 #define TSL_MSG_ITEM 0x90u
 #define TSL_MSG_RUN_DONE 0x91u
 #define TSL_MSG_ERROR 0xFFu
@@ -66,6 +70,7 @@
 #define TSL_PROTO_E_WEIGHTS_CRC 11  /* weights CRC differs; detail: the CRC computed */
 #define TSL_PROTO_E_INCOMPLETE 12   /* commit before all bytes arrived; detail: bytes received */
 #define TSL_PROTO_E_MODEL 13        /* tsl_model_init() refused; detail: its code (-4: header size) */
+#define TSL_PROTO_E_TOKENIZER 14    /* the encoder refused the text; detail: its TSL_TOK_ERR_* code */
 
 typedef struct {
     uint8_t type, flags;
