@@ -91,3 +91,17 @@ def test_manifest_and_plan(models, tmp_path):
             assert not (live and over), (a, b)
     for f in ("Makefile", "model/tsl_model.c", "model/tsl_model.h", "model/tsl_weights.S", "runtime/tsl_kernels.h"):
         assert (out / f).is_file()
+
+
+def test_chat_template_travels_with_the_tokenizer(example, tmp_path):
+    """tokenizer_config.json beside the tokenizer (its chat template) is copied into the build, hashed."""
+    import shutil
+    tokdir = tmp_path / "tok"
+    tokdir.mkdir()
+    shutil.copy(example.with_name("tokenizer.json"), tokdir / "tokenizer.json")
+    (tokdir / "tokenizer_config.json").write_text('{"chat_template": "{{ messages[0].content }}"}')
+    out = tmp_path / "b"
+    man = compile_model(example, out, "host", 32, "int8", tokdir / "tokenizer.json", quiet=True)
+    assert (out / "tokenizer_config.json").read_text() == (tokdir / "tokenizer_config.json").read_text()
+    assert "tokenizer_config.json" in man["files"]
+    load_build(out)

@@ -44,6 +44,9 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
                                B.toolchain.get("ar", "ar"), Path(model_path).resolve(), cores=B.cores)  # IR + plan -> C, weights blob, Makefile
         if tok is not None:
             shutil.copy(tok.source_path, tmp / "tokenizer.json")
+            cfg = Path(tok.source_path).with_name("tokenizer_config.json")        # its chat template, for `chat`
+            if cfg.is_file() and not cfg.is_symlink() and cfg.stat().st_size <= 4 << 20:
+                shutil.copy(cfg, tmp / "tokenizer_config.json")
         man.update(tokenizer="tokenizer.json" if tok is not None else None, compile_seconds=round(time.time() - t0, 2))
         packages.write(tmp, man, B)                                           # CMake, ESP-IDF, Zephyr, PlatformIO, Arduino
         (tmp / "memory.svg").write_text(memmap.svg(man))                     # the plan as a picture
