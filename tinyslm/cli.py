@@ -690,6 +690,18 @@ class _Parser(argparse.ArgumentParser):
 def main(argv=None):
     """The command line: each user error is one line on stderr and exit 2; Ctrl-C is 130, SIGTERM
     143. Whatever tinyslm started (compilers, emulators, flashers) ends with it."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:                    # also while the modules below are still loading
+        print("tinyslm: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        procs = sys.modules.get(__package__ + ".procs")
+        if procs is not None:
+            procs.stop_all()
+
+
+def _main(argv):
     from . import procs
     try:
         procs.install_signal_handlers()
@@ -704,16 +716,11 @@ def main(argv=None):
     except TslError as e:
         print(f"tinyslm: error: {' '.join(str(e).split()) if _one_line(e) else e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tinyslm: interrupted", file=sys.stderr)
-        return 130
     except procs.Terminated as t:
         print("tinyslm: terminated", file=sys.stderr)
         return 128 + t.signum
     except BrokenPipeError:                      # `tinyslm run ... | head`
         return 0
-    finally:
-        procs.stop_all()
 
 
 def _one_line(e):

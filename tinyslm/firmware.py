@@ -143,8 +143,18 @@ def build_firmware(out, board, log=print, load_buffer=False):
         defines["TSL_CYCLES_EMULATED"] = None
     if B.kind == "linux":                   # tinyslm-run links its own copy of the tokenizer (write_native_app)
         tok_srcs = [s for s in tok_srcs if s.name != "tsl_tokenizer.c"]
-    elf = targets.build(B, srcs + tok_srcs, [out / "runtime", out / "model", out / "app", bdir, bdir / "tokenizer"],
-                        bdir, defines, name=name)
+    incs = [out / "runtime", out / "model", out / "app", bdir, bdir / "tokenizer"]
+    try:
+        elf = targets.build(B, srcs + tok_srcs, incs, bdir, defines, name=name)
+    except TslError as e:
+        if not (tok_srcs and B.kind == "baremetal" and "overflowed" in str(e)):
+            raise
+        # no room for the tokenizer tables beside the weights: the image goes without them (and the console)
+        log(f"  note: {B.name}'s memory has no room for the tokenizer tables; this image encodes nothing: "
+            "give `run --port` the build directory (or --tokenizer) for --prompt")
+        for k in tok_defs:
+            defines.pop(k, None)
+        elf = targets.build(B, srcs, incs, bdir, defines, name=name)
     res = dict(elf=elf, bin=None, sizes=_sizes(B, elf, man), espidf=espidf)
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):

@@ -605,11 +605,14 @@ static void con_stats(void)
     con_putu(con.n);
     con_puts(" tokens, ");
     con_putu(con.gen / con.n);
-    con_puts(" " TSL_CYCLES_UNIT "/token; prompt ");
+    con_puts(" ");
+    con_puts(TSL_CYCLES_UNIT);                   /* a string literal, or a function's string (STM32) */
+    con_puts("/token; prompt ");
     con_putu(con.n_prefill);
     con_puts(" tokens in ");
     con_putu(con.prefill);
-    con_puts(" " TSL_CYCLES_UNIT);
+    con_puts(" ");
+    con_puts(TSL_CYCLES_UNIT);
     const uint32_t hz = con_same(TSL_CYCLES_UNIT, "ns") ? 1000000000u : (uint32_t)TSL_CYCLES_HZ;
     if (hz && con.gen) {
         con_puts("; ");
