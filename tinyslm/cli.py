@@ -537,6 +537,14 @@ def _device_args(s, required=True, what="pyserial URL of the device: /dev/ttyUSB
                    help="seconds of silence from the device before giving up (default 5); lost frames are resent sooner")
 
 
+def _sampler_args(s, max_tokens, tokens_help, seed_help):
+    """--max-tokens, --temperature, --top-p, --seed: the sampler's options, checked by type."""
+    s.add_argument("--max-tokens", type=_int_in(1, 65535), default=max_tokens, help=tokens_help)
+    s.add_argument("--temperature", type=_finite(0.0, 100.0), default=0.0, help="0 = greedy (default)")
+    s.add_argument("--top-p", type=_finite(0.0, 1.0), default=1.0, help="nucleus sampling, in (0, 1]; 1 = off (default)")
+    s.add_argument("--seed", type=SEED, default=0, help=seed_help)
+
+
 LOAD_HELP = ("reserve RAM for a second copy of the weights, so that `tinyslm load` can replace them without "
              "reflashing (doubles the weights' RAM; off by default)")
 BOARD_HELP = "target board (`tinyslm --help` lists them)"
@@ -582,10 +590,7 @@ def parser():
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--prompt", help="prompt text")
     g.add_argument("--ids", help="prompt as comma-separated token ids")
-    s.add_argument("--max-tokens", type=_int_in(1, 65535), default=64, help="tokens to generate, 1 to 65535 (default 64)")
-    s.add_argument("--temperature", type=_finite(0.0, 100.0), default=0.0, help="0 = greedy (default)")
-    s.add_argument("--top-p", type=_finite(0.0, 1.0), default=1.0, help="nucleus sampling, in (0, 1]; 1 = off (default)")
-    s.add_argument("--seed", type=SEED, default=0, help="sampler seed, 0 to 2^64-1 (default 0)")
+    _sampler_args(s, 64, "tokens to generate, 1 to 65535 (default 64)", "sampler seed, 0 to 2^64-1 (default 0)")
     s.add_argument("--print-ids", action="store_true", help="print token ids instead of text")
     _threads_arg(s)
     s.set_defaults(fn=cmd_run)
@@ -636,10 +641,7 @@ def parser():
     _device_args(s, required=False, what="chat with the device at this pyserial URL")
     s.add_argument("--config", help="tokenizer_config.json with the chat_template (default: OUT/tokenizer_config.json)")
     s.add_argument("--system", help="a system message first")
-    s.add_argument("--max-tokens", type=_int_in(1, 65535), default=128, help="most tokens an answer (default 128)")
-    s.add_argument("--temperature", type=_finite(0.0, 100.0), default=0.0, help="0 = greedy (default)")
-    s.add_argument("--top-p", type=_finite(0.0, 1.0), default=1.0, help="nucleus sampling, in (0, 1]; 1 = off")
-    s.add_argument("--seed", type=SEED, default=0, help="sampler seed of each answer (default 0)")
+    _sampler_args(s, 128, "most tokens an answer (default 128)", "sampler seed of each answer (default 0)")
     s.set_defaults(fn=cmd_chat)
 
     s = sub.add_parser("identify", help="the device's board, firmware, model hash, memory sizes")
