@@ -368,6 +368,104 @@ TSL_TARGET_VNNI static void tsl_vnni_s4_rows4(const uint8_t *w, intptr_t ws, con
 }
 #endif
 
+#if defined(TSL_SWAR_MUL)
+/* Two products per 32-bit MUL (no SIMD: M0+/M3, rv32imc, Xtensa). Per weight word t of a group
+ * (k = 8t + j, nibble j, j < 8), biased by XOR 0x88888888 to b_j = w_j + 8 in [0, 15]:
+ *   p_j = b_j + b_{j+4} 2^16              (one AND, or a shift and an AND), j < 4
+ *   X_j = x_{8t+j+4} + x_{8t+j} 2^16       (prepared once per x chunk, shared by all rows)
+ * and with s_j = p_j - 8 (1 + 2^16) the signed lanes w_j + w_{j+4} 2^16, mod 2^32:
+ *   s_j X_j = L + M 2^16,  L = w_j x_{8t+j+4},  M = w_j x_{8t+j} + w_{j+4} x_{8t+j+4}.
+ * Ranges (w in [-8, 7], x in [-128, 127]: a product is in [-1016, 1024]): over the 16 MULs of a
+ * group, sum L in [-16256, 16384] and the group dot sum M in [-32512, 32768]. So with
+ *   A = c_g + sum_j p_j X_j (mod 2^32),  c_g = 2^15 - 256 * 2^16 - 8 (1 + 2^16) sum X_j
+ * A = 2^15 + sum L + (sum M - 256) 2^16 exactly as an int32 (2^15 + sum L in [0, 2^16), sum M - 256
+ * in [-2^15, 2^15)), and (A >> 16) + 256 is the group's dot product: no flush inside a group. */
+#define TSL_SWAR_KC 256                   /* x chunk: 17 words per group on the stack (544 bytes) */
+#define TSL_SWAR_GW (TSL_S4_GROUP / 2)    /* words per group: 16 X_j, then c_g */
+#define TSL_SWAR_M 0x000F000Fu
+
+/* x[0:kc] (kc % 32 == 0) -> per group 16 X_j (word t: X_{4t+j}) and c_g, 17 words */
+static void tsl_swar_prep(const int8_t *x, int32_t kc, uint32_t *xp)
+{
+    for (int32_t g = 0; g < kc / TSL_S4_GROUP; g++, x += TSL_S4_GROUP, xp += TSL_SWAR_GW + 1) {
+        uint32_t sx = 0;
+        for (int32_t t = 0; t < 4; t++)
+            for (int32_t j = 0; j < 4; j++) {
+                const uint32_t v = (uint32_t)(int32_t)x[8 * t + j + 4] + ((uint32_t)(int32_t)x[8 * t + j] << 16);
+                xp[4 * t + j] = v;
+                sx += v;
+            }
+        xp[TSL_SWAR_GW] = 0x8000u - (256u << 16) - 8u * 0x10001u * sx;
+    }
+}
+
+/* The weight word at p: a word load where allowed (tsl_swar_words), else composed from bytes. */
+static inline uint32_t tsl_swar_word(const uint8_t *p)
+{
+#if defined(TSL_UNALIGNED_WORDS)
+    return *(const tsl_u32u *)p;
+#else
+    return *(const uint32_t *)(const void *)p;
+#endif
+}
+
+/* A += the 4 MULs of weight word u (group word t: X at xg[4t..4t+3]) */
+#define TSL_SWAR_WORD(A, u, xg)                                                                    \
+    do {                                                                                           \
+        const uint32_t b_ = (u) ^ 0x88888888u;                                                     \
+        A += (b_ & TSL_SWAR_M) * (xg)[0] + ((b_ >> 4) & TSL_SWAR_M) * (xg)[1] +                    \
+             ((b_ >> 8) & TSL_SWAR_M) * (xg)[2] + ((b_ >> 12) & TSL_SWAR_M) * (xg)[3];             \
+    } while (0)
+
+/* acc[n] (+)= sum_g gs[n][g] * (w4[n][g] . x[g]) over the ng groups of one chunk, rows in pairs
+ * sharing the X loads; w, gs the chunk's start in row 0, rows ws bytes and gss scales apart. */
+static void tsl_swar_rows(const uint32_t *xp, const uint8_t *w, const int8_t *gs, int32_t ws, int32_t gss,
+                          int32_t *acc, int32_t N, int32_t ng, int first)
+{
+    int32_t n = 0;
+    for (; n + 2 <= N; n += 2) {
+        const uint8_t *w0 = w + (intptr_t)n * ws, *w1 = w0 + ws;
+        const int8_t *g0 = gs + (intptr_t)n * gss, *g1 = g0 + gss;
+        int32_t a0 = first ? 0 : acc[n], a1 = first ? 0 : acc[n + 1];
+        const uint32_t *xg = xp;
+        for (int32_t g = 0; g < ng; g++, xg += TSL_SWAR_GW + 1, w0 += 16, w1 += 16) {
+            uint32_t A0 = xg[TSL_SWAR_GW], A1 = A0;
+            for (int32_t t = 0; t < 4; t++) {
+                TSL_SWAR_WORD(A0, tsl_swar_word(w0 + 4 * t), xg + 4 * t);
+                TSL_SWAR_WORD(A1, tsl_swar_word(w1 + 4 * t), xg + 4 * t);
+            }
+            a0 += (int32_t)g0[g] * (((int32_t)A0 >> 16) + 256);
+            a1 += (int32_t)g1[g] * (((int32_t)A1 >> 16) + 256);
+        }
+        acc[n] = a0; acc[n + 1] = a1;
+    }
+    if (n < N) {
+        const uint8_t *w0 = w + (intptr_t)n * ws;
+        const int8_t *g0 = gs + (intptr_t)n * gss;
+        int32_t a0 = first ? 0 : acc[n];
+        const uint32_t *xg = xp;
+        for (int32_t g = 0; g < ng; g++, xg += TSL_SWAR_GW + 1, w0 += 16) {
+            uint32_t A0 = xg[TSL_SWAR_GW];
+            for (int32_t t = 0; t < 4; t++) TSL_SWAR_WORD(A0, tsl_swar_word(w0 + 4 * t), xg + 4 * t);
+            a0 += (int32_t)g0[g] * (((int32_t)A0 >> 16) + 256);
+        }
+        acc[n] = a0;
+    }
+}
+#undef TSL_SWAR_WORD
+
+/* Word loads of every row's weights allowed (rows are K / 2 = 16 * G bytes apart). */
+static inline int tsl_swar_words(const uint8_t *w)
+{
+#if defined(TSL_UNALIGNED_WORDS)
+    (void)w;
+    return 1;
+#else
+    return ((uintptr_t)w & 3) == 0;
+#endif
+}
+#endif
+
 /* acc[n] = sum_g gs[n][g] * (w4[n][g] . x[g]) */
 static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *gs, int32_t *acc,
                               int32_t N, int32_t K)
@@ -475,6 +573,15 @@ static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *g
         }
     } else {
         for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    }
+#elif defined(TSL_SWAR_MUL)
+    if (tsl_swar_words(w)) g0 = G;
+    uint32_t xp[TSL_SWAR_KC / TSL_S4_GROUP * (TSL_SWAR_GW + 1)];
+    if (g0 == 0) for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    for (int32_t c = 0; c < 32 * g0; c += TSL_SWAR_KC) {
+        const int32_t kc = K - c < TSL_SWAR_KC ? K - c : TSL_SWAR_KC;
+        tsl_swar_prep(x + c, kc, xp);
+        tsl_swar_rows(xp, w + c / 2, gs + c / TSL_S4_GROUP, K / 2, G, acc, N, kc / TSL_S4_GROUP, c == 0);
     }
 #else
     for (int32_t n = 0; n < N; n++) acc[n] = 0;
