@@ -466,9 +466,10 @@ static inline int tsl_swar_words(const uint8_t *w)
 }
 #endif
 
-/* acc[n] = sum_g gs[n][g] * (w4[n][g] . x[g]) */
-static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *gs, int32_t *acc,
-                              int32_t N, int32_t K)
+/* acc[n] = sum_g gs[n][g] * (w4[n][g] . x[g]). Out of line, so that instruction profiles
+ * (benchmarks/tcg) tell it from the epilogue. */
+__attribute__((noinline)) static void tsl_matvec_s4_acc(const int8_t *x, const uint8_t *w, const int8_t *gs,
+                                                        int32_t *acc, int32_t N, int32_t K)
 {
     const int32_t G = K / TSL_S4_GROUP;
     int32_t g0 = 0;   /* the ISA path covers groups g < g0 of every row */

@@ -409,8 +409,10 @@ __attribute__((naked, noinline)) static void tsl_rv32_rows8(const int8_t *x, con
 #define TSL_RV32_ROWS8 1
 #endif
 
-/* acc[n] = sum_k w[n*K + k] * x[k], n in [0, N): w row-major int8 [N][K]. */
-static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N, int32_t K)
+/* acc[n] = sum_k w[n*K + k] * x[k], n in [0, N): w row-major int8 [N][K]. Out of line, so that
+ * instruction profiles (benchmarks/tcg) tell it from the epilogue. */
+__attribute__((noinline)) static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N,
+                                                     int32_t K)
 {
     int32_t k0 = 0;   /* the ISA path covers k < k0 of every row */
 #if defined(TSL_ARM_MVE)
