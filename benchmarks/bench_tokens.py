@@ -43,7 +43,7 @@ static void spin(uint32_t n)
 #if defined(__aarch64__)
     __asm volatile("1: subs %%w0, %%w0, #1\n b.ne 1b" : "+r"(n) : : "cc");
 #elif defined(__arm__)
-    __asm volatile("1: subs %%0, %%0, #1\n bne 1b" : "+r"(n) : : "cc");
+    __asm volatile(".syntax unified\n 1: subs %%0, %%0, #1\n bne 1b" : "+r"(n) : : "cc");   /* Thumb-1 asm is divided by default */
 #elif defined(__riscv) || defined(__XTENSA__)
     __asm volatile("1: addi %%0, %%0, -1\n bnez %%0, 1b" : "+r"(n));
 #endif
