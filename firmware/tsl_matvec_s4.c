@@ -417,12 +417,101 @@ static inline uint32_t tsl_swar_word(const uint8_t *p)
              ((b_ >> 8) & TSL_SWAR_M) * (xg)[2] + ((b_ >> 12) & TSL_SWAR_M) * (xg)[3];             \
     } while (0)
 
+#if defined(__ARM_ARCH_7M__) && !defined(TSL_EMULATE_NODSP)
+/* sum_g gs[g] * (w4[g] . x[g]) over ng > 0 groups of one row (x prepared by tsl_swar_prep), the hot
+ * loop of the M3 path. Per weight word: LDR, EOR, one LDM of its 4 X_j, 4 x (AND with a shifted
+ * operand, MLA); per group c_g first, then ASR, ADD, LDRSB and MLA: 52 instructions per 32 MACs.
+ * Registers: xp r0, w r1, gs r2, groups left r3, X r4-r7, A r8, weight word r9, pair r10,
+ * mask r11, bias r12, row sum lr. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static int32_t tsl_m3_s4_row(const uint32_t *xp, const uint8_t *w,
+                                                              const int8_t *gs, int32_t ng)
+{
+#define TSL_M3_S4_WORD "ldr r9, [r1], #4\n eor r9, r9, r12\n ldm r0!, {r4, r5, r6, r7}\n"                   \
+    "and r10, r11, r9\n mla r8, r10, r4, r8\n and r10, r11, r9, lsr #4\n mla r8, r10, r5, r8\n"            \
+    "and r10, r11, r9, lsr #8\n mla r8, r10, r6, r8\n and r10, r11, r9, lsr #12\n mla r8, r10, r7, r8\n"
+    __asm volatile(
+        "push {r4-r11, lr}\n"
+        "mov r11, #0x000F000F\n mov r12, #0x88888888\n movs lr, #0\n"
+        "1:\n"
+        "ldr r8, [r0, #64]\n"
+        TSL_M3_S4_WORD TSL_M3_S4_WORD TSL_M3_S4_WORD TSL_M3_S4_WORD
+        "adds r0, r0, #4\n"
+        "asr r8, r8, #16\n add r8, r8, #256\n ldrsb r9, [r2], #1\n mla lr, r9, r8, lr\n"
+        "subs r3, r3, #1\n bne 1b\n"
+        "mov r0, lr\n"
+        "pop {r4-r11, pc}\n");
+#undef TSL_M3_S4_WORD
+}
+#pragma GCC diagnostic pop
+#endif
+
+#if defined(__riscv) && __riscv_xlen == 32 && defined(__riscv_mul)
+/* out[j] = sum_g gs_j[g] * (w4_j[g] . x[g]) over ng > 0 groups of rows j = 0, 1 (w + j * ws, gs + j * gss;
+ * ws = gss = 0 repeats one row), x prepared by tsl_swar_prep: the hot loop of the rv32 path. Per
+ * weight word: the 4 X_j by LW (shared by the two rows), per row LW, XOR, then 4 x (SRLI, AND, MUL,
+ * ADD); per group c_g, then per row SRAI, ADDI, LB, MUL, ADD: 171 instructions per 64 MACs.
+ * Registers: xp a0, w a1 a3, gs a2 a4, groups left a5, out a6, X t0-t3, A t4 t5, weight word t6,
+ * pairs a7 s4, row sums s0 s1, mask s2, bias s3. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static void tsl_rv32_s4_rows2(const uint32_t *xp, const uint8_t *w, const int8_t *gs,
+                                                               int32_t ws, int32_t gss, int32_t ng, int32_t *out)
+{
+#define TSL_RV_S4_ROW(off, p, A) "lw t6, " #off "(" p ")\n xor t6, t6, s3\n"                                   \
+    "and a7, t6, s2\n mul a7, a7, t0\n add " A ", " A ", a7\n srli s4, t6, 4\n and s4, s4, s2\n mul s4, s4, t1\n" \
+    "add " A ", " A ", s4\n srli a7, t6, 8\n and a7, a7, s2\n mul a7, a7, t2\n add " A ", " A ", a7\n"         \
+    "srli s4, t6, 12\n and s4, s4, s2\n mul s4, s4, t3\n add " A ", " A ", s4\n"
+#define TSL_RV_S4_WORD(t, off) "lw t0, " #t "+0(a0)\n lw t1, " #t "+4(a0)\n lw t2, " #t "+8(a0)\n lw t3, " #t "+12(a0)\n" \
+    TSL_RV_S4_ROW(off, "a1", "t4") TSL_RV_S4_ROW(off, "a3", "t5")
+    __asm volatile(
+        "addi sp, sp, -32\n"
+        "sw s0, 0(sp)\n sw s1, 4(sp)\n sw s2, 8(sp)\n sw s3, 12(sp)\n sw s4, 16(sp)\n"
+        "add a3, a1, a3\n add a4, a2, a4\n"
+        "li s0, 0\n li s1, 0\n li s2, 0x000F000F\n li s3, 0x88888888\n"
+        "1:\n"
+        "lw t4, 64(a0)\n mv t5, t4\n"
+        TSL_RV_S4_WORD(0, 0) TSL_RV_S4_WORD(16, 4) TSL_RV_S4_WORD(32, 8) TSL_RV_S4_WORD(48, 12)
+        "srai t4, t4, 16\n addi t4, t4, 256\n lb t6, 0(a2)\n mul t4, t4, t6\n add s0, s0, t4\n"
+        "srai t5, t5, 16\n addi t5, t5, 256\n lb t6, 0(a4)\n mul t5, t5, t6\n add s1, s1, t5\n"
+        "addi a0, a0, 68\n addi a1, a1, 16\n addi a3, a3, 16\n addi a2, a2, 1\n addi a4, a4, 1\n"
+        "addi a5, a5, -1\n bnez a5, 1b\n"
+        "sw s0, 0(a6)\n sw s1, 4(a6)\n"
+        "lw s0, 0(sp)\n lw s1, 4(sp)\n lw s2, 8(sp)\n lw s3, 12(sp)\n lw s4, 16(sp)\n"
+        "addi sp, sp, 32\n"
+        "ret\n");
+#undef TSL_RV_S4_ROW
+#undef TSL_RV_S4_WORD
+}
+#pragma GCC diagnostic pop
+#endif
+
 /* acc[n] (+)= sum_g gs[n][g] * (w4[n][g] . x[g]) over the ng groups of one chunk, rows in pairs
  * sharing the X loads; w, gs the chunk's start in row 0, rows ws bytes and gss scales apart. */
 static void tsl_swar_rows(const uint32_t *xp, const uint8_t *w, const int8_t *gs, int32_t ws, int32_t gss,
                           int32_t *acc, int32_t N, int32_t ng, int first)
 {
     int32_t n = 0;
+#if defined(__riscv) && __riscv_xlen == 32 && defined(__riscv_mul)
+    if (ng > 0 && (((uintptr_t)w | (uintptr_t)ws) & 3) == 0) {   /* LW: the ESP32-C3 traps on unaligned words */
+        int32_t part[2];
+        for (; n < N; n += 2) {
+            const int two = n + 1 < N;
+            tsl_rv32_s4_rows2(xp, w + (intptr_t)n * ws, gs + (intptr_t)n * gss, two ? ws : 0, two ? gss : 0, ng, part);
+            acc[n] = (first ? 0 : acc[n]) + part[0];
+            if (two) acc[n + 1] = (first ? 0 : acc[n + 1]) + part[1];
+        }
+        return;
+    }
+#endif
+#if defined(__ARM_ARCH_7M__) && !defined(TSL_EMULATE_NODSP)
+    if (ng > 0) {
+        for (; n < N; n++)
+            acc[n] = (first ? 0 : acc[n]) + tsl_m3_s4_row(xp, w + (intptr_t)n * ws, gs + (intptr_t)n * gss, ng);
+        return;
+    }
+#endif
     for (; n + 2 <= N; n += 2) {
         const uint8_t *w0 = w + (intptr_t)n * ws, *w1 = w0 + ws;
         const int8_t *g0 = gs + (intptr_t)n * gss, *g1 = g0 + gss;
