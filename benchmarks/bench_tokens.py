@@ -133,15 +133,20 @@ def measure(board, build, workdir, portable):
 
 
 def split(board, build, workdir, so):
-    """-> ({part: instructions per token}, {function: instructions per token}) under the TCG plugin."""
+    """-> ({part: instructions per token}, the same with soft-float charged to its callers,
+    {function: instructions per token}) under the TCG plugin."""
     exe = build_bench(board, build, workdir, False)
     c, funcs = tcgcount.count_elf(board, exe, so, mark_symbol="tsl_bench_mark")
     if c.returncode:
         raise TslError(f"{board.name}: exit {c.returncode} under the TCG plugin")
-    parts = {}
+    charged = tcgcount.charge_callees(c.per_pc, tcgcount.symbols(exe), tcgcount.call_sites(board, exe),
+                                      lambda f: part_of(f) == "soft-float")
+    parts, incl = {}, {}
     for name, n in funcs.items():
         parts[part_of(name)] = parts.get(part_of(name), 0) + n / STEPS
-    return parts, {k: v / STEPS for k, v in funcs.items()}
+    for name, n in charged.items():
+        incl[part_of(name)] = incl.get(part_of(name), 0) + n / STEPS
+    return parts, incl, {k: v / STEPS for k, v in funcs.items()}
 
 
 def main():
@@ -173,10 +178,10 @@ def main():
                 print(f"{label:<24}{fmt:>8}{port:>12,.0f}{fast:>12,.0f}{port / fast:>6.1f}x  {path:<18}"
                       f"{clock / 1e6:>10.0f}{clock / fast:>10.1f}")
             if do_split:
-                for n in names:
-                    B = load_board(n)
-                    if not B.emulator.get("cmd") or B.emulator["cmd"][0] == "{elf}":
-                        continue
+                for label, b in bench_boards(names):
+                    n = label.split()[0]
+                    own = load_board(n)    # its own emulator where it has one (qemu-user too), else the stand-in
+                    B = own if own.emulated and own.emulator.get("cmd", ["{elf}"])[0] != "{elf}" else b
                     try:
                         splits.append((n, fmt, *split(B, build, Path(td) / f"{n}-{fmt}-tcg", so)))
                     except TslError as e:
@@ -189,11 +194,19 @@ def main():
     hdr = f"{'board':<14}{'weights':>8}{'instr/token':>13}" + "".join(f"{c[:11]:>12}" for c in cols)
     print(hdr)
     print("-" * len(hdr))
-    for n, fmt, parts, funcs in splits:
+    for n, fmt, parts, incl, funcs in splits:
         tot = sum(parts.values())
         print(f"{n:<14}{fmt:>8}{tot:>13,.0f}" + "".join(f"{100 * parts.get(c, 0) / tot:>11.1f}%" for c in cols))
+    print("\nthe same with the soft-float routines charged to their callers (by calls, an estimate), and the"
+          " soft-float share of the total:")
+    print(hdr)
+    print("-" * len(hdr))
+    for n, fmt, parts, incl, funcs in splits:
+        tot = sum(parts.values())
+        print(f"{n:<14}{fmt:>8}{tot:>13,.0f}" + "".join(
+            f"{100 * (parts.get(c, 0) if c == 'soft-float' else incl.get(c, 0)) / tot:>11.1f}%" for c in cols))
     print("\nlargest functions per board (instructions per token), and the largest of 'other':")
-    for n, fmt, parts, funcs in splits:
+    for n, fmt, parts, incl, funcs in splits:
         top = sorted(funcs.items(), key=lambda kv: -kv[1])[:8]
         other = sorted(((k, v) for k, v in funcs.items() if part_of(k) == "other"), key=lambda kv: -kv[1])[:4]
         print(f"  {n} {fmt}: " + ", ".join(f"{k} {v:,.0f}" for k, v in top))

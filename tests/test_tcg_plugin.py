@@ -8,6 +8,7 @@ import pytest
 
 from conftest import ROOT
 from conftest_tools import require_tool
+from tinyslm.boards import load_board
 
 sys.path.insert(0, str(ROOT / "benchmarks" / "tcg"))
 import tcgcount  # noqa: E402
@@ -82,6 +83,18 @@ def test_user_mode_loop(plugin, tmp_path):
     m = tcgcount.count([qemu, str(exe)], plugin, mark=mark)
     assert m.total == RV_MARKED
     assert tcgcount.by_function(m.per_pc, funcs) == {"_start": RV_MARKED - 1, "mark": 1}
+    # the two calls of mark, found in the disassembly; mark's instructions charged to its caller
+    sites = tcgcount.call_sites(load_board("esp32c3"), exe)
+    assert sorted(sites.values()) == ["mark", "mark"]
+    assert tcgcount.charge_callees(c.per_pc, funcs, sites, lambda f: f == "mark") == {"_start": RV_TOTAL}
+
+
+def test_charge_callees_by_calls():
+    """A routine's instructions go to its callers in proportion to their calls of it."""
+    funcs = [(0, 10, "a"), (10, 20, "b"), (100, 110, "f")]
+    per_pc = {2: 3, 5: 7, 12: 1, 15: 4, 100: 4, 101: 4, 102: 4, 103: 4}   # f runs 4 times, 4 instructions each
+    sites = {2: "f", 12: "f"}                                           # a calls f 3 times, b once
+    assert tcgcount.charge_callees(per_pc, funcs, sites, lambda n: n == "f") == {"a": 10 + 12, "b": 5 + 4}
 
 
 def test_system_mode_loop(plugin, tmp_path):

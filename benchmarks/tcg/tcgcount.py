@@ -6,10 +6,12 @@
     funcs = symbols(elf)                             # [(start, end, name)] of the ELF's FUNC symbols
     by_function(c.per_pc, funcs) -> {name: n}        # each PC in the function that holds it ("?" if none)
     count_elf(board, exe, mark_symbol=...)           # the three above for a board's emulator command
+    call_sites(board, exe) -> {pc: callee}           # direct calls and jumps to a function's start
 
 Works where -icount does not count (qemu-user: qemu-aarch64, qemu-riscv32). The ELF's symbols are
 read here (no nm, nothing executed); Thumb function addresses lose their low bit.
 """
+import re
 import shutil
 import struct
 import subprocess
@@ -122,12 +124,10 @@ def symbols(elf):
 
 def by_function(per_pc, funcs):
     """{pc: n} -> {function name: n}; PCs outside every function count under '?'."""
-    import bisect
     starts = [f[0] for f in funcs]
     res = {}
     for pc, n in per_pc.items():
-        i = bisect.bisect_right(starts, pc) - 1
-        name = funcs[i][2] if i >= 0 and pc < funcs[i][1] else "?"
+        name = _holder(funcs, starts, pc)
         res[name] = res.get(name, 0) + n
     return res
 
@@ -145,3 +145,60 @@ def count_elf(board, exe, so, mark_symbol=None, timeout=900):
         mark = hits[0]
     c = count(targets.emulator_cmd(board, exe), so, mark, timeout)
     return c, by_function(c.per_pc, funcs)
+
+
+_BRANCH = re.compile(r"^\s*([0-9a-f]+):\s.*?\t(bl|blx|b|b\.w|b\.n|jal|j|call|tail|call0|call4|call8|call12|j\.l)\t"
+                     r"(?:ra,)?\s*([0-9a-f]+) <([^>+]+)>\s*$")
+
+
+def _holder(funcs, starts, pc):
+    """The name by_function gives pc (aliases such as __aeabi_fmul / __mulsf3 share one)."""
+    import bisect
+    i = bisect.bisect_right(starts, pc) - 1
+    return funcs[i][2] if i >= 0 and pc < funcs[i][1] else "?"
+
+
+def call_sites(board, exe):
+    """{pc: callee name} of the direct branches in `exe` (calls and tail jumps) that land on a
+    function's first instruction, from the board's objdump; the callee named as by_function names
+    the instructions there."""
+    from tinyslm import targets
+    funcs = symbols(exe)
+    starts = [f[0] for f in funcs]
+    heads = set(starts)
+    out = {}
+    for line in targets.disassemble(board, exe).splitlines():
+        m = _BRANCH.match(line)
+        if m and int(m.group(3), 16) in heads:
+            out[int(m.group(1), 16)] = _holder(funcs, starts, int(m.group(3), 16))
+    return out
+
+
+def charge_callees(per_pc, funcs, sites, is_callee):
+    """Own instructions per function, with the functions for which is_callee(name) holds (e.g. the
+    soft-float routines, which call each other) charged to the functions outside them that call
+    them: each call of routine r from outside costs r's own instructions per call of r, and the
+    group's total is spread in proportion (an estimate: a routine's cost varies with its operands).
+    -> {name: instructions}; the group's names are gone."""
+    own = by_function(per_pc, funcs)
+    group = sum(n for f, n in own.items() if is_callee(f))
+    calls_to = {}
+    for pc, callee in sites.items():
+        calls_to[callee] = calls_to.get(callee, 0) + per_pc.get(pc, 0)
+    starts = [f[0] for f in funcs]
+    charge = {}
+    for pc, callee in sites.items():
+        n = per_pc.get(pc, 0)
+        if not n or not is_callee(callee) or not calls_to.get(callee):
+            continue
+        caller = _holder(funcs, starts, pc)
+        if is_callee(caller):
+            continue
+        charge[caller] = charge.get(caller, 0) + n * own.get(callee, 0) / calls_to[callee]
+    total = sum(charge.values())
+    res = {f: n for f, n in own.items() if not is_callee(f)}
+    for f, c in charge.items():
+        res[f] = res.get(f, 0) + (group * c / total if total else 0)
+    if not total and group:
+        res["(uncharged callees)"] = group
+    return res
