@@ -11,8 +11,8 @@
 Works where -icount does not count (qemu-user: qemu-aarch64, qemu-riscv32). The ELF's symbols are
 read here (no nm, nothing executed); Thumb function addresses lose their low bit. Under qemu-user a
 vcpu is a live thread: the index of a thread that has exited is given to the next one (a persistent
-pool keeps one index per thread; three threads run one after another here count as 200k + 400k
-under one index and 600k under another).
+pool keeps one index per thread; threads of 200k, 400k and 600k instructions started together
+were counted as 600k and 600k under two indices).
 """
 import re
 import shutil
