@@ -487,6 +487,43 @@ __attribute__((naked, noinline)) static void tsl_rv32_s4_rows2(const uint32_t *x
 #pragma GCC diagnostic pop
 #endif
 
+#if defined(__ARM_ARCH_6M__) && !defined(TSL_EMULATE_NODSP)
+/* As tsl_m3_s4_row, in Thumb-1 for the M0+ (w 4-aligned): per weight word LDM of it, the bias by
+ * EOR, two LDM of 2 X_j, 4 x (copy or shift, AND, MULS, ADDS); 101 instructions per 32 MACs.
+ * Registers: xp r0, w r1, A r2, weight word r3, pair r4, mask r5, X r6 r7 (all low: Thumb-1 ALU);
+ * row sum r8, gs r9, groups left r10, bias r11, 256 r12. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static int32_t tsl_m0_s4_row(const uint32_t *xp, const uint8_t *w,
+                                                              const int8_t *gs, int32_t ng)
+{
+#define TSL_M0_S4_PAIR(first, shift, xr) first " r4, r3" shift "\n ands r4, r5\n muls r4, " xr ", r4\n adds r2, r2, r4\n"
+#define TSL_M0_S4_WORD "ldm r1!, {r3}\n mov r4, r11\n eors r3, r4\n ldm r0!, {r6, r7}\n"                  \
+    TSL_M0_S4_PAIR("movs", "", "r6") TSL_M0_S4_PAIR("lsrs", ", #4", "r7") "ldm r0!, {r6, r7}\n"          \
+    TSL_M0_S4_PAIR("lsrs", ", #8", "r6") TSL_M0_S4_PAIR("lsrs", ", #12", "r7")
+    __asm volatile(
+        ".syntax unified\n"
+        "push {r4, r5, r6, r7, lr}\n"
+        "mov r4, r8\n mov r5, r9\n mov r6, r10\n mov r7, r11\n push {r4, r5, r6, r7}\n"
+        "mov r9, r2\n mov r10, r3\n movs r4, #0\n mov r8, r4\n"
+        "ldr r4, =0x88888888\n mov r11, r4\n ldr r5, =0x000F000F\n movs r4, #1\n lsls r4, r4, #8\n mov r12, r4\n"
+        "1:\n"
+        "ldr r2, [r0, #64]\n"
+        TSL_M0_S4_WORD TSL_M0_S4_WORD TSL_M0_S4_WORD TSL_M0_S4_WORD
+        "adds r0, #4\n asrs r2, r2, #16\n add r2, r12\n"
+        "mov r4, r9\n ldrb r6, [r4]\n sxtb r6, r6\n adds r4, #1\n mov r9, r4\n"
+        "muls r2, r6, r2\n mov r4, r8\n adds r4, r4, r2\n mov r8, r4\n"
+        "mov r4, r10\n subs r4, #1\n mov r10, r4\n bne 1b\n"
+        "mov r0, r8\n"
+        "pop {r4, r5, r6, r7}\n mov r8, r4\n mov r9, r5\n mov r10, r6\n mov r11, r7\n"
+        "pop {r4, r5, r6, r7, pc}\n"
+        ".ltorg\n");
+#undef TSL_M0_S4_PAIR
+#undef TSL_M0_S4_WORD
+}
+#pragma GCC diagnostic pop
+#endif
+
 /* acc[n] (+)= sum_g gs[n][g] * (w4[n][g] . x[g]) over the ng groups of one chunk, rows in pairs
  * sharing the X loads; w, gs the chunk's start in row 0, rows ws bytes and gss scales apart. */
 static void tsl_swar_rows(const uint32_t *xp, const uint8_t *w, const int8_t *gs, int32_t ws, int32_t gss,
@@ -509,6 +546,12 @@ static void tsl_swar_rows(const uint32_t *xp, const uint8_t *w, const int8_t *gs
     if (ng > 0) {
         for (; n < N; n++)
             acc[n] = (first ? 0 : acc[n]) + tsl_m3_s4_row(xp, w + (intptr_t)n * ws, gs + (intptr_t)n * gss, ng);
+        return;
+    }
+#elif defined(__ARM_ARCH_6M__) && !defined(TSL_EMULATE_NODSP)
+    if (ng > 0) {   /* rows 4-aligned: tsl_swar_words */
+        for (; n < N; n++)
+            acc[n] = (first ? 0 : acc[n]) + tsl_m0_s4_row(xp, w + (intptr_t)n * ws, gs + (intptr_t)n * gss, ng);
         return;
     }
 #endif
