@@ -88,7 +88,7 @@ int main(void)
 # Function name -> part of a token; first match wins. Soft-float: libgcc's (and compiler-rt's)
 # float routines, __aeabi_* on Arm, __*sf3 / __*sf2 / __float* / __fix* elsewhere.
 PARTS = [
-    ("kernel", r"tsl_matvec_acc|tsl_matvec_s4_acc|tsl_matvec_s8_s32|tsl_(dsp|m3|rv32|nodsp|swar|mve|a64|neon|avx2|vnni|x86|s4)_|tsl_dot_s4|tsl_gemm"),
+    ("kernel", r"tsl_matvec_acc|tsl_matvec_s4_acc|tsl_matvec_s8_s32|tsl_(dsp|m0|m3|rv32|nodsp|swar|mve|a64|neon|avx2|vnni|x86|s4)_|tsl_dot_s4|tsl_gemm"),
     ("epilogue", r"tsl_matvec_s[48]_f32|tsl_epilogue"),
     ("quantize", r"tsl_quant|tsl_dequant|tsl_kv_store"),
     ("norms", r"tsl_(rms|layer|head)norm"),
