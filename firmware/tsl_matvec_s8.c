@@ -297,9 +297,9 @@ __attribute__((naked, noinline)) static int32_t tsl_m0_row(const int32_t *xb, co
 #pragma GCC diagnostic pop
 #endif
 
-/* acc[n] (+)= w[n][0:kc] . x for n < N, two rows per pass sharing the x words of xb (x sign-extended);
- * kc % 4 == 0, rows K apart, words at w + n*K + 4i loadable (tsl_nodsp_words). Per 4 k and row: one
- * word load, 4 extracts, 4 MLA. */
+/* acc[n] (+)= w[n][0:kc] . x for n < N, two rows per pass sharing the x words of xb (x sign-extended;
+ * one row per pass on Thumb-1, by tsl_m0_row where kc % 8 == 0); kc % 4 == 0, rows K apart, words at
+ * w + n*K + 4i loadable (tsl_nodsp_words). Per 4 k and row: one word load, 4 extracts, 4 MLA. */
 static void tsl_nodsp_rows(const int32_t *xb, const int8_t *w, int32_t *acc, int32_t N, int32_t K,
                            int32_t kc, int first)
 {
