@@ -185,7 +185,7 @@ def _alive(pid):
 
 def _only_compile_output(d):
     names = {"model", "runtime", "app", "Makefile", "tokenizer.json", "tokenizer_config.json", "memory.svg", PROGRAM, MANIFEST, ".tinyslm",
-             "espidf", "CMakeLists.txt", "idf_component.yml", "library.json", *PACKAGE_DIRS}
+             "espidf", "pico", "CMakeLists.txt", "idf_component.yml", "library.json", *PACKAGE_DIRS}
     try:
         return all(p.name in names for p in d.iterdir())
     except OSError:

@@ -308,11 +308,19 @@ def cmd_build(a):
     if res["espidf"]:
         print(f"  ESP-IDF project for the chip: {res['espidf']} (idf.py set-target {B.target['espidf_target']} "
               f"&& idf.py build; not buildable here)")
+    if res["pico"]:
+        print(f"  pico-sdk project: {res['pico']} (PICO_SDK_PATH=... cmake -S {res['pico']} -B build "
+              f"[-DTINYSLM_STDIO=uart]; not buildable here)")
     if res["elf"] is None:
         return
     print(f"  {'ELF' if B.kind == 'baremetal' else 'program'}: {res['elf']}")
     if res["bin"]:
         print(f"  raw binary: {res['bin']} ({human_bytes(res['bin'].stat().st_size)})")
+    if res["uf2"]:
+        drive = B.flash.get("drive", "UF2")
+        print(f"  UF2: {res['uf2']} ({human_bytes(res['uf2'].stat().st_size)}); hold BOOTSEL while plugging the "
+              f"board in, then copy it onto the {drive} drive: tinyslm flash {a.out} --board {B.name} --port "
+              f"/media/$USER/{drive} (or picotool load -x {res['uf2']})")
     if res["sizes"]:
         print("\n".join(image_report(res["sizes"], B)))
 
@@ -357,7 +365,8 @@ def cmd_flash(a):
     if image is not None and not image.is_file():
         raise TslError(f"--image {image}: no such file")
     if image is None and B.target.get("startup") and not B.emulated:
-        image = build_firmware(a.out, B.name, lambda m: print(m, file=sys.stderr))["bin"]   # this build's image
+        res = build_firmware(a.out, B.name, lambda m: print(m, file=sys.stderr))      # this build's image
+        image = res["uf2"] or res["bin"]
     argv, steps = flash_plan(B, a.out, a.port, image, a.tool)
     if argv is None:
         print(f"{B.name}: not flashed: {steps}", file=sys.stderr)
@@ -625,7 +634,8 @@ def parser():
     s = sub.add_parser("flash", help="write the firmware with the family's tool (esptool, stm32loader, st-flash, openocd), or say why not")
     s.add_argument("out", help="build directory")
     s.add_argument("--board", required=True, help=BOARD_HELP)
-    s.add_argument("--port", help="serial port of the bootloader, e.g. /dev/ttyUSB0 (esptool, stm32loader)")
+    s.add_argument("--port", help="serial port of the bootloader, e.g. /dev/ttyUSB0 (esptool, stm32loader), or the "
+                   "mounted UF2 drive, e.g. /media/$USER/RPI-RP2350")
     s.add_argument("--image", help="an image you built yourself (default: `tinyslm build`'s, where tinyslm has start-up code)")
     s.add_argument("--tool", help="one of the board's [flash] tools (default: the first one installed)")
     s.add_argument("--dry-run", action="store_true", help="print the command only")

@@ -2,6 +2,7 @@
 run under its emulator with its UART on a local TCP port (the same bytes a USB serial adapter
 carries). The UART's kind and address are board facts ([target] uart, uart_base)."""
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -17,10 +18,23 @@ from .builddir import load_build, private_dir, write_private
 from .units import human_bytes
 from .errors import TslError
 
-APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
+
+
+def app_sources():
+    """The serial app's sources in a build (app/NAME.c): every firmware/proto/*.c that compile copies
+    into OUT/app (codegen.APPS). The one list the qemu and bare-metal firmware, tinyslm-run, the
+    ESP-IDF project and the pico-sdk project all build; each adds only its own UART glue."""
+    from .codegen import APPS
+    return [f"app/{Path(f).name}" for f in APPS if f.startswith("proto/") and f.endswith(".c")]
+
+
+# the glue per kind of build: tsl_uart.c (the UART of the board's toml) and main() for an image;
+# tsl_uart.c alone for tinyslm-run, which has its own main (stdin/stdout); ESP-IDF and pico-sdk
+# projects bring their own (firmware/uart/tsl_uart_espidf.c, tsl_uart_pico.c)
+IMAGE_GLUE = ["app/tsl_uart.c", "app/tsl_app_serial.c"]
+NATIVE_GLUE = ["app/tsl_uart.c"]
 # Linux boards: tinyslm-run (text in and out, chat; the serial protocol with --serial), its tokenizer
 # tables written beside it from the build's tokenizer.json
-NATIVE_APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c"]
 NATIVE_FILES = ["tsl_run_main.c", "tsl_tokenizer.c", "tsl_tokenizer.h"]
 
 
@@ -45,6 +59,8 @@ def write_native_app(out, bdir):
 
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
+ESPIDF_GLUE = FIRMWARE / "uart" / "tsl_uart_espidf.c"
+PICO_GLUE = FIRMWARE / "uart" / "tsl_uart_pico.c"
 
 
 def tokenizer_hash(data):
@@ -85,41 +101,85 @@ def _app_defines(man, B, load_buffer=False):
     return d
 
 
+def _project_dir(d, what):
+    if d.is_symlink() or (d.exists() and not d.is_dir()):
+        raise TslError(f"{d}: is a link or a file; tinyslm writes its {what} here: remove it")
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def _cmake_defines(defs):
+    """{NAME: value or None} -> NAME or NAME=value, quotes escaped for a quoted CMake argument."""
+    return [(k if v is None else f"{k}={v}").replace('"', '\\"') for k, v in defs.items()]
+
+
+def _project_sources(out, man, B, proj, load_buffer):
+    """What an SDK project around the build compiles, besides its own glue: the model, the serial
+    app (app_sources) and, with a tokenizer, its C tables and firmware/tsl_tokenizer.c written into
+    `proj` -> (paths relative to proj, defines)."""
+    tok, tok_defs = _tokenizer_sources(out, man, proj)
+    rel = [os.path.relpath(out / s, proj) for s in man["sources"] + app_sources()] + [p.name for p in tok]
+    return [r.replace(os.sep, "/") for r in rel], {**_app_defines(man, B, load_buffer), **tok_defs,
+                                                   "TSL_CYCLES_HZ": B.clock_hz}
+
+
 def write_espidf_project(out, B, load_buffer=False):
     """OUT/espidf: an ESP-IDF project around the generated sources (idf.py build; not built here)."""
     import jinja2
     from .codegen import TEMPLATES
     out = Path(out).resolve()
     man, _ = load_build(out)
-    proj = out / "espidf"
-    for d in (proj, proj / "main"):
-        if d.is_symlink() or (d.exists() and not d.is_dir()):
-            raise TslError(f"{d}: is a link or a file; tinyslm writes its ESP-IDF project here: remove it")
-        d.mkdir(exist_ok=True)
+    proj = _project_dir(out / "espidf", "ESP-IDF project")
+    main = _project_dir(proj / "main", "ESP-IDF project")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES / "espidf"), undefined=jinja2.StrictUndefined)
-    srcs = [f"../../{s}" for s in man["sources"] + ["app/tsl_proto.c", "app/tsl_serial_app.c"]] + ["tsl_uart_espidf.c"]
-    defs = [f"{k}={v}".replace('"', '\\"') for k, v in _app_defines(man, B, load_buffer).items()]
-    ctx = dict(version=__version__, board=B.name, idf_target=B.target["espidf_target"], sources=srcs, defines=defs)
+    srcs, defs = _project_sources(out, man, B, main, load_buffer)
+    ctx = dict(version=__version__, board=B.name, idf_target=B.target["espidf_target"],
+               sources=srcs + [ESPIDF_GLUE.name], defines=_cmake_defines(defs))
     write_private(proj / "CMakeLists.txt", env.get_template("CMakeLists.txt.j2").render(**ctx))
-    write_private(proj / "main" / "CMakeLists.txt", env.get_template("main_CMakeLists.txt.j2").render(**ctx))
+    write_private(main / "CMakeLists.txt", env.get_template("main_CMakeLists.txt.j2").render(**ctx))
     for f in ("sdkconfig.defaults", "partitions.csv"):
         write_private(proj / f, (TEMPLATES / "espidf" / f).read_bytes())
-    uart = Path(__file__).resolve().parent.parent / "firmware" / "uart" / "tsl_uart_espidf.c"
-    write_private(proj / "main" / uart.name, uart.read_bytes())
+    write_private(main / ESPIDF_GLUE.name, ESPIDF_GLUE.read_bytes())
+    return proj
+
+
+def write_pico_project(out, B, load_buffer=False):
+    """OUT/pico: a pico-sdk project around the generated sources, the serial app and its stdio glue
+    (firmware/uart/tsl_uart_pico.c), for the board's [pico] platform and board, stdio over USB CDC
+    or UART0 (TINYSLM_STDIO, default [pico] stdio). Not built here: no pico-sdk in Debian."""
+    import jinja2
+    from .codegen import TEMPLATES
+    out = Path(out).resolve()
+    man, _ = load_build(out)
+    pico = B.extra["pico"]
+    proj = _project_dir(out / "pico", "pico-sdk project")
+    srcs, defs = _project_sources(out, man, B, proj, load_buffer)
+    cflags = B.toolchain.get("cflags", [])
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES / "pico"), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    ctx = dict(version=__version__, board=B.name, platform=pico["platform"], pico_board=pico["board"],
+               stdio=pico.get("stdio", "usb"), sources=srcs + [PICO_GLUE.name], defines=_cmake_defines(defs),
+               cflags=cflags, hard_float="-mfloat-abi=hard" in cflags,
+               includes=[os.path.relpath(out / d, proj).replace(os.sep, "/") for d in ("model", "runtime", "app")])
+    for tpl in ("CMakeLists.txt", "pico_sdk_import.cmake"):
+        write_private(proj / tpl, env.get_template(tpl + ".j2").render(**ctx))
+    write_private(proj / PICO_GLUE.name, PICO_GLUE.read_bytes())
     return proj
 
 
 def build_firmware(out, board, log=print, load_buffer=False):
-    """-> {elf, bin, sizes, espidf}: the serial firmware of project `out` for `board` (an image for its
-    emulator or bare-metal target), and for ESP32 chips the ESP-IDF project around it. sizes: flash
-    and RAM part by part (report.image_sizes). load_buffer: room for `tinyslm load` (off by default)."""
+    """-> {elf, bin, uf2, sizes, espidf, pico}: the serial firmware of project `out` for `board` (an
+    image for its emulator or bare-metal target; a UF2 of it where [flash] names a UF2 family), and
+    the SDK project around it where the board has one (ESP-IDF for ESP32 chips, pico-sdk for [pico]).
+    sizes: flash and RAM part by part (report.image_sizes). load_buffer: room for `tinyslm load`."""
     out = Path(out).resolve()
     man, _ = load_build(out)
     B = load_board(board)
     check_board(man, B)
     espidf = write_espidf_project(out, B, load_buffer) if B.target.get("espidf_target") else None
+    pico = write_pico_project(out, B, load_buffer) if B.extra.get("pico") else None
     if B.kind == "espidf":
-        return dict(elf=None, bin=None, sizes=None, espidf=espidf)
+        return dict(elf=None, bin=None, uf2=None, sizes=None, espidf=espidf, pico=pico)
     if not B.target.get("startup") and B.kind == "baremetal":
         raise TslError(f"board {B.name}: tinyslm has no start-up code for this chip; {B.flash.get('notes', '')} "
                        f"(its stand-in {B.extra.get('stand_in', '?')} runs here)")
@@ -132,11 +192,11 @@ def build_firmware(out, board, log=print, load_buffer=False):
     bdir = private_dir(out, f"fw-{B.name}")
     name = "tinyslm"
     if B.kind == "linux":
-        srcs = [out / s for s in man["sources"] + NATIVE_APP] + write_native_app(out, bdir)
+        srcs = [out / s for s in man["sources"] + app_sources() + NATIVE_GLUE] + write_native_app(out, bdir)
         defines["TSL_RUN_THREADS"] = B.cores
         name = "tinyslm-run"
     else:
-        srcs = [out / s for s in man["sources"]] + [out / s for s in APP]
+        srcs = [out / s for s in man["sources"] + app_sources() + IMAGE_GLUE]
     tok_srcs, tok_defs = _tokenizer_sources(out, man, private_dir(out, f"fw-{B.name}", "tokenizer"))
     defines.update(tok_defs, TSL_CYCLES_HZ=B.clock_hz)
     if B.kind == "baremetal" and B.emulator and (B.emulated or B.target.get("espidf_target")):   # under qemu only
@@ -155,7 +215,9 @@ def build_firmware(out, board, log=print, load_buffer=False):
         for k in tok_defs:
             defines.pop(k, None)
         elf = targets.build(B, srcs, incs, bdir, defines, name=name)
-    res = dict(elf=elf, bin=None, sizes=_sizes(B, elf, man), espidf=espidf)
+    res = dict(elf=elf, bin=None, uf2=None, sizes=_sizes(B, elf, man), espidf=espidf, pico=pico)
+    if B.flash.get("uf2_family_id"):
+        res["uf2"] = write_uf2(B, elf, bdir / "app.uf2")
     objcopy = B.toolchain.get("objcopy")
     if B.kind == "baremetal" and objcopy and shutil.which(objcopy):
         binf = elf.with_suffix(".bin")
@@ -168,6 +230,15 @@ def build_firmware(out, board, log=print, load_buffer=False):
         else:
             res["bin"] = binf
     return res
+
+
+def write_uf2(B, elf, path):
+    """The image as a UF2 file for the board's boot ROM drive: its loadable bytes (tinyslm.uf2) in
+    [flash] uf2_flash, flagged with [flash] uf2_family_id."""
+    from . import uf2
+    lo, hi = (int(a, 0) for a in B.flash["uf2_flash"])
+    data = uf2.write(uf2.loadable(Path(elf).read_bytes(), str(elf)), int(B.flash["uf2_family_id"], 0), [(lo, hi)])
+    return write_private(path, data)
 
 
 def _sizes(B, elf, man):
@@ -342,7 +413,7 @@ FLASH_TOOLS = {
     "esptool": ("module", "esptool", "pip install 'tinyslm[flash]'"),
     "st-flash": ("program", "st-flash", "apt install stlink-tools"),
     "openocd": ("program", "openocd", "apt install openocd"),
-    "uf2": ("program", "picotool", "apt install picotool, or copy the .uf2 onto the RPI-RP2 drive"),
+    "uf2": ("program", "picotool", "apt install picotool, or give --port the mounted boot drive"),
 }
 
 
@@ -375,6 +446,8 @@ def flash_plan(B, out, port, image=None, tool=None):
         for off, f in files:
             argv += [off, str(args.parent / f)]
         return argv, None
+    if tools == ["uf2"] and image is not None:
+        return _uf2_plan(B, Path(image), port)
     if image is None or tools == ["none"]:
         return None, notes or f"board {B.name}: no flashing tool (flash tool = {tools[0]!r})"
     wanted = [t for t in ([tool] if tool else tools) if t in FLASH_TOOLS]
@@ -393,7 +466,33 @@ def flash_plan(B, out, port, image=None, tool=None):
     if tool == "openocd":
         return ["openocd", "-f", B.flash.get("openocd_interface", "interface/stlink.cfg"), "-f", B.flash["openocd_target"],
                 "-c", f"program {image} {addr} verify reset exit"], None
-    return ["picotool", "load", "-x", str(image)], None       # uf2
+
+
+def _uf2_plan(B, image, port):
+    """A UF2 image goes onto the boot ROM's USB drive (--port: where it is mounted, checked by its
+    INFO_UF2.TXT) or through picotool (no --port; the chip in BOOTSEL mode, or running a pico-sdk
+    program that listens for picotool's reset)."""
+    drive = B.flash.get("drive", "the UF2 drive")
+    if image.suffix != ".uf2":
+        raise TslError(f"--image {image}: {B.name} takes a .uf2 file (tinyslm build writes app.uf2)")
+    if port:
+        d = Path(port)
+        info = d / "INFO_UF2.TXT"
+        if not d.is_dir():
+            return None, (f"--port {port}: not a mounted drive; give the folder where {drive} is mounted "
+                          f"(hold BOOTSEL while plugging the board in), or no --port to use picotool; image: {image}")
+        if not info.is_file() or info.stat().st_size > 4096:
+            return None, f"--port {port}: no INFO_UF2.TXT, so not a UF2 boot drive ({drive}); image: {image}"
+        want = B.flash.get("uf2_board_id")
+        ids = [ln.split(":", 1)[1].strip() for ln in info.read_text(errors="replace").splitlines()
+               if ln.lower().startswith("board-id:")]
+        if want and ids and want not in ids:
+            return None, f"--port {port}: the drive is a {ids[0]}, not a {want} ({B.name}); image: {image}"
+        return [sys.executable, "-m", "tinyslm.uf2", str(image), str(d)], None
+    if not _installed("uf2"):
+        return None, (f"no --port and picotool is not installed ({FLASH_TOOLS['uf2'][2]}, e.g. --port "
+                      f"/media/$USER/{drive}); image: {image}")
+    return ["picotool", "load", "-x", str(image)], None
 
 
 def _need_port(port, tool):

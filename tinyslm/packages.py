@@ -59,7 +59,7 @@ def platformio_manifest(ctx):
         "build": {"srcDir": ".", "includeDir": "model",
                   "srcFilter": ["-<*>", "+<model/*.c>", "+<model/*.S>", "+<runtime/*.c>"],
                   "flags": ["-I model", "-I runtime", *ctx["numerics_flags"]]},
-        "export": {"exclude": [".tinyslm", "app", "arduino", "zephyr", "espidf"]},
+        "export": {"exclude": [".tinyslm", "app", "arduino", "zephyr", "espidf", "pico"]},
     }
 
 

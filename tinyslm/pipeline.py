@@ -3,7 +3,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import builddir, codegen, frontend, hf_export, memmap, packages, plan, quantize
+from . import builddir, codegen, firmware, frontend, hf_export, memmap, packages, plan, quantize
 from .builddir import load_build  # noqa: F401  (the reader of what compile writes)
 from .errors import TslError
 from .units import MAX_SEQ, human_bytes
@@ -52,6 +52,8 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         (tmp / "memory.svg").write_text(memmap.svg(man))                     # the plan as a picture
         man = builddir.save(tmp, man, prog)                                   # IR as JSON, manifest, marker
         builddir.replace(tmp, out)                                            # atomic swap; only a tinyslm build is replaced
+    if B.extra.get("pico"):
+        firmware.write_pico_project(out, B)                                   # OUT/pico: the pico-sdk project
     log(f"wrote {out} in {time.time() - t0:.1f}s: weights {human_bytes(man['weights']['bytes'])}, arena "
         f"{human_bytes(pl.arena_bytes)} (lower bound {human_bytes(pl.lower_bound)}), KV cache {human_bytes(pl.kv_bytes)}; "
         f"picture: {out / 'memory.svg'}", quiet)

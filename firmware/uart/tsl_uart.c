@@ -108,6 +108,48 @@ void tsl_uart_write(const uint8_t *p, uint32_t n)
     }
 }
 
+#elif defined(TSL_UART_PL011)
+/* Arm PL011 (RP2040/RP2350 UART0/1), 8N1 at TSL_UART_BAUD: DR 0x000, FR 0x018 (BUSY b3, RXFE b4,
+ * TXFF b5), IBRD 0x024, FBRD 0x028, LCR_H 0x02C (FEN b4, WLEN b6:5), CR 0x030 (UARTEN b0, TXE b8,
+ * RXE b9). The start-up code (targets/rp2350) clocks the UART, takes it out of reset, routes its
+ * pins and calls tsl_uart_init() with clk_peri. Divisor = clock / (16 baud) in 16.6 fixed point,
+ * rounded; the LCR_H write after IBRD/FBRD latches them (PL011 TRM 3.3.6). */
+#define UART_REG(o) (*(volatile uint32_t *)((uintptr_t)(TSL_UART_BASE) + (o)))
+#ifndef TSL_UART_BAUD
+#define TSL_UART_BAUD 115200u
+#endif
+
+void tsl_uart_init(uint32_t clock_hz);
+
+void tsl_uart_init(uint32_t clock_hz)
+{
+    const uint32_t div = (uint32_t)((4ull * clock_hz + TSL_UART_BAUD / 2u) / TSL_UART_BAUD);   /* 64 x clock / (16 baud) */
+    uint32_t ibrd = div >> 6, fbrd = div & 0x3Fu;
+    if (ibrd == 0) ibrd = 1, fbrd = 0;
+    if (ibrd >= 0xFFFFu) ibrd = 0xFFFFu, fbrd = 0;
+    UART_REG(0x030) = 0;
+    UART_REG(0x024) = ibrd;
+    UART_REG(0x028) = fbrd;
+    UART_REG(0x02C) = (3u << 5) | (1u << 4);                /* 8 bits, FIFOs on */
+    UART_REG(0x030) = (1u << 0) | (1u << 8) | (1u << 9);
+}
+
+int tsl_uart_getc(void)
+{
+    while (UART_REG(0x018) & (1u << 4)) {
+    }
+    return (int)(UART_REG(0x000) & 0xFF);
+}
+
+void tsl_uart_write(const uint8_t *p, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        while (UART_REG(0x018) & (1u << 5)) {
+        }
+        UART_REG(0x000) = p[i];
+    }
+}
+
 #elif defined(TSL_UART_STDIO)
 /* Linux boards (Raspberry Pi): the protocol runs over stdin/stdout, or over a serial device
  * given as TSL_SERIAL_DEV in the environment. */
