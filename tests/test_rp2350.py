@@ -398,3 +398,53 @@ def test_espidf_project_carries_the_tokenizer(host_build):
             ids = dev.encode(text)
             assert ids == tok.encode(text)
             assert dev.token_bytes(ids) == text.encode()
+
+
+# ---- clocks and UART0, register by register (on the host, against simulated registers) ----
+
+def _regsim(tmp_path, no_xosc):
+    cc = require_tool("cc", "gcc")
+    d = load_board("rp2350").target["defines"]
+    exe = tmp_path / ("regsim-noxosc" if no_xosc else "regsim")
+    r = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", f"-I{ROOT / 'firmware' / 'targets' / 'rp2350'}",
+                        f"-I{ROOT / 'firmware' / 'uart'}", "-DTSL_UART_PL011", *[f"-D{k}={v}" for k, v in d.items()],
+                        *(["-DSIM_NO_XOSC"] if no_xosc else []), str(ROOT / "tests" / "rp2350_regsim.c"), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60).stdout
+    regs = {int(a, 16): int(v, 16) for a, v in re.findall(r"^reg (\S+) (\S+)$", out, re.M)}
+    uartr = {int(a, 16): int(v, 16) for a, v in re.findall(r"^uart (\S+) (\S+)$", out, re.M)}
+    return re.search(r"^problem (.*)$", out, re.M).group(1), list(map(int, re.search(r"^clocks (.*)$", out, re.M)
+                                                                   .group(1).split())), regs, uartr, out
+
+
+@pytest.mark.parametrize("no_xosc", [False, True], ids=["xosc", "no-xosc"])
+def test_clock_and_uart_registers(tmp_path, no_xosc):
+    """RP2350 datasheet: XOSC_CTRL (8.2), PLL CS/PWR/FBDIV_INT/PRIM (8.6), CLK_REF/SYS/PERI_CTRL (8.1),
+    RESETS (7.5), PADS_BANK0 and IO_BANK0 GPIO0/1 (9.11), PL011 UARTIBRD/FBRD/LCR_H/CR."""
+    B = load_board("rp2350")
+    d = B.target["defines"]
+    problem, (ref, sys_hz, peri, uart_hz), regs, u, out = _regsim(tmp_path, no_xosc)
+    if no_xosc:
+        assert problem == "XOSC did not start" and sys_hz == peri == uart_hz == 11_000_000   # left on the ROSC
+        assert regs[0x40010030] & 3 == 0 and regs[0x4001003C] & 1 == 0
+    else:
+        assert problem == "-" and sys_hz == B.clock_hz == peri == uart_hz and ref == d["TSL_RP2350_XOSC_HZ"]
+        assert regs[0x40048000] == 0xFAB << 12 | 0xAA0                      # enabled, 1-15 MHz range
+        assert regs[0x4004800C] == (12000 + 128) // 256 * 64
+        assert regs[0x40050000] & 0x3F == d["TSL_RP2350_PLL_REFDIV"] and regs[0x40050008] == d["TSL_RP2350_PLL_FBDIV"]
+        assert regs[0x4005000C] == d["TSL_RP2350_PLL_POSTDIV1"] << 16 | d["TSL_RP2350_PLL_POSTDIV2"] << 12
+        assert regs[0x40050004] & (1 | 1 << 3 | 1 << 5) == 0              # PD, POSTDIVPD, VCOPD off
+        assert d["TSL_RP2350_XOSC_HZ"] // d["TSL_RP2350_PLL_REFDIV"] * d["TSL_RP2350_PLL_FBDIV"] // (
+            d["TSL_RP2350_PLL_POSTDIV1"] * d["TSL_RP2350_PLL_POSTDIV2"]) == B.clock_hz
+        assert regs[0x40010030] == 2 and regs[0x4001003C] == 1            # clk_ref = XOSC, clk_sys = aux (PLL_SYS)
+        assert regs[0x40010040] == 1 << 16                                # clk_sys divider 1
+    assert regs[0x40010048] & (1 << 11 | 7 << 5) == 1 << 11               # clk_peri on, from clk_sys
+    assert regs[0x40020000] & (1 << 26 | 1 << 6 | 1 << 9) == 0            # UART0, IO_BANK0, PADS_BANK0 out of reset
+    for pin in (d["TSL_RP2350_UART_TX_PIN"], d["TSL_RP2350_UART_RX_PIN"]):
+        pad = regs[0x40038004 + 4 * pin]
+        assert pad & (1 << 8) == 0 and pad & (1 << 7) == 0 and pad & (1 << 6)   # not isolated, output on, input on
+        assert regs[0x40028004 + 8 * pin] & 0x1F == d["TSL_RP2350_UART_FUNCSEL"]
+    div64 = round(4 * uart_hz / d["TSL_UART_BAUD"])                        # 64 x clock / (16 baud)
+    assert (u[0x24], u[0x28]) == (div64 >> 6, div64 & 63) and u[0x2C] == 0x70 and u[0x30] == 0x301
+    assert "got 90" in out and u[0x00] == 0x22
