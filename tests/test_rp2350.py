@@ -8,7 +8,6 @@ included, built into the esp32c3 firmware under qemu and answering ENCODE. The r
 under its stand-in mps2-an505 in test_kernels_targets.py and test_targets_e2e.py."""
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys

@@ -19,7 +19,6 @@ from .units import human_bytes
 from .errors import TslError
 
 
-
 def app_sources():
     """The serial app's sources in a build (app/NAME.c): every firmware/proto/*.c that compile copies
     into OUT/app (codegen.APPS). The one list the qemu and bare-metal firmware, tinyslm-run, the
