@@ -329,11 +329,13 @@ def test_flash_onto_the_drive(build, image, tmp_path):
     app = image["uf2"]
     drive = tmp_path / "RPI-RP2350"
     drive.mkdir()
-    r = _flash(build, "--board", "rp2350", "--image", app, "--port", drive)
-    assert r.returncode == 1 and "not flashed" in r.stderr and "INFO_UF2.TXT" in r.stderr, r.stderr
+    from tinyslm.firmware import flash_plan
+    B = load_board("rp2350")
+    argv, why = flash_plan(B, build, str(drive), app)
+    assert argv is None and "INFO_UF2.TXT" in why, why                  # a folder, not a UF2 drive
     (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v1.0\nModel: Raspberry Pi RP2040\nBoard-ID: RPI-RP2\n")
-    r = _flash(build, "--board", "rp2350", "--image", app, "--port", drive)
-    assert r.returncode == 1 and "RPI-RP2, not a RP2350" in r.stderr, r.stderr
+    argv, why = flash_plan(B, build, str(drive), app)
+    assert argv is None and "RPI-RP2, not a RP2350" in why, why         # another chip's drive
     (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v1.0\nModel: Raspberry Pi RP2350\nBoard-ID: RP2350\n")
     r = _flash(build, "--board", "rp2350", "--image", app, "--port", drive)
     assert r.returncode == 0 and "rp2350: flashed" in r.stdout, r.stdout + r.stderr
@@ -381,7 +383,7 @@ def test_espidf_project_carries_the_tokenizer(host_build):
     require_tool(B.toolchain["cc"], B.toolchain.get("install", ""))
     require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
     defs = dict(d.replace('\\"', '"').split("=", 1) if "=" in d else (d, None)
-                for d in re.findall(r'"((?:[^"\\]|\\.)+)"', text.split("target_compile_definitions", 1)[1]))
+                for d in re.findall(r'"((?:[^"\\]|\\.)+)"', text.split("target_compile_definitions", 1)[1].split("\n")[0]))
     defs.update({"TSL_PROTO_PLATFORM_CYCLES": None, "TSL_UART_NS16550": None, "TSL_UART_BASE": B.target["uart_base"],
                  "TSL_CYCLES_EMULATED": None})
     files = [main / s for s in srcs if s != "tsl_uart_espidf.c"] + [host_build / s for s in firmware.IMAGE_GLUE]
@@ -447,3 +449,60 @@ def test_clock_and_uart_registers(tmp_path, no_xosc):
     div64 = round(4 * uart_hz / d["TSL_UART_BAUD"])                        # 64 x clock / (16 baud)
     assert (u[0x24], u[0x28]) == (div64 >> 6, div64 & 63) and u[0x2C] == 0x70 and u[0x30] == 0x301
     assert "got 90" in out and u[0x00] == 0x22
+
+
+# the pico-sdk stdio API tsl_uart_pico.c uses, declared as pico-sdk 2.x declares it (pico/stdio.h),
+# and defined over the stand-in's CMSDK UART (DATA 0x0, STATE 0x4: b0 TX full, b1 RX full; CTRL 0x8)
+PICO_STDLIB_H = """#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#define PICO_ERROR_TIMEOUT (-1)
+bool stdio_init_all(void);
+void stdio_flush(void);
+int getchar_timeout_us(uint32_t timeout_us);
+int putchar_raw(int c);
+"""
+PICO_STDIO_STAND_IN = """#include "pico/stdlib.h"
+#define U(o) (*(volatile uint32_t *)(%(base)s + (o)))
+bool stdio_init_all(void) { U(0x10) = 16; U(0x08) = 3; (void)U(0x00); return true; }
+void stdio_flush(void) {}
+int getchar_timeout_us(uint32_t timeout_us)
+{
+    for (uint32_t i = 0; i <= timeout_us; i++)
+        if (U(0x04) & 2u) return (int)(U(0x00) & 0xFF);
+    return PICO_ERROR_TIMEOUT;
+}
+int putchar_raw(int c) { while (U(0x04) & 1u) {} U(0x00) = (uint32_t)(c & 0xFF); return c; }
+"""
+
+
+def test_pico_project_sources_answer_under_the_stand_in(build, tmp_path):
+    """The pico project's own source list and glue (tsl_uart_pico.c), built with its defines for the
+    rp2350's stand-in mps2-an505, pico-sdk's stdio functions mapped onto the stand-in's UART: the
+    firmware identifies itself as rp2350 and encodes and decodes with its own tokenizer."""
+    from tinyslm import firmware, targets
+    from tinyslm.serialio import Device
+    from tinyslm.tokenizer import Tokenizer
+    E = load_board("mps2-an505")
+    require_tool(E.toolchain["cc"], E.toolchain.get("install", ""))
+    require_tool(E.emulator["cmd"][0], E.emulator.get("install", ""))
+    proj = build / "pico"
+    text = (proj / "CMakeLists.txt").read_text()
+    srcs = [proj / s for c, a in _calls(text) if c == "add_executable" for s in a[1:]]
+    defs = dict(d.replace('\\"', '"').split("=", 1) if "=" in d else (d, None)
+                for d in re.findall(r'"((?:[^"\\]|\\.)+)"', text.split("target_compile_definitions", 1)[1].split("\n")[0]))
+    (tmp_path / "pico").mkdir()
+    (tmp_path / "pico" / "stdlib.h").write_text(PICO_STDLIB_H)
+    (tmp_path / "pico_stdio.c").write_text(PICO_STDIO_STAND_IN % dict(base=E.target["uart_base"]))
+    incs = [proj / d for c, a in _calls(text) if c == "target_include_directories" for d in a[2:-1]] + [proj, tmp_path]
+    elf = targets.build(E, srcs + [tmp_path / "pico_stdio.c"], incs, tmp_path / "fw", defs, name="pico",
+                        extra_cflags=["-Werror=implicit-function-declaration"])
+    tok = Tokenizer.from_file(build / "tokenizer.json")
+    port = firmware.free_port()
+    with firmware.Emulation(E, elf, port):
+        with Device(f"socket://127.0.0.1:{port}") as dev:
+            info = dev.identify()
+            assert info["board"] == "rp2350" and info["tok_encode"] and info["model_status"] == 0
+            ids = dev.encode("It is a truth universally acknowledged")
+            assert ids == tok.encode("It is a truth universally acknowledged")
+            assert dev.token_bytes(ids) == b"It is a truth universally acknowledged"
