@@ -336,6 +336,13 @@ def test_flash_onto_the_drive(build, image, tmp_path):
     (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v1.0\nModel: Raspberry Pi RP2040\nBoard-ID: RPI-RP2\n")
     argv, why = flash_plan(B, build, str(drive), app)
     assert argv is None and "RPI-RP2, not a RP2350" in why, why         # another chip's drive
+    other = tmp_path / "rp2040.uf2"
+    other.write_bytes(uf2.write([(0x10000000, b"x" * 300)], 0xE48BFF56, FLASH))
+    with pytest.raises(TslError, match="family 0xe48bff56"):            # another chip's image
+        flash_plan(B, build, str(drive), other)
+    other.write_bytes(app.read_bytes()[:-1])
+    with pytest.raises(TslError, match="whole number"):
+        flash_plan(B, build, str(drive), other)
     (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v1.0\nModel: Raspberry Pi RP2350\nBoard-ID: RP2350\n")
     r = _flash(build, "--board", "rp2350", "--image", app, "--port", drive)
     assert r.returncode == 0 and "rp2350: flashed" in r.stdout, r.stdout + r.stderr

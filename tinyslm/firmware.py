@@ -472,8 +472,15 @@ def _uf2_plan(B, image, port):
     INFO_UF2.TXT) or through picotool (no --port; the chip in BOOTSEL mode, or running a pico-sdk
     program that listens for picotool's reset)."""
     drive = B.flash.get("drive", "the UF2 drive")
+    from . import uf2
     if image.suffix != ".uf2":
         raise TslError(f"--image {image}: {B.name} takes a .uf2 file (tinyslm build writes app.uf2)")
+    fam, pages = uf2.read(image.read_bytes(), str(image))
+    lo, hi = (int(a, 0) for a in B.flash["uf2_flash"])
+    if fam != int(B.flash["uf2_family_id"], 0):
+        raise TslError(f"{image}: UF2 family 0x{fam:08x}; {B.name}'s boot ROM takes {B.flash['uf2_family_id']}")
+    if not all(lo <= a and a + uf2.PAGE <= hi for a in pages):
+        raise TslError(f"{image}: pages outside {B.name}'s flash 0x{lo:08x}..0x{hi:08x}")
     if port:
         d = Path(port)
         info = d / "INFO_UF2.TXT"
