@@ -468,6 +468,7 @@ bool stdio_init_all(void);
 void stdio_flush(void);
 int getchar_timeout_us(uint32_t timeout_us);
 int putchar_raw(int c);
+uint32_t time_us_32(void);
 """
 PICO_STDIO_STAND_IN = """#include "pico/stdlib.h"
 #define U(o) (*(volatile uint32_t *)(%(base)s + (o)))
@@ -480,6 +481,7 @@ int getchar_timeout_us(uint32_t timeout_us)
     return PICO_ERROR_TIMEOUT;
 }
 int putchar_raw(int c) { while (U(0x04) & 1u) {} U(0x00) = (uint32_t)(c & 0xFF); return c; }
+uint32_t time_us_32(void) { return 0; }
 """
 
 
@@ -513,3 +515,33 @@ def test_pico_project_sources_answer_under_the_stand_in(build, tmp_path):
             ids = dev.encode("It is a truth universally acknowledged")
             assert ids == tok.encode("It is a truth universally acknowledged")
             assert dev.token_bytes(ids) == b"It is a truth universally acknowledged"
+
+
+def test_rp2040_is_data_too(host_build, tmp_path):
+    """The RP2040 board file gives the same project and UF2 checks its own facts: platform rp2040,
+    soft float (no PICO_HARD_FLOAT_ABI), family 0xe48bff56, and the M0+ path of the glue (no DWT)
+    compiles against pico-sdk's declarations."""
+    from tinyslm.firmware import flash_plan, write_pico_project
+    B = load_board("rp2040")
+    proj = write_pico_project(host_build, B)
+    text = (proj / "CMakeLists.txt").read_text()
+    assert check_pico(text) == [] and "set(PICO_PLATFORM rp2040 " in text and "PICO_HARD_FLOAT_ABI" not in text
+    img = tmp_path / "tinyslm.uf2"
+    img.write_bytes(uf2.write([(0x10000000, bytes(1000))], FAMILY, FLASH))
+    with pytest.raises(TslError, match="family 0xe48bff59"):
+        flash_plan(B, host_build, None, img)
+    img.write_bytes(uf2.write([(0x10000000, bytes(1000))], 0xE48BFF56, FLASH))
+    drive = tmp_path / "RPI-RP2"
+    drive.mkdir()
+    (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\nBoard-ID: RPI-RP2\n")
+    argv, why = flash_plan(B, host_build, str(drive), img)
+    assert argv[1:] == ["-m", "tinyslm.uf2", str(img), str(drive)], why
+    cc = require_tool(B.toolchain["cc"], B.toolchain.get("install", ""))
+    (tmp_path / "pico").mkdir()
+    (tmp_path / "pico" / "stdlib.h").write_text(PICO_STDLIB_H)
+    r = subprocess.run([cc, *B.toolchain["cflags"], "-Werror", "-Wall", f"-I{tmp_path}", "-DTSL_CYCLES_HZ=133000000",
+                        "-c", str(proj / "tsl_uart_pico.c"), "-o", str(tmp_path / "glue.o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    syms = subprocess.run([B.toolchain["objcopy"].replace("objcopy", "nm"), str(tmp_path / "glue.o")],
+                          capture_output=True, text=True).stdout
+    assert " U time_us_32" in syms

@@ -158,7 +158,8 @@ def write_pico_project(out, B, load_buffer=False):
                              keep_trailing_newline=True)
     ctx = dict(version=__version__, board=B.name, platform=pico["platform"], pico_board=pico["board"],
                stdio=pico.get("stdio", "usb"), sources=srcs + [PICO_GLUE.name], defines=_cmake_defines(defs),
-               cflags=cflags, hard_float="-mfloat-abi=hard" in cflags,
+               cflags=cflags, hard_float="-mfloat-abi=hard" in cflags, drive=B.flash.get("drive", "UF2"),
+               own_image=bool(B.target.get("startup")),
                includes=[os.path.relpath(out / d, proj).replace(os.sep, "/") for d in ("model", "runtime", "app")])
     for tpl in ("CMakeLists.txt", "pico_sdk_import.cmake"):
         write_private(proj / tpl, env.get_template(tpl + ".j2").render(**ctx))
@@ -475,6 +476,9 @@ def _uf2_plan(B, image, port):
     from . import uf2
     if image.suffix != ".uf2":
         raise TslError(f"--image {image}: {B.name} takes a .uf2 file (tinyslm build writes app.uf2)")
+    missing = [k for k in ("uf2_family_id", "uf2_flash") if k not in B.flash]
+    if missing:
+        raise TslError(f"{B.path}: [flash] has no {', '.join(missing)}; a UF2 board needs its family id and flash range")
     fam, pages = uf2.read(image.read_bytes(), str(image))
     lo, hi = (int(a, 0) for a in B.flash["uf2_flash"])
     if fam != int(B.flash["uf2_family_id"], 0):

@@ -1,7 +1,10 @@
 /* tsl_uart_pico.c -- the serial protocol under pico-sdk (the project tinyslm writes into OUT/pico):
  * pico-sdk's stdio as the byte pipe, over USB CDC or UART0 as the project's CMakeLists.txt enables
  * (pico_enable_stdio_usb / pico_enable_stdio_uart), built with PICO_STDIO_DEFAULT_CRLF=0 so that no
- * byte is translated; the Cortex-M33's DWT CYCCNT for timing. Not built here (no pico-sdk in Debian). */
+ * byte is translated. Timing: the DWT cycle counter where the core has one (Armv7-M and Armv8-M
+ * Mainline: the RP2350's M33); on the RP2040's M0+ (Armv6-M, no DWT counter) the SDK's microsecond
+ * timer scaled to CPU cycles (TSL_CYCLES_HZ), which wraps mod 2^32 like a counter. Built here only
+ * against stand-in SDK headers (tests/test_rp2350.py), not against pico-sdk. */
 #include <stdint.h>
 #include "pico/stdlib.h"
 
@@ -25,16 +28,23 @@ void tsl_uart_write(const uint8_t *p, uint32_t n)
     stdio_flush();
 }
 
+#if defined(__ARM_ARCH_6M__)
+uint32_t tsl_cycles(void)
+{
+    return time_us_32() * (uint32_t)(TSL_CYCLES_HZ / 1000000u);
+}
+#define CYCLES_ON() ((void)0)
+#else
 uint32_t tsl_cycles(void)
 {
     return DWT_CYCCNT;
 }
+#define CYCLES_ON() (DEMCR |= 1u << 24, DWT_CYCCNT = 0, DWT_CTRL |= 1u)   /* TRCENA, CYCCNTENA */
+#endif
 
 int main(void)
 {
     stdio_init_all();
-    DEMCR |= 1u << 24;   /* TRCENA */
-    DWT_CYCCNT = 0;
-    DWT_CTRL |= 1u;      /* CYCCNTENA */
+    CYCLES_ON();
     return tsl_serial_main();
 }
