@@ -75,7 +75,6 @@ def collect(spec, chunks):
 
 CAL_TOKENS = 2048        # calibration tokens read from the text (8 chunks of BOS + 255)
 MATVECS = (("wq", "q"), ("wk", "k"), ("wv", "v"), ("wo", "o"), ("w_up", "up"), ("w_gate", "gate"), ("w_down", "down"))
-MIXED_S4 = ("w_up", "w_gate")
 
 
 def default_text(model_path):
@@ -83,10 +82,11 @@ def default_text(model_path):
     return Path(model_path).resolve().parent / "data" / "train.txt"
 
 
-def load_chunks(path, model_path, tok, max_seq, max_tokens=CAL_TOKENS):
+def load_chunks(path, model_path, tok, max_seq, max_tokens=None):
     """Calibration chunks from a text file ("default" or None: default_text): BOS + consecutive
     pieces of its first max_tokens tokens, at most max_seq (and 256) long."""
     from .evaluate import text_chunks
+    max_tokens = max_tokens or CAL_TOKENS
     if tok is None:
         raise TslError(f"{model_path}: calibration reads text, and the model has no tokenizer; give --tokenizer")
     p = default_text(model_path) if path in (None, "default") else Path(path)
@@ -104,15 +104,9 @@ def load_chunks(path, model_path, tok, max_seq, max_tokens=CAL_TOKENS):
 
 
 def formats_for(spec, weights):
-    """matvec name -> s8 | s4 for --weights int8 | int4 | mixed. mixed: MIXED_S4 in int4, the
-    rest int8 (chosen by measured KLD per byte on the bundled example, see fit.py)."""
-    out = {}
-    for li, L in enumerate(spec.layers):
-        for n, _ in MATVECS:
-            if getattr(L, n) is not None:
-                s4 = weights == "int4" or (weights == "mixed" and n in MIXED_S4)
-                out[f"l{li}.{n}"] = "s4" if s4 else "s8"
-    return out
+    """matvec name -> s8 | s4 for --weights int8 | int4 (mixed: fit.mixed)."""
+    return {f"l{li}.{n}": "s4" if weights == "int4" else "s8" for li, L in enumerate(spec.layers)
+            for n, _ in MATVECS if getattr(L, n) is not None}
 
 
 # ---------------------------------------------------------------------------------- quantizers

@@ -258,7 +258,15 @@ def cmd_info(a):
 
 
 def cmd_eval(a):
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_against_llamacpp
+    if a.against:
+        tool, path = a.against
+        if tool != "llama.cpp":
+            raise TslError(f"--against {tool}: only llama.cpp's --kl-divergence-base files are read")
+        evaluate_against_llamacpp(a.out, path, progress=lambda d, t: _progress(d, t, "chunk"), threads=a.threads)
+        return
+    if not a.text:
+        raise TslError("eval: give --text FILE (held-out text), or --against llama.cpp FILE")
     evaluate(a.out, a.text, a.max_tokens, progress=lambda d, t: _progress(d, t, "chunk"), threads=a.threads)
 
 
@@ -673,7 +681,10 @@ def parser():
     s = sub.add_parser("eval", help="perplexity, top-1 agreement and logit cosine of int8 and int4 builds "
                        "against the float model (onnxruntime)")
     s.add_argument("out", help="build directory")
-    s.add_argument("--text", required=True, help="held-out text file")
+    s.add_argument("--text", help="held-out text file (never the calibration text)")
+    s.add_argument("--against", nargs=2, metavar=("llama.cpp", "FILE"),
+                   help="score the build against the logits llama.cpp stored with `llama-perplexity "
+                        "--kl-divergence-base FILE` (its tokens, its scored positions, its KLD formula)")
     s.add_argument("--max-tokens", type=_int_in(2, 1 << 24), default=4096, help="tokens of the text to score (default: 4096)")
     _threads_arg(s)
     s.set_defaults(fn=cmd_eval)

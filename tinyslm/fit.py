@@ -18,6 +18,7 @@ from .units import human_bytes
 FLASH_RESERVE = 24 << 10
 RAM_RESERVE = 32 << 10
 CONTEXTS = (4096, 2048, 1024, 768, 512, 384, 256, 224, 192, 160, 128, 96, 64, 48, 32, 16)
+MIXED_BPW = 0.70         # --weights mixed: bytes of the weights blob per parameter (issue 13's bar)
 CONTRIB_TOKENS = 160     # of the first calibration chunk, for the per-tensor contributions
 ALIGN = 16               # codegen aligns each weight tensor in the blob
 
@@ -38,12 +39,46 @@ def contributions(spec, chunks, formats):
     return {name: kld_sim(spec, spec, chunks, {name: "s4"}, float_rest=True, refs=refs) for name in formats}
 
 
+def choose(spec, chunks, weights, s4_ok, cap):
+    """-> (formats, bytes): all int4 (where int4 can hold the tensor), then back to int8 by measured KLD
+    saved per byte while the matvec weights stay within cap bytes (0: no limit, all int8)."""
+    formats = {n: "s8" for n in weights}
+    if not cap:
+        return formats, sum(tensor_bytes(*w.shape, "s8") for w in weights.values())
+    formats.update(s4_ok)
+    used = sum(tensor_bytes(*weights[n].shape, f) for n, f in formats.items())
+    if s4_ok:
+        contrib = contributions(spec, [c[:CONTRIB_TOKENS] for c in chunks[:1]], s4_ok)
+        extra = {n: tensor_bytes(*weights[n].shape, "s8") - tensor_bytes(*weights[n].shape, "s4") for n in s4_ok}
+        for n in sorted(s4_ok, key=lambda n: -contrib[n] / extra[n]):
+            if used + extra[n] <= cap:
+                formats[n], used = "s8", used + extra[n]
+    return formats, used
+
+
+def matvec_weights(spec):
+    return {f"l{li}.{n}": getattr(L, n) for li, L in enumerate(spec.layers) for n, _ in MATVECS
+            if getattr(L, n) is not None}
+
+
+def mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight=MIXED_BPW):
+    """--weights mixed: choose() within bytes_per_weight of the whole weights blob per parameter."""
+    from .quantize import quantize
+    weights = matvec_weights(spec)
+    prog = quantize(spec, max_seq, "int8", mlp_residual=mlp_residual)
+    other = sum(_al(a.nbytes) for k, a in prog.weights.items() if k.rsplit(".", 1)[0] not in weights)
+    cap = int(bytes_per_weight * spec.n_params()) - other
+    s4_ok = {n: "s4" for n, w in weights.items() if w_ok(w)}
+    if cap < sum(tensor_bytes(*weights[n].shape, s4_ok.get(n, "s8")) for n in weights):
+        raise TslError(f"--weights mixed: even all-int4 weights exceed {bytes_per_weight} bytes per weight")
+    return choose(spec, chunks, weights, s4_ok, cap)[0]
+
+
 def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log):
     """-> (max_seq, "mixed" | "int8" | "int4", formats)"""
     from .plan import plan
     from .quantize import quantize
-    weights = {f"l{li}.{n}": getattr(L, n) for li, L in enumerate(spec.layers) for n, _ in MATVECS
-               if getattr(L, n) is not None}
+    weights = matvec_weights(spec)
     flash = board.flash_bytes - FLASH_RESERVE if board.flash_bytes else 0
     ram = board.ram_bytes + board.psram_bytes - RAM_RESERVE if board.ram_bytes else 0
     s8_all = {n: "s8" for n in weights}
@@ -66,16 +101,8 @@ def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log):
                        f"(reserving {human_bytes(FLASH_RESERVE)} and {human_bytes(RAM_RESERVE)} for the image)")
     S, other, model_ram = chosen
     cap = flash or (ram - model_ram if ram else 0)          # bytes the weights may take; 0: no limit
-    formats = dict(s8_all, **s4_all) if cap else dict(s8_all)
-    used = other + sum(tensor_bytes(*weights[n].shape, f) for n, f in formats.items())
-    if cap and s4_all:
-        contrib = contributions(spec, [c[:CONTRIB_TOKENS] for c in chunks[:1]], s4_all)
-        gain = {n: contrib[n] / (tensor_bytes(*weights[n].shape, "s8") - tensor_bytes(*weights[n].shape, "s4"))
-                for n in s4_all}
-        for n in sorted(gain, key=lambda n: -gain[n]):
-            extra = tensor_bytes(*weights[n].shape, "s8") - tensor_bytes(*weights[n].shape, "s4")
-            if used + extra <= cap:
-                formats[n], used = "s8", used + extra
+    formats, used = choose(spec, chunks, weights, s4_all, cap - other if cap else 0)
+    used += other
     n4 = sum(f == "s4" for f in formats.values())
     label = "int8" if n4 == 0 else "int4" if n4 == len(formats) else "mixed"
     log(f"fit {board.name}: context {S}, {len(formats) - n4} matvecs int8, {n4} int4"

@@ -38,6 +38,10 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         chunks = calib.load_chunks(calibrate, model_path, tok, max_seq)
         if fit:
             max_seq, weights, formats = fitting.fit(spec, B, chunks, asked_seq, max_seq, mlp_residual, log=lambda m: log(m, quiet))
+        elif weights == "mixed":
+            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual)
+            log(f"mixed: {sum(f == 's8' for f in formats.values())} of {len(formats)} matvecs int8 "
+                f"({', '.join(n for n, f in formats.items() if f == 's8')}), the rest int4", quiet)
         formats = formats or calib.formats_for(spec, weights)
         fspec, (spec, prequant, _) = spec, calib.calibrate(spec, chunks, formats, log=lambda m: log(m, quiet))
         kld = calib.kld_sim(fspec, spec, chunks[:4], formats, prequant, mlp_residual=mlp_residual)
