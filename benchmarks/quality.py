@@ -169,7 +169,7 @@ def main():
     raw = [onnx_logits(sess, EXAMPLE, c) for c in chunks]
     refs = [log_softmax(r) for r in raw]
     spec = frontend.frontend(str(EXAMPLE))
-    own = spec.n_params() - (0 if spec.tied else 0)
+    own = spec.n_params()
     own_macs = sum(w.size for L in spec.layers for w in (L.wq, L.wk, L.wv, L.wo, L.w_up, L.w_gate, L.w_down)) + spec.tok_emb.size
     n = sum(len(c) for c in chunks)
     print(f"bundled example ({spec.n_params()} weights), {a.tokens} held-out tokens in {len(chunks)} chunks of BOS + 255, "

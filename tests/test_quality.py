@@ -16,12 +16,21 @@ from conftest_tools import require_toolchain
 HELDOUT = ROOT / "examples" / "data" / "heldout.txt"
 
 
-@pytest.fixture(scope="module")
-def small_calibration():
+def _cal_tokens(n):
     from tinyslm import calibrate
-    old, calibrate.CAL_TOKENS = calibrate.CAL_TOKENS, 512
+    old, calibrate.CAL_TOKENS = calibrate.CAL_TOKENS, n
     yield
     calibrate.CAL_TOKENS = old
+
+
+@pytest.fixture(scope="module")
+def small_calibration():
+    yield from _cal_tokens(512)
+
+
+@pytest.fixture(scope="module")
+def half_calibration():
+    yield from _cal_tokens(2048)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +65,7 @@ def _score(out, held):
 
 
 @pytest.fixture(scope="module")
-def int4_pair(example, tmp_path_factory, held):
+def int4_pair(example, tmp_path_factory, held, half_calibration):
     from tinyslm.pipeline import compile_model
     d = tmp_path_factory.mktemp("q13")
     out = {}
@@ -67,7 +76,8 @@ def int4_pair(example, tmp_path_factory, held):
 
 
 def test_calibrated_int4_levels(int4_pair):
-    """On 20,000 held-out tokens: calibrated mean KLD 0.01139, rounded to nearest 0.01471."""
+    """Measured here: calibrated mean KLD 0.01160, top-1 92.52 %, perplexity 10.356; rounded to nearest
+    0.01405, 91.45 %, 10.389 (20,000 tokens, 4,096 calibration tokens: 0.01135 vs 0.01471)."""
     c, p = int4_pair["calibrated"], int4_pair["plain"]
     print({k: {m: round(v[m], 6) for m in ("kld", "top1", "ppl")} for k, v in int4_pair.items()})
     assert c["kld"] <= 0.85 * p["kld"], (c["kld"], p["kld"])

@@ -81,7 +81,6 @@ def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log):
     weights = matvec_weights(spec)
     flash = board.flash_bytes - FLASH_RESERVE if board.flash_bytes else 0
     ram = board.ram_bytes + board.psram_bytes - RAM_RESERVE if board.ram_bytes else 0
-    s8_all = {n: "s8" for n in weights}
     s4_all = {n: "s4" for n in weights if w_ok(weights[n])}
     contexts = [asked_seq] if asked_seq else [c for c in CONTEXTS if c <= limit] or [limit]
     chosen = None
