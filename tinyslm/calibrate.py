@@ -15,6 +15,7 @@ quantize better, and the integer weights themselves (GPTQ), in the formats the k
    fed back into the columns still to come through the inverse Hessian (damped by DAMP). int8 keeps
    its per-row scale (max |w| / 127 after a clipping search); int4 picks each 32-group's signed int8
    scale when the group is reached, with the same search as quantize.quant_rows_s4.
+   Measured and not kept: act-order with static groups (int4 KLD 0.01166 vs 0.01162 in order).
 The embedding (and the LM head tied to it) stays plain int8 per row. Weights the ONNX graph carries
 as integers (qgraph) are neither smoothed nor re-quantized.
 """
