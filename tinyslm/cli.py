@@ -94,8 +94,15 @@ def _prompt_ids(args, tok, vocab, max_seq=None):
 
 def cmd_compile(a):
     from .pipeline import compile_model
-    print(f"tinyslm {__version__}: compiling {a.model} for {a.board}", flush=True)
-    compile_model(a.model, a.out, a.board, a.max_seq, a.weights, a.tokenizer, activations=a.activations)
+    board = a.board or a.fit or "host"
+    if a.fit and board != a.fit:
+        raise TslError(f"--fit {a.fit} and --board {a.board}: give one board")
+    if a.weights == "mixed" and a.fit:
+        raise TslError("--weights mixed and --fit: --fit chooses the formats itself")
+    print(f"tinyslm {__version__}: compiling {a.model} for {board}", flush=True)
+    compile_model(a.model, a.out, board, a.max_seq, a.weights, a.tokenizer, activations=a.activations,
+                  calibrate=a.calibrate or (a.weights == "mixed" and "default") or None, fit=bool(a.fit),
+                  mlp_residual=a.mlp_passes == 2)
 
 
 def cmd_verify(a):
@@ -251,7 +258,15 @@ def cmd_info(a):
 
 
 def cmd_eval(a):
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_against_llamacpp
+    if a.against:
+        tool, path = a.against
+        if tool != "llama.cpp":
+            raise TslError(f"--against {tool}: only llama.cpp's --kl-divergence-base files are read")
+        evaluate_against_llamacpp(a.out, path, progress=lambda d, t: _progress(d, t, "chunk"), threads=a.threads)
+        return
+    if not a.text:
+        raise TslError("eval: give --text FILE (held-out text), or --against llama.cpp FILE")
     evaluate(a.out, a.text, a.max_tokens, progress=lambda d, t: _progress(d, t, "chunk"), threads=a.threads)
 
 
@@ -574,14 +589,24 @@ def parser():
 
     s = sub.add_parser("compile", help="compile an ONNX decoder LM into a C project")
     s.add_argument("model", help="ONNX file (decoder-only LM) or Hugging Face model folder (config.json, *.safetensors)")
-    s.add_argument("--board", default="host", help="target board (default: host; `tinyslm --help` lists them)")
+    s.add_argument("--board", default=None, help="target board (default: host; `tinyslm --help` lists them)")
     s.add_argument("-o", "--out", default="build/model", help="output directory (default: build/model)")
     s.add_argument("--max-seq", type=_int_in(1, 2 ** 63), default=None,
                    help=f"KV cache length, 1 to {MAX_SEQ} (default: 256 or the model's limit)")
-    s.add_argument("--weights", choices=["int8", "int4"], default=None,
-                   help="weight format (default: int4 if the graph carries int4 weights, else int8)")
+    s.add_argument("--weights", choices=["int8", "int4", "mixed"], default=None,
+                   help="weight format (default: int4 if the graph carries int4 weights, else int8); mixed: "
+                        "int4 with the tensors that matter most in int8 (calibrated)")
     s.add_argument("--tokenizer", help="tokenizer.json (default: next to the model, if present)")
     s.add_argument("--activations", choices=["int8", "int8x2"], default="int8", help=ACT_HELP)
+    s.add_argument("--calibrate", nargs="?", const="default", metavar="FILE",
+                   help="calibrate the weights on this text (GPTQ, smoothing folded into the norms); without FILE: "
+                        "the model's data/train.txt (the bundled example's training text). Default: no calibration, "
+                        "weights rounded to nearest")
+    s.add_argument("--fit", metavar="BOARD", help="choose the context length and per-tensor int8/int4 formats that "
+                   "fit BOARD's flash and RAM (calibrated; prints its choice and the expected KLD)")
+    s.add_argument("--mlp-passes", type=int, choices=[1, 2], default=2,
+                   help="2 (default): the MLP product also goes through the down projection as its int8 rounding "
+                        "error (+22%% MACs on the example); 1: once")
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("verify", help="check reference == host build bit for bit over decode steps")
@@ -666,7 +691,10 @@ def parser():
     s = sub.add_parser("eval", help="perplexity, top-1 agreement and logit cosine of int8 and int4 builds "
                        "against the float model (onnxruntime)")
     s.add_argument("out", help="build directory")
-    s.add_argument("--text", required=True, help="held-out text file")
+    s.add_argument("--text", help="held-out text file (never the calibration text)")
+    s.add_argument("--against", nargs=2, metavar=("llama.cpp", "FILE"),
+                   help="score the build against the logits llama.cpp stored with `llama-perplexity "
+                        "--kl-divergence-base FILE` (its tokens, its scored positions, its KLD formula)")
     s.add_argument("--max-tokens", type=_int_in(2, 1 << 24), default=4096, help="tokens of the text to score (default: 4096)")
     _threads_arg(s)
     s.set_defaults(fn=cmd_eval)

@@ -49,7 +49,9 @@ def text_chunks(ids, S, bos):
 
 def evaluate(out, text, max_tokens=4096, quiet=False, progress=None, threads=1):
     """Print and return {format: {ppl, top1, cos_min, cos_median, cos_999, n}} for float (onnxruntime),
-    int8 and int4 host builds of the model behind the build directory `out`. progress(done, total)
+    int8 and int4 host builds of the model behind the build directory `out` (the build itself, and the
+    format it is not in compiled from its source with default options: not calibrated; a mixed build
+    adds its own row). progress(done, total)
     is called after each chunk. threads: of each host build's matvecs."""
     import onnxruntime as ort
 
@@ -69,7 +71,8 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None, threads=1):
     S = man["model"]["max_seq"]
     chunks = text_chunks(tok.encode(Path(text).read_text())[:max_tokens], S, tok.bos_id)
     hosts, formats = {}, {}
-    for fmt in ("int8", "int4"):
+    own = man["model"]["weights"]
+    for fmt in ("int8", "int4") + (() if own in ("int8", "int4") else (own,)):   # a mixed build: its own row too
         build = Path(out)
         if man["model"]["weights"] != fmt:
             build = Path(tempfile.mkdtemp(prefix="tinyslm-eval-")) / "build"
@@ -112,15 +115,151 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None, threads=1):
     return res
 
 
-def table(res, base):
+def table(res, base, cosine=True):
     """-> lines: llama.cpp's `perplexity --kl-divergence` figures per format, plus size and work."""
-    L = [f"  {'':<28} {'bytes/w':>7} {'MMAC/tok':>8} {'perplexity':>10} {'vs float':>9} {'mean KLD':>9} "
-         f"{'p99 KLD':>8} {'max KLD':>8} {'same top-1':>10} {'cos min':>8} {'cos >= 0.999':>12}"]
+    L = [f"  {'':<28} {'bytes/w':>7} {'MMAC/tok':>8} {'perplexity':>10} {'vs base':>9} {'mean KLD':>9} "
+         f"{'p99 KLD':>8} {'max KLD':>8} {'same top-1':>10}" + (f" {'cos min':>8} {'cos >= 0.999':>12}" if cosine else "")]
     for name, r in res.items():
         rel = 100 * (r["ppl"] / res[base]["ppl"] - 1)
-        bpw = f"{r['bytes_per_weight']:.3f}" if "bytes_per_weight" in r else "4"
+        bpw = f"{r['bytes_per_weight']:.3f}" if "bytes_per_weight" in r else "4" if "onnxruntime" in name else ""
         mac = f"{r['macs'] / 1e6:.2f}" if "macs" in r else ""
         L.append(f"  {name:<28} {bpw:>7} {mac:>8} {r['ppl']:10.4f} {rel:+8.2f}% {r['kld_mean']:9.6f} "
-                 f"{r['kld_p99']:8.5f} {r['kld_max']:8.4f} {100 * r['top1']:9.2f}% {r['cos_min']:8.4f} "
-                 f"{100 * r['cos_999']:11.2f}%")
+                 f"{r['kld_p99']:8.5f} {r['kld_max']:8.4f} {100 * r['top1']:9.2f}%"
+                 + (f" {r['cos_min']:8.4f} {100 * r['cos_999']:11.2f}%" if cosine else ""))
     return L
+
+
+# ------------------------------------------------------------------ llama.cpp's --kl-divergence-base file
+
+LLAMACPP_MAGIC = b"_logits_"
+
+
+def read_llamacpp_base(path, vocab):
+    """The file `llama-perplexity --kl-divergence-base FILE` writes (examples/perplexity/perplexity.cpp),
+    little-endian, validated in full before anything is used:
+        char[8] "_logits_"; int32 n_ctx; int32 n_vocab; int32 n_chunk;
+        int32 tokens[n_chunk * n_ctx]                       (the first of each chunk is BOS at run time
+                                                             when the model adds one)
+        per chunk, per scored position j = n_ctx/2 .. n_ctx - 2 (predicting token j + 1):
+            uint16[nv], nv = 2 * ((n_vocab + 1) / 2) + 4:   float32 scale, float32 min_log_prob, then
+                                                             log p[i] = scale * u[i] + min_log_prob
+    -> dict(n_ctx, n_vocab, tokens [n_chunk, n_ctx] int64, logp [n_chunk, n_scored, n_vocab] float32, first)."""
+    p = Path(path)
+    if not p.is_file():
+        raise TslError(f"{path}: no such llama.cpp logits file")
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(20)
+        if len(head) < 20 or head[:8] != LLAMACPP_MAGIC:
+            raise TslError(f"{path}: not a llama.cpp --kl-divergence-base file (no '_logits_' magic)")
+        n_ctx, n_vocab, n_chunk = (int(v) for v in np.frombuffer(head[8:], "<i4"))
+        if not 4 <= n_ctx <= 1 << 20:
+            raise TslError(f"{path}: n_ctx {n_ctx} out of range [4, 2^20]")
+        if n_vocab != vocab:
+            raise TslError(f"{path}: n_vocab {n_vocab}, the model's vocabulary is {vocab}: not this model's logits")
+        if not 1 <= n_chunk <= 1 << 20:
+            raise TslError(f"{path}: n_chunk {n_chunk} out of range [1, 2^20]")
+        first, nv = n_ctx // 2, 2 * ((n_vocab + 1) // 2) + 4
+        n_scored = n_ctx - 1 - first
+        want = 20 + 4 * n_chunk * n_ctx + 2 * n_chunk * n_scored * nv
+        if size != want:
+            raise TslError(f"{path}: {size} bytes, a file of {n_chunk} chunks of {n_ctx} tokens, vocabulary "
+                           f"{n_vocab}, has {want}")
+        tokens = np.frombuffer(f.read(4 * n_chunk * n_ctx), "<i4").astype(np.int64).reshape(n_chunk, n_ctx)
+        raw = np.frombuffer(f.read(), "<u2").reshape(n_chunk, n_scored, nv)
+    bad = (tokens < 0) | (tokens >= vocab)
+    if bad.any():
+        c, j = np.argwhere(bad)[0]
+        raise TslError(f"{path}: token {tokens[c, j]} at chunk {c}, position {j} is outside the vocabulary [0, {vocab})")
+    hdr = raw[:, :, :4].copy().view("<f4")                      # [n_chunk, n_scored, 2]: scale, min_log_prob
+    if not np.isfinite(hdr).all() or (hdr[..., 0] < 0).any() or (hdr[..., 1] > 0).any():
+        raise TslError(f"{path}: a position's scale or minimum log-probability is not finite / out of range")
+    logp = hdr[..., :1] * raw[:, :, 4:4 + n_vocab].astype(np.float32) + hdr[..., 1:2]
+    return dict(n_ctx=n_ctx, n_vocab=n_vocab, tokens=tokens, logp=logp, first=first)
+
+
+def kld_llamacpp(base_logp, lg):
+    """llama.cpp's KL(base || this) per position: base log-probs below -16 are left out of the sum."""
+    lp = log_softmax(lg)
+    b = np.asarray(base_logp, np.float64)
+    return np.where(b > -16, np.exp(b) * (b - lp), 0.0).sum(1)
+
+
+def evaluate_against_llamacpp(out, path, quiet=False, progress=None, threads=1):
+    """Print and return {format: {...}} for the build `out` (and onnxruntime's float model) scored
+    against the log-probabilities llama.cpp stored in `path`, on its own tokens and positions (the
+    second half of each chunk, BOS first when the tokenizer has one), with llama.cpp's KLD formula."""
+    import onnxruntime as ort
+
+    from .hostsim import HostModel
+    from .pipeline import load_build
+    man, prog = load_build(out)
+    base = read_llamacpp_base(path, man["model"]["vocab"])
+    n_ctx, first = base["n_ctx"], base["first"]
+    if n_ctx > man["model"]["max_seq"]:
+        raise TslError(f"{path}: chunks of {n_ctx} tokens, the build {out} holds {man['model']['max_seq']}; "
+                       f"compile with --max-seq {n_ctx}")
+    bos = None
+    tokp = Path(out) / "tokenizer.json"
+    if tokp.is_file():
+        from .tokenizer import Tokenizer
+        bos = Tokenizer.from_file(tokp).bos_id
+    src = Path(man["source"])
+    runs = {f"{man['model']['weights']} (tinyslm host build)": HostModel(out, man, threads)}
+    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]) if src.is_file() else None
+    acc = {k: dict(nll=0.0, top1=0, kld=[]) for k in (["float32 (onnxruntime)"] if sess else []) + list(runs)}
+    n = 0
+    for c, toks in enumerate(base["tokens"]):
+        ids = [int(t) for t in toks]
+        if bos is not None:
+            ids[0] = bos
+        b = base["logp"][c]
+        nxt = np.asarray(ids[first + 1:])
+        outs = [(k, host_logits(h, ids)) for k, h in runs.items()]
+        if sess:
+            outs.insert(0, ("float32 (onnxruntime)", onnx_logits(sess, src, ids)))
+        for k, lg in outs:
+            lg = lg[first:n_ctx - 1]
+            a = acc[k]
+            a["nll"] -= log_softmax(lg)[np.arange(len(nxt)), nxt].sum()
+            a["kld"].append(kld_llamacpp(b, lg))
+            a["top1"] += int((lg.argmax(1) == b.argmax(1)).sum())
+        n += len(nxt)
+        if progress:
+            progress(c + 1, len(base["tokens"]))
+    res = {}
+    nll_base = -sum(b[np.arange(n_ctx - 1 - first), t[first + 1:]].sum() for b, t in zip(base["logp"], base["tokens"]))
+    res["llama.cpp (the file)"] = dict(ppl=math.exp(nll_base / n), top1=1.0, kld_mean=0.0, kld_p99=0.0, kld_max=0.0, n=n)
+    for k, a in acc.items():
+        kld = np.maximum(np.concatenate(a["kld"]), 0.0)
+        res[k] = dict(ppl=math.exp(a["nll"] / n), top1=a["top1"] / n, kld_mean=float(kld.mean()),
+                      kld_p99=float(np.percentile(kld, 99)), kld_max=float(kld.max()), n=n)
+    w = man["weights"]["bytes"] / man["model"]["n_params"]
+    res[next(iter(runs))].update(bytes_per_weight=w, macs=sum(o.attrs["N"] * o.attrs["K"] for o in prog.ops if o.kind == "matvec"))
+    if not quiet:
+        print(f"against {Path(path).name}: {len(base['tokens'])} chunks of {n_ctx} tokens, {n} scored positions "
+              f"(llama.cpp scores the second half of each chunk); KLD from llama.cpp's distribution")
+        print("\n".join(table(res, "llama.cpp (the file)", cosine=False)))
+    return res
+
+
+def write_llamacpp_base(path, n_ctx, tokens, logits):
+    """Write logits [n_chunk, n_ctx, V] of chunks tokens [n_chunk, n_ctx] as llama.cpp's
+    --kl-divergence-base file (read_llamacpp_base's layout; the log-probabilities compressed to
+    uint16 as llama.cpp compresses them, within 16 of the top one)."""
+    tokens = np.asarray(tokens, np.int64)
+    n_chunk, V = len(tokens), logits.shape[-1]
+    first, nv = n_ctx // 2, 2 * ((V + 1) // 2) + 4
+    with open(path, "wb") as f:
+        f.write(LLAMACPP_MAGIC + np.array([n_ctx, V, n_chunk], "<i4").tobytes() + tokens.astype("<i4").tobytes())
+        for lg in logits:
+            lg = np.asarray(lg[first:n_ctx - 1], np.float32)
+            mx = lg.max(1, keepdims=True)
+            mn = np.maximum(lg.min(1, keepdims=True), mx - 16)
+            lse = np.log(np.exp(lg - mx).astype(np.float64).sum(1, keepdims=True)).astype(np.float32)
+            scale = ((mx - mn) / np.float32(65535)).astype(np.float32)
+            u = np.where(lg > mn, np.round((lg - mn) / np.where(scale > 0, scale, 1)), 0).astype("<u2")
+            rec = np.zeros((len(lg), nv), "<u2")
+            rec[:, :4] = np.concatenate([scale, mn - mx - lse], 1).astype("<f4").view("<u2")
+            rec[:, 4:4 + V] = u
+            f.write(rec.tobytes())

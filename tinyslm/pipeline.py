@@ -15,9 +15,11 @@ def log(msg, quiet=False):
 
 
 def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False,
-                  activations="int8"):
-    """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int4 | None (int4 if
-    the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize)."""
+                  activations="int8", calibrate=None, fit=False, mlp_residual=True):
+    """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int4 | mixed | None
+    (int4 if the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize); calibrate: a text
+    file to calibrate the weights on (calibrate.py; "default": the model's data/train.txt); fit: choose the per-tensor
+    formats and the context length for the board (fit.py, calibrated); mlp_residual: the MLP product's second pass."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
@@ -26,10 +28,27 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     spec = frontend.frontend(model_path, log=lambda m: log(m, quiet))         # ONNX -> float model, checked against onnxruntime
     log(f"frontend: {spec.family}, {spec.n_layers} layers, dim {spec.dim}, heads {spec.n_heads}/{spec.n_kv_heads}, "
         f"vocab {spec.vocab}, {spec.n_params() / 1e6:.2f}M params ({time.time() - t0:.1f}s)", quiet)
-    max_seq = _max_seq(spec, max_seq, model_path)
+    asked_seq, max_seq = max_seq, _max_seq(spec, max_seq, model_path)
     weights = weights or ("int4" if any("int4" in n for n in spec.quantization) else "int8")
     tok = load_tokenizer(model_path, tokenizer, spec.vocab)
-    prog = quantize.quantize(spec, max_seq, weights, activations)             # float model -> integer IR (one decode step)
+    formats = prequant = None
+    if calibrate or fit:                                                      # weights calibrated on text (GPTQ, smoothing)
+        from . import calibrate as calib
+        from . import fit as fitting
+        chunks = calib.load_chunks(calibrate, model_path, tok, max_seq)
+        if fit:
+            max_seq, weights, formats = fitting.fit(spec, B, chunks, asked_seq, max_seq, mlp_residual, log=lambda m: log(m, quiet))
+        elif weights == "mixed":
+            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual)
+            log(f"mixed: {sum(f == 's8' for f in formats.values())} of {len(formats)} matvecs int8 "
+                f"({', '.join(n for n, f in formats.items() if f == 's8')}), the rest int4", quiet)
+        formats = formats or calib.formats_for(spec, weights)
+        fspec, (spec, prequant, _) = spec, calib.calibrate(spec, chunks, formats, log=lambda m: log(m, quiet))
+        kld = calib.kld_sim(fspec, spec, chunks[:4], formats, prequant, mlp_residual=mlp_residual)
+        log(f"expected mean KLD from the float model {kld:.6f} (numpy simulation on "
+            f"{sum(len(c) for c in chunks[:4])} calibration tokens)", quiet)
+        del fspec
+    prog = quantize.quantize(spec, max_seq, weights, activations, mlp_residual, formats, prequant)  # float model -> integer IR
     del spec                                                                  # its float weights: no longer needed
     log(f"quantized to {weights} ({time.time() - t0:.1f}s)", quiet)
     gw = prog.meta["graph_weights"]

@@ -74,9 +74,16 @@ def quant_rows_s4(w, where):
 def _s4_block(w):
     N, K = w.shape
     wg = w.reshape(N, K // GROUP, GROUP).astype(np.float64)
-    ext = np.take_along_axis(wg, np.abs(wg).argmax(2)[:, :, None], 2)[:, :, 0]    # signed extreme [N, G]
-    amax = np.abs(ext).max(1)
+    amax = np.abs(wg).max((1, 2))
     ws = np.where(amax > 0, amax / 8 / 127.0, 1.0)
+    q, gs = s4_search(wg, ws)
+    return _pack_s4(q.astype(np.int8).reshape(N, K)), gs.astype(np.int8), ws.astype(np.float32)
+
+
+def s4_search(wg, ws):
+    """wg [N, G, 32] float64 groups, ws [N] row scales -> (q [N, G, 32] in [-8, 7], gs [N, G] signed
+    int8-valued group scales) with the least squared error per group."""
+    ext = np.take_along_axis(wg, np.abs(wg).argmax(2)[:, :, None], 2)[:, :, 0]    # signed extreme [N, G]
     sign = np.where(ext > 0, -1.0, 1.0)
     best_q = best_gs = best_err = None
     for (sg, top), r in itertools.product(((sign, 8.0), (-sign, 7.5)), np.linspace(0.6, 1.0, 9)):
@@ -89,7 +96,20 @@ def _s4_block(w):
         else:
             m = err < best_err
             best_q, best_gs, best_err = np.where(m[:, :, None], q, best_q), np.where(m, gs, best_gs), np.minimum(err, best_err)
-    return _pack_s4(best_q.astype(np.int8).reshape(N, K)), best_gs.astype(np.int8), ws.astype(np.float32)
+    return best_q, best_gs
+
+
+def s4_group_scales(wg, ws):
+    """wg [N, 32], ws [N] -> the group's signed int8-valued scale [N] (s4_search on one group)."""
+    return s4_search(np.asarray(wg, np.float64)[:, None, :], ws)[1][:, 0]
+
+
+def unpack_s4(p):
+    """packed uint8 [N, K/2] -> int8 [N, K] (inverse of _pack_s4)"""
+    lo, hi = (p & 0xF).astype(np.int8), (p >> 4).astype(np.int8)
+    out = np.empty((p.shape[0], 2 * p.shape[1]), np.int8)
+    out[:, 0::2], out[:, 1::2] = np.where(lo > 7, lo - 16, lo), np.where(hi > 7, hi - 16, hi)
+    return out
 
 
 def honour_s4(qi):
@@ -108,10 +128,13 @@ def honour_s4(qi):
     return _pack_s4(q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
 
 
-def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True):
+def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True, formats=None, prequant=None):
     """-> Program for one decode step of `spec` with a static KV cache of max_seq positions.
     activations: int8, or int8x2 (every norm output also sent a second time as its int8
-    rounding error, as the MLP product always is with mlp_residual)."""
+    rounding error, as the MLP product always is with mlp_residual). formats: matvec name ->
+    s8 | s4, overriding `weights` per tensor (mixed); prequant: matvec name -> its quantized
+    weights in that format, (int8, scale) or (packed int4, group scales, scale) (calibrate.py)."""
+    formats, prequant = formats or {}, prequant or {}
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
     if spec.mask_checked and max_seq > spec.mask_checked:
         raise TslError(f"--max-seq {max_seq}: the attention masks could only be read up to {spec.mask_checked} "
@@ -130,6 +153,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         """out (+)= mul * (W . xin + bias); shared: the (int8, scale) weight names of an already
         quantized W (tied). mul (residual and logit multipliers) is folded into the row scales."""
         N, K = w.shape
+        fmt = formats.get(name, fmt)
         attrs = dict(N=N, K=K, accumulate=accumulate, fmt=fmt, sx=xin["s"], sx_const=None)
         kept = None
         if bias is not None and mul != 1.0:
@@ -138,6 +162,14 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
             attrs["w_w"], attrs["ws_w"] = shared
             if mul != 1.0:
                 attrs["ws_w"] = P.weight(name + ".ws", (P.weights[shared[1]] * np.float32(mul)).astype(np.float32))
+        elif name in prequant:
+            q, *gs, s = prequant[name]
+            if len(gs) != (fmt == "s4") or q.shape != ((N, K // 2) if fmt == "s4" else (N, K)):
+                raise AssertionError(f"{name}: prequantized weights are not {fmt} [{N}, {K}]")
+            if gs:
+                attrs["gs_w"] = P.weight(name + ".gs", gs[0])
+            s = s if mul == 1.0 else (s * np.float32(mul)).astype(np.float32)
+            attrs["w_w"], attrs["ws_w"] = P.weight(name + ".w", q), P.weight(name + ".ws", s)
         else:
             if fmt == "s4":
                 kept = honour_s4(qi) if qi and qi["kind"] == "int4" else None
