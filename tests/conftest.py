@@ -1,8 +1,14 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# `-n 2` on 2 cores gives each worker a core: numpy's BLAS, torch and OpenMP keep to one thread each
+# (two BLAS threads per worker made a 352x352 inverse 20x slower), here and in the CLI's children.
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
