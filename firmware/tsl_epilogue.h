@@ -26,4 +26,18 @@ static inline void tsl_epilogue(const int32_t *acc, float sx, const float *ws, c
     }
 }
 
+/* The integer path's epilogue (tsl_imatvec_s8): v = tsl_requant_sat(acc[i], sx * wfx[i]) (+ bias[i]),
+ * dst[i] = accumulate ? dst[i] + v : v, saturating to +-(2^31 - 1); sx, wfx[i] (mult, shift) pairs. */
+static inline void tsl_epilogue_q(const int32_t *acc, tsl_fx sx, const int32_t *wfx, const int32_t *bias,
+                                  int32_t *dst, int32_t n, int32_t accumulate)
+{
+    for (int32_t i = 0; i < n; i++) {
+        const tsl_fx w = {wfx[2 * i], wfx[2 * i + 1]};
+        const tsl_fx f = tsl_fx_mul(sx, w);
+        int64_t v = tsl_requant_sat(acc[i], f.m, f.s);
+        if (bias) v = tsl_sat_s32(v + bias[i]);
+        dst[i] = accumulate ? tsl_sat_s32((int64_t)dst[i] + v) : (int32_t)v;
+    }
+}
+
 #endif

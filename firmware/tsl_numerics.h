@@ -137,4 +137,60 @@ TSL_INLINE float tsl_gelu_erf(float x)
     return (0.5f * x) * (1.0f + erf_z);
 }
 
+/* ---- The integer path's scale arithmetic (mirror: tinyslm/numerics.py requant_sat, fx_*) ----
+ * A scale is a (mult, shift) pair as tsl_multiplier makes them: r = mult * 2^(shift - 31), mult in
+ * [2^30, 2^31), or {0, 0} for r == 0. Every shift toward zero inside these helpers truncates; the
+ * one rounding of a value is tsl_requant's (add half, arithmetic shift right). */
+typedef struct { int32_t m, s; } tsl_fx;
+
+#define TSL_I32_MAX 2147483647
+
+TSL_INLINE int32_t tsl_sat_s32(int64_t v)
+{
+    return (int32_t)(v < -TSL_I32_MAX ? -TSL_I32_MAX : (v > TSL_I32_MAX ? TSL_I32_MAX : v));
+}
+
+/* tsl_requant with 31 - shift clamped to [1, 62] and the result saturated to +-(2^31 - 1). */
+TSL_INLINE int32_t tsl_requant_sat(int32_t x, int32_t mult, int32_t shift)
+{
+    const int32_t rs = 31 - shift < 1 ? 1 : (31 - shift > 62 ? 62 : 31 - shift);
+    const int64_t p = (int64_t)x * (int64_t)mult;
+    return tsl_sat_s32((p + ((int64_t)1 << (rs - 1))) >> rs);
+}
+
+/* Bits in v (0 for 0). */
+TSL_INLINE int32_t tsl_bitlen64(uint64_t v)
+{
+#if defined(__GNUC__)
+    return v ? 64 - __builtin_clzll(v) : 0;
+#else
+    int32_t b = 0;
+    while (v) { v >>= 1; b++; }
+    return b;
+#endif
+}
+
+/* v * 2^e, v < 2^63 */
+TSL_INLINE tsl_fx tsl_fx_norm(uint64_t v, int32_t e)
+{
+    tsl_fx r = {0, 0};
+    const int32_t b = tsl_bitlen64(v);
+    if (!b) return r;
+    r.m = (int32_t)(b > 31 ? v >> (b - 31) : v << (31 - b));
+    r.s = e + b;
+    return r;
+}
+
+TSL_INLINE tsl_fx tsl_fx_mul(tsl_fx a, tsl_fx b)
+{
+    if (!a.m || !b.m) { tsl_fx z = {0, 0}; return z; }
+    return tsl_fx_norm((uint64_t)((int64_t)a.m * (int64_t)b.m), a.s + b.s - 62);
+}
+
+/* 1 / a, a != 0 */
+TSL_INLINE tsl_fx tsl_fx_recip(tsl_fx a)
+{
+    return tsl_fx_norm((((uint64_t)1 << 62) - 1) / (uint64_t)a.m, -31 - a.s);
+}
+
 #endif

@@ -102,7 +102,7 @@ def cmd_compile(a):
     print(f"tinyslm {__version__}: compiling {a.model} for {board}", flush=True)
     compile_model(a.model, a.out, board, a.max_seq, a.weights, a.tokenizer, activations=a.activations,
                   calibrate=a.calibrate or (a.weights == "mixed" and "default") or None, fit=bool(a.fit),
-                  mlp_residual=a.mlp_passes == 2)
+                  mlp_residual=a.mlp_passes == 2, numerics=a.numerics)
 
 
 def cmd_verify(a):
@@ -607,6 +607,8 @@ def parser():
     s.add_argument("--mlp-passes", type=int, choices=[1, 2], default=2,
                    help="2 (default): the MLP product also goes through the down projection as its int8 rounding "
                         "error (+22%% MACs on the example); 1: once")
+    s.add_argument("--numerics", choices=["float", "int"], default=None,
+                   help="float32 activations, or the integer-only step (default: int where the board lists no fpu-sp/fpu-dp)")
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("verify", help="check reference == host build bit for bit over decode steps")

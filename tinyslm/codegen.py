@@ -20,11 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "codegen_templates"
 FIRMWARE = ROOT / "firmware"
 MAGIC, VERSION, HEADER = 0x574C5354, 1, 32      # "TSLW"
-NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t",
+NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t", np.dtype(np.int16): "int16_t",
         np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float"}
 RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_epilogue.h", "tsl_matvec_s8.c", "tsl_matvec_s4.c",
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
+INT_OPS = ["tsl_int_ops.h", "tsl_int_ops.c"]      # programs lowered by lower_int: the integer-only step
 THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the worker pool
 POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
             "tsl_glu_f32"}                          # what the pool splits (tsl_par_*: same bytes)
@@ -37,6 +38,8 @@ def arch_hash(meta):
     keys = ("family", "vocab", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden",
             "max_seq", "weights", "act", "pos")
     arch = {k: meta[k] for k in keys}
+    if meta.get("numerics", "float") != "float":     # another blob layout (float builds: hash as before)
+        arch["numerics"] = meta["numerics"]
     rings = [kv["slots"] for kv in meta.get("kv_layers", []) if kv["slots"] != meta["max_seq"]]
     if rings:                               # sliding windows: the cache layout per layer
         arch["kv_slots"] = [kv["slots"] for kv in meta["kv_layers"]]
@@ -119,6 +122,8 @@ def _calls(prog, plan, woff, threads=False):
                                             a(op.ins[4], "float"), a(op.outs[0]), t["n_heads"], t["n_kv"], t["hs"],
                                             t["max_seq"], "pos", _f(t["scale"]), _f(t["softcap"]), w(t["alibi_w"])] + \
                 [a(n) for n in op.outs[2:]]
+        elif k.startswith("i_"):
+            lhs, fn, args = _int_call(op, t, a, w)
         elif k == "glu":
             fn, args = "tsl_glu_f32", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], t["act"]]
         elif k == "act":
@@ -129,6 +134,51 @@ def _calls(prog, plan, woff, threads=False):
             fn, args = fn.replace("tsl_", "tsl_par_", 1), ["m->pool"] + args
         out.append(dict(name=op.name, lhs=lhs, fn=fn, args=[str(x) for x in args]))
     return out
+
+
+def _int_call(op, t, a, w):
+    """(lhs, fn, args) of an i_* op (lower_int.py, firmware/tsl_int_ops.h)"""
+    k, lhs = op.kind, ""
+    if k == "i_embed":
+        fn, args = "tsl_iembed_s8", [w(t["table_w"]), w(t["fx_w"]), "token" if t["src"] == "token" else "pos",
+                                     a(op.outs[0]), t["n"], t["accumulate"]]
+    elif k == "i_dequant_sub":
+        fn, args = "tsl_idequant_sub", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2]), t["n"]]
+    elif k == "i_norm":
+        fn, args = "tsl_inorm", [a(op.ins[0]), w(t["g_w"]), t["gq"], w(t["b_w"]), f"{t['eps_q']}u", a(op.outs[0]),
+                                 t["n"], t["layernorm"]]
+    elif k == "i_headnorm":
+        fn, args = "tsl_iheadnorm", [a(op.ins[0]), w(t["g_w"]), t["gq"], w(t["b_w"]), f"{t['eps_q']}u", t["n_heads"],
+                                     t["hs"], t["layernorm"]]
+    elif k == "i_add":
+        fn, args = "tsl_iadd", [a(op.ins[0]), a(op.ins[1]), t["n"]]
+    elif k == "i_quant":
+        lhs = f"*{a(op.outs[1])} = "
+        fn, args = "tsl_iquant_s8", [a(op.ins[0]), a(op.outs[0]), t["n"]]
+    elif k == "i_matvec":
+        fn, args = "tsl_imatvec_s8", [a(op.ins[0]), a(t["sx"]), w(t["w_w"]), w(t["wfx_w"]), w(t["bias_w"]),
+                                      a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
+    elif k == "i_rope":
+        half = t["rot"] // 2
+        fn, args = "tsl_irope", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"], w(t["cos_w"], f" + pos * {half}"),
+                                 w(t["sin_w"], f" + pos * {half}"), t["interleaved"]]
+    elif k == "i_kv_store":
+        fn, args = "tsl_ikv_store_s8", [a(op.ins[0]), a(op.outs[0]), a(op.outs[1]), t["n_heads"], t["hs"],
+                                        t["max_seq"], "pos"]
+    elif k == "i_attention":
+        lhs = f"*{a(op.outs[1])} = "
+        fn, args = "tsl_iattention_s8", [a(n) for n in op.ins] + [a(op.outs[0]), t["n_heads"], t["n_kv"], t["hs"],
+                                                                 t["max_seq"], "pos", t["sc_m"], t["sc_s"]] + \
+            [a(n) for n in op.outs[2:]]
+    elif k == "i_glu":
+        fn, args = "tsl_iglu", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], w(t["gate_w"])]
+    elif k == "i_act":
+        fn, args = "tsl_iact", [a(op.ins[0]), a(op.outs[0]), t["n"], w(t["gate_w"])]
+    elif k == "i_to_f32":
+        fn, args = "tsl_ito_f32", [a(op.ins[0]), a(op.outs[0], "uint32_t"), t["n"]]
+    else:
+        raise AssertionError(k)
+    return lhs, fn, args
 
 
 def _f(v):
@@ -147,7 +197,8 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
     (out / "model" / "tsl_weights.bin").write_bytes(blob)
     ahash = arch_hash(prog.meta)
     threads = cores > 1
-    runtime = RUNTIME + (THREADS if threads else [])
+    int_ops = prog.meta.get("numerics") == "int"
+    runtime = RUNTIME + (INT_OPS if int_ops else []) + (THREADS if threads else [])
     defines = [("TSL_VOCAB", prog.meta["vocab"]), ("TSL_DIM", prog.meta["dim"]),
                ("TSL_N_LAYERS", prog.meta["n_layers"]), ("TSL_MAX_SEQ", prog.meta["max_seq"]),
                ("TSL_N_OPS", len(prog.ops)), ("TSL_ARENA_BYTES", max(plan.arena_bytes, 16)),
@@ -155,7 +206,7 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
                ("TSL_WEIGHTS_BYTES", len(blob)), ("TSL_WEIGHTS_MAGIC", f"0x{MAGIC:08x}u"),
                ("TSL_WEIGHTS_VERSION", VERSION), ("TSL_ARCH_HASH", f"0x{ahash:08x}u")]
     ctx = dict(version=__version__, source=Path(source).name, board=board, defines=defines,
-               ops=_calls(prog, plan, woff, threads), threads=threads, arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
+               ops=_calls(prog, plan, woff, threads), threads=threads, int_ops=int_ops, arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
                kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="tsl_weights.bin",
                note_gnu_stack=cc in ("cc", "gcc", "clang") or "linux" in cc)
     for tpl, dst in (("tsl_model.h.j2", "model/tsl_model.h"), ("tsl_model.c.j2", "model/tsl_model.c"),

@@ -230,3 +230,55 @@ def attention(q, kc, ks, vc, vs, pos, scale, softcap_=0.0, alibi=None):
             m, s = multiplier(f32(chs[h] * f32(127)) / amax)
             out[h * hs:(h + 1) * hs] = requant_s8(accs[h], m, s)
     return out, f32(amax / f32(127))
+
+
+# ---- the integer path's scale arithmetic (tsl_numerics.h, tsl_fx_*): Python ints, exact ----
+# A scale is a (mult, shift) pair as tsl_multiplier makes them: r = mult * 2^(shift - 31), mult in
+# [2^30, 2^31), or (0, 0) for r == 0. Applied by requant_sat; every shift toward zero truncates.
+
+I32 = (1 << 31) - 1
+
+
+def requant_sat(x, mult, shift):
+    """tsl_requant_sat: tsl_requant's rounding with 31 - shift clamped to [1, 62], saturated to
+    [-(2^31 - 1), 2^31 - 1]. x, mult, shift broadcast; returns int64."""
+    rs = np.clip(31 - np.asarray(shift, np.int64), 1, 62)
+    p = np.asarray(x, np.int64) * np.asarray(mult, np.int64)
+    return np.clip((p + (np.int64(1) << (rs - 1))) >> rs, -I32, I32)
+
+
+def fx_norm(v, e=0):
+    """tsl_fx_norm: v * 2^e, v an integer in [0, 2^63) -> (mult, shift), mult truncated to 31 bits."""
+    v = int(v)
+    if v <= 0:
+        return 0, 0
+    b = v.bit_length()
+    return (v >> (b - 31) if b > 31 else v << (31 - b)), e + b
+
+
+def fx_mul(a, b):
+    """tsl_fx_mul: a * b"""
+    if a[0] == 0 or b[0] == 0:
+        return 0, 0
+    return fx_norm(a[0] * b[0], a[1] + b[1] - 62)
+
+
+def fx_recip(a):
+    """tsl_fx_recip: 1 / a (a != 0): floor((2^62 - 1) / mult), normalized"""
+    return fx_norm(((1 << 62) - 1) // a[0], -31 - a[1])
+
+
+def fx_const(r):
+    """A compile-time scale from a float r >= 0 (float64): mult = floor(f * 2^31), r = f * 2^e."""
+    f, e = np.frexp(np.float64(r))
+    return (0, 0) if f == 0 else (int(np.floor(f * 2.0 ** 31)), int(e))
+
+
+def fx_mul_rows(a, fx):
+    """fx_mul(a, (m, s)) for each row of fx int [N, 2] -> (mult int64 [N], shift int64 [N])"""
+    m, s = np.asarray(fx, np.int64)[:, 0], np.asarray(fx, np.int64)[:, 1]
+    if a[0] == 0:
+        return np.zeros_like(m), np.zeros_like(m)
+    p = np.int64(a[0]) * m                      # both in [2^30, 2^31): p in [2^60, 2^62), or 0
+    b = np.where(p >= np.int64(1) << 61, 62, 61)
+    return np.where(m > 0, p >> (b - 31), 0), np.where(m > 0, a[1] + s - 62 + b, 0)

@@ -3,7 +3,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import builddir, codegen, firmware, frontend, hf_export, memmap, packages, plan, quantize
+from . import builddir, codegen, firmware, frontend, hf_export, lower_int, memmap, packages, plan, quantize
 from .builddir import load_build  # noqa: F401  (the reader of what compile writes)
 from .errors import TslError
 from .units import MAX_SEQ, human_bytes
@@ -15,11 +15,12 @@ def log(msg, quiet=False):
 
 
 def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False,
-                  activations="int8", calibrate=None, fit=False, mlp_residual=True):
+                  activations="int8", calibrate=None, fit=False, mlp_residual=True, numerics=None):
     """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int4 | mixed | None
     (int4 if the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize); calibrate: a text
     file to calibrate the weights on (calibrate.py; "default": the model's data/train.txt); fit: choose the per-tensor
-    formats and the context length for the board (fit.py, calibrated); mlp_residual: the MLP product's second pass."""
+    formats and the context length for the board (fit.py, calibrated); mlp_residual: the MLP product's second pass;
+    numerics: float | int | None (the board's: int without an FPU feature, see lower_int)."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
@@ -50,6 +51,8 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         del fspec
     prog = quantize.quantize(spec, max_seq, weights, activations, mlp_residual, formats, prequant)  # float model -> integer IR
     del spec                                                                  # its float weights: no longer needed
+    if (numerics or lower_int.numerics_for(B)) == "int":
+        prog = lower_int.lower_int(prog)                                      # float ops -> integer-only ops (no FPU)
     log(f"quantized to {weights} ({time.time() - t0:.1f}s)", quiet)
     gw = prog.meta["graph_weights"]
     if gw["kept"] or gw["requantized"]:

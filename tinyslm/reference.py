@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import numerics as nx
+from . import numerics_int as ni
 from .ir import DTYPES
 
 f32 = np.float32
@@ -105,3 +106,74 @@ class Reference:
 
     def op_act(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = nx.act(self.buf[op.ins[0]], a["act"])
+
+    # ---- the integer-only step (lower_int.py), mirroring firmware/tsl_int_ops.c ----
+    def op_i_embed(self, op, a, token, pos):
+        row, n = (token if a["src"] == "token" else pos), a["n"]
+        v = ni.embed(self.W[a["table_w"]].reshape(-1, n)[row], self.W[a["fx_w"]].reshape(-1, 2)[row])
+        out = self.buf[op.outs[0]]
+        out[:] = ni.sat32(out.astype(np.int64) + v) if a["accumulate"] else v
+
+    def op_i_dequant_sub(self, op, a, token, pos):
+        x, q, s = (self.buf[n] for n in op.ins)
+        x[:] = ni.dequant_sub(x, q, int(s[0]))
+
+    def _i_norm(self, x, a):
+        return ni.norm(x, self.W[a["g_w"]], a["gq"], None if a["b_w"] is None else self.W[a["b_w"]],
+                       a["eps_q"], a["layernorm"])
+
+    def op_i_norm(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = self._i_norm(self.buf[op.ins[0]], a)
+
+    def op_i_headnorm(self, op, a, token, pos):
+        y = self.buf[op.outs[0]].reshape(a["n_heads"], a["hs"])
+        for h in range(a["n_heads"]):
+            y[h] = self._i_norm(y[h].copy(), a)
+
+    def op_i_add(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = ni.sat32(self.buf[op.ins[0]].astype(np.int64) + self.buf[op.ins[1]])
+
+    def op_i_quant(self, op, a, token, pos):
+        q, amax = ni.quant(self.buf[op.ins[0]])
+        self.buf[op.outs[0]][:] = q
+        self.buf[op.outs[1]][0] = amax
+
+    def op_i_matvec(self, op, a, token, pos):
+        acc = nx.matvec_s8_s32(self.buf[op.ins[0]], self.W[a["w_w"]].reshape(a["N"], a["K"]))
+        st = ni.step(int(self.buf[a["sx"]][0]))
+        v = nx.requant_sat(acc, *nx.fx_mul_rows(st, self.W[a["wfx_w"]].reshape(-1, 2)))
+        if a["bias_w"] is not None:
+            v = ni.sat32(v + self.W[a["bias_w"]])
+        out = self.buf[op.outs[0]]
+        out[:] = ni.sat32(out.astype(np.int64) + v) if a["accumulate"] else v
+
+    def op_i_rope(self, op, a, token, pos):
+        half = a["rot"] // 2
+        cs, sn = self.W[a["cos_w"]].reshape(-1, half)[pos], self.W[a["sin_w"]].reshape(-1, half)[pos]
+        v = self.buf[op.outs[0]]
+        v[:] = ni.rope(v, a["n_heads"], a["hs"], a["rot"], cs, sn, a["interleaved"])
+
+    def op_i_kv_store(self, op, a, token, pos):
+        H, hs, S = a["n_heads"], a["hs"], a["max_seq"]
+        x = self.buf[op.ins[0]].reshape(H, hs)
+        cache, scale = self.buf[op.outs[0]].reshape(H, S, hs), self.buf[op.outs[1]].reshape(H, S)
+        for h in range(H):
+            cache[h, pos % S], scale[h, pos % S] = ni.quant(x[h])
+
+    def op_i_attention(self, op, a, token, pos):
+        Hk, hs, S = a["n_kv"], a["hs"], a["max_seq"]
+        q, kc, ks, vc, vs = (self.buf[n] for n in op.ins)
+        out, amax = ni.attention(q, kc.reshape(Hk, S, hs), ks.reshape(Hk, S), vc.reshape(Hk, S, hs),
+                                 vs.reshape(Hk, S), pos, (a["sc_m"], a["sc_s"]))
+        self.buf[op.outs[0]][:] = out
+        self.buf[op.outs[1]][0] = amax
+
+    def op_i_glu(self, op, a, token, pos):
+        g, u = (self.buf[n] for n in op.ins)
+        self.buf[op.outs[0]][:] = ni.glu(g, u, None if a["gate_w"] is None else self.W[a["gate_w"]])
+
+    def op_i_act(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = ni.gate_apply(self.buf[op.ins[0]], None if a["gate_w"] is None else self.W[a["gate_w"]])
+
+    def op_i_to_f32(self, op, a, token, pos):
+        self.buf[op.outs[0]][:] = ni.to_f32(self.buf[op.ins[0]])

@@ -1,0 +1,173 @@
+"""Lower the float ops of a Program to the integer-only decode step (boards without an FPU).
+
+lower_int(prog) -> a new Program whose every op is an i_* kernel of firmware/tsl_int_ops.c
+(numpy mirror: numerics_int.py). What changes, per the IR produced by quantize.py:
+  buffers     every f32 activation becomes int32 Q16 (real = v * 2^-16); every f32 scale (per-token
+              activation scales, the KV cache's per-row scales) becomes one int32 word, the amax of
+              what was quantized; `logits` stays float32, written from its Q16 twin `logits.q` by
+              the last op (float bits made from integers: no float arithmetic)
+  weights     int8 tables and matrices as they are; each float scale array becomes (mult, shift)
+              pairs [N][2]; gains int32 at a per-norm power of two (attr gq), biases Q16; RoPE
+              tables int16 Q15; activations a Q15 gate table (act(x) / x on [-16, 16), step 1/32)
+  ops         one i_* op per float op, same buffers and order: the planner and the verifier see
+              the same program shape
+Not lowered (TslError naming the op): int4 weights, soft-capped scores or logits, ALiBi.
+"""
+import math
+
+import numpy as np
+
+from . import numerics_int as ni
+from .errors import TslError
+from .ir import Buf, Program
+from .numerics import fx_const
+
+GATES = {0: lambda x: 1.0 / (1.0 + np.exp(-x)),
+         1: lambda x: 0.5 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
+         2: lambda x: 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))}     # TSL_ACT_* -> act(x) / x
+
+
+def gate_table(act):
+    """Q15 table of act(x) / x at x = -16 + i / 32, i <= 1024 (None for ReLU: exact in C)."""
+    if act == 3:
+        return None
+    x = ni.GATE_LO + np.arange(ni.GATE_N + 1, dtype=np.float64) / (1 << ni.GATE_LOG2_STEP)
+    return np.clip(np.round(GATES[act](x) * 32768), 0, 32768).astype(np.uint16)
+
+
+def fx_rows(r):
+    """float scales [N] -> int32 [N, 2] (mult, shift)"""
+    return np.array([fx_const(v) for v in np.asarray(r, np.float64).reshape(-1)], np.int32).reshape(-1, 2)
+
+
+def q16(v, where):
+    v = np.asarray(v, np.float64) * (1 << ni.Q)
+    if v.size and np.abs(v).max() >= 2 ** 31 - 1:
+        raise TslError(f"{where}: values beyond +-32768 do not fit the integer path's Q16")
+    return np.round(v).astype(np.int32)
+
+
+class _Lower:
+    def __init__(self, prog):
+        self.src = prog
+        self.P = Program(meta=dict(prog.meta, numerics="int", int_q=ni.Q), bufs={}, ops=[], weights={})
+        self.made = {}
+
+    def w(self, name, make):
+        """a derived weight, made once per name"""
+        if name not in self.made:
+            self.made[name] = self.P.weight(name, make())
+        return self.made[name]
+
+    def keep(self, name):
+        return self.w(name, lambda: self.src.weights[name])
+
+    def buf(self, name):
+        return "logits.q" if name == "logits" else name
+
+    def emit(self, op, kind, ins=None, outs=None, **attrs):
+        self.P.op(kind, op.name, [self.buf(n) for n in (op.ins if ins is None else ins)],
+                  [self.buf(n) for n in (op.outs if outs is None else outs)], op.layer, **attrs)
+
+    def norm_w(self, op, a):
+        g = np.asarray(self.src.weights[a["g_w"]], np.float64)
+        gmax = float(np.abs(g).max()) if g.size else 0.0
+        gq = 30 if gmax == 0 else min(30, math.floor(30 - math.log2(gmax)))
+        if gq < ni.Q - ni.QZ + 1:
+            raise TslError(f"op {op.name}: a gain of {gmax:g} does not fit the integer norm")
+        if not 0 <= a["eps"] < 1:
+            raise TslError(f"op {op.name}: eps {a['eps']} outside [0, 1) for the integer norm")
+        gw = self.w(a["g_w"] + ".q", lambda: np.clip(np.round(g * 2.0 ** gq), -2 ** 31 + 1, 2 ** 31 - 1).astype(np.int32))
+        bw = None
+        if a.get("b_w") is not None:
+            bw = self.w(a["b_w"] + ".q", lambda: q16(self.src.weights[a["b_w"]], f"op {op.name} bias"))
+        return dict(g_w=gw, gq=gq, b_w=bw, eps_q=int(round(a["eps"] * 2 ** 32)))
+
+    # ---- one method per float op kind ----
+    def embed(self, op, a):
+        fx = self.w(a["scale_w"] + ".fx16", lambda: fx_rows(np.asarray(self.src.weights[a["scale_w"]], np.float64) * (1 << ni.Q)))
+        self.emit(op, "i_embed", table_w=self.keep(a["table_w"]), fx_w=fx, n=a["n"], src=a["src"],
+                  accumulate=a["accumulate"])
+
+    def dequant_sub(self, op, a):
+        self.emit(op, "i_dequant_sub", n=a["n"])
+
+    def rmsnorm(self, op, a):
+        self.emit(op, "i_norm", n=a["n"], layernorm=0, **self.norm_w(op, dict(a, b_w=None)))
+
+    def layernorm(self, op, a):
+        self.emit(op, "i_norm", n=a["n"], layernorm=1, **self.norm_w(op, a))
+
+    def headnorm(self, op, a):
+        self.emit(op, "i_headnorm", n_heads=a["n_heads"], hs=a["hs"], layernorm=a["layernorm"],
+                  **self.norm_w(op, a if a["layernorm"] else dict(a, b_w=None)))
+
+    def add(self, op, a):
+        self.emit(op, "i_add", n=a["n"])
+
+    def quant(self, op, a):
+        self.emit(op, "i_quant", n=a["n"])
+
+    def matvec(self, op, a):
+        if a["fmt"] != "s8":
+            raise TslError(f"op {op.name}: the integer path takes int8 weights only (--weights int8)")
+        if a["sx"] is None:
+            raise TslError(f"op {op.name}: a constant activation scale has no integer lowering")
+        bias = None if a["bias_w"] is None else self.w(a["bias_w"] + ".q", lambda: q16(self.src.weights[a["bias_w"]], f"op {op.name} bias"))
+        self.emit(op, "i_matvec", N=a["N"], K=a["K"], accumulate=a["accumulate"], sx=a["sx"],
+                  w_w=self.keep(a["w_w"]), wfx_w=self.w(a["ws_w"] + ".fx", lambda: fx_rows(self.src.weights[a["ws_w"]])),
+                  bias_w=bias)
+
+    def rope(self, op, a):
+        def q15(name):
+            return lambda: np.clip(np.round(np.asarray(self.src.weights[name], np.float64) * 32768), -32767, 32767).astype(np.int16)
+        self.emit(op, "i_rope", n_heads=a["n_heads"], hs=a["hs"], rot=a["rot"], interleaved=a["interleaved"],
+                  cos_w=self.w(a["cos_w"] + ".q15", q15(a["cos_w"])), sin_w=self.w(a["sin_w"] + ".q15", q15(a["sin_w"])))
+
+    def kv_store(self, op, a):
+        self.emit(op, "i_kv_store", n_heads=a["n_heads"], hs=a["hs"], max_seq=a["max_seq"])
+
+    def attention(self, op, a):
+        if a["softcap"] or a["alibi_w"] is not None:
+            raise TslError(f"op {op.name}: soft-capped scores and ALiBi have no integer lowering yet")
+        ch = op.outs[6]
+        self.P.bufs[ch] = Buf(ch, "s32", 2 * a["n_heads"], self.P.bufs[ch].kind)
+        sc = fx_const(a["scale"] * 2.0 ** (ni.QS - 2 * ni.Q) / 127 ** 2)
+        self.emit(op, "i_attention", n_heads=a["n_heads"], n_kv=a["n_kv"], hs=a["hs"], max_seq=a["max_seq"],
+                  sc_m=sc[0], sc_s=sc[1])
+
+    def glu(self, op, a):
+        self.emit(op, "i_glu", n=a["n"], act=a["act"], gate_w=self._gate(a["act"]))
+
+    def act(self, op, a):
+        self.emit(op, "i_act", n=a["n"], act=a["act"], gate_w=self._gate(a["act"]))
+
+    def _gate(self, act):
+        t = gate_table(act)
+        return None if t is None else self.w(f"gate{act}", lambda: t)
+
+    def softcap(self, op, a):
+        raise TslError(f"op {op.name}: soft-capped logits have no integer lowering yet")
+
+
+FPU_FEATURES = {"fpu-sp", "fpu-dp"}
+
+
+def numerics_for(board):
+    """The board's default numerics: float with a hardware FPU among its features, else int."""
+    return "float" if FPU_FEATURES & set(board.features) else "int"
+
+
+def lower_int(prog):
+    """Program (float activations, quantize.py) -> Program of i_* ops (integer-only)."""
+    L = _Lower(prog)
+    for n, b in prog.bufs.items():
+        L.P.bufs[n] = Buf(n, "s32" if b.dtype == "f32" and n != "logits" else b.dtype, b.size, b.kind)
+    L.P.bufs["logits.q"] = Buf("logits.q", "s32", prog.bufs["logits"].size, "arena")
+    for op in prog.ops:
+        fn = getattr(L, op.kind, None)
+        if fn is None:
+            raise TslError(f"op {op.name}: kind {op.kind} has no integer lowering")
+        fn(op, op.attrs)
+    L.P.op("i_to_f32", "logits.to_f32", ["logits.q"], ["logits"], -1, n=prog.bufs["logits"].size)
+    return L.P
