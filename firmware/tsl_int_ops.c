@@ -6,6 +6,7 @@
 
 #define TSL_IROW_BLOCK 128      /* tsl_imatvec_s8: int32 accumulators on the stack, per block of rows */
 #define TSL_IQZ 22              /* fractional bits of a normalized value inside the norms */
+#define TSL_INX 4               /* extra fractional bits of the norms' deviations (x << 4, mean in Q20) */
 
 static const tsl_fx TSL_FX127 = {2130706432, 7};         /* 127 */
 static const tsl_fx TSL_FX_INV127 = {1082196484, -6};    /* 1 / 127 */
@@ -74,16 +75,16 @@ static uint32_t tsl_isqrt64(uint64_t v)
 void tsl_inorm(const int32_t *x, const int32_t *g, int32_t gq, const int32_t *b, uint32_t eps_q,
                int32_t *y, int32_t n, int32_t layer)
 {
-    /* Mean (LayerNorm), deviation scaled to 15 bits. */
+    /* Mean (LayerNorm) in Q20, deviation scaled to 15 bits. */
     int64_t mean = 0;
     if (layer) {
         int64_t s = 0;
         for (int32_t i = 0; i < n; i++) s += x[i];
-        mean = s / n;
+        mean = s * (1 << TSL_INX) / n;
     }
     uint64_t amax = 0;
     for (int32_t i = 0; i < n; i++) {
-        const int64_t d = (int64_t)x[i] - mean;
+        const int64_t d = (int64_t)x[i] * (1 << TSL_INX) - mean;
         const uint64_t a = (uint64_t)(d >= 0 ? d : -d);
         amax = a > amax ? a : amax;
     }
@@ -91,11 +92,11 @@ void tsl_inorm(const int32_t *x, const int32_t *g, int32_t gq, const int32_t *b,
     const int64_t half = sh ? (int64_t)1 << (sh - 1) : 0;
     uint64_t ss = 0;
     for (int32_t i = 0; i < n; i++) {
-        const int64_t u = ((int64_t)x[i] - mean + half) >> sh;
+        const int64_t u = ((int64_t)x[i] * (1 << TSL_INX) - mean + half) >> sh;
         ss += (uint64_t)(u * u);
     }
     /* Mean square + eps at the same scale, to [2^60, 2^62) by 4^j: 1 / rms = 2^j / isqrt. */
-    const uint64_t ms = ss / (uint64_t)n + ((uint64_t)eps_q >> (2 * sh));
+    const uint64_t ms = ss / (uint64_t)n + (((uint64_t)eps_q << (2 * TSL_INX)) >> (2 * sh));
     if (ms == 0) {
         for (int32_t i = 0; i < n; i++) y[i] = b ? b[i] : 0;
         return;
@@ -104,7 +105,7 @@ void tsl_inorm(const int32_t *x, const int32_t *g, int32_t gq, const int32_t *b,
     const int64_t inv = (int64_t)((((uint64_t)1 << 62) - 1) / tsl_isqrt64(ms << (2 * j)));
     const int32_t rz = 62 - TSL_IQZ - j, rg = TSL_IQZ + gq - TSL_IQ;
     for (int32_t i = 0; i < n; i++) {
-        const int64_t u = ((int64_t)x[i] - mean + half) >> sh;
+        const int64_t u = ((int64_t)x[i] * (1 << TSL_INX) - mean + half) >> sh;
         const int64_t z = (u * inv + ((int64_t)1 << (rz - 1))) >> rz;
         int64_t v = tsl_sat_s32((z * g[i] + ((int64_t)1 << (rg - 1))) >> rg);
         if (b) v = tsl_sat_s32(v + b[i]);

@@ -14,6 +14,7 @@ from .numerics import I32, fx_mul, fx_mul_rows, fx_norm, fx_recip, requant_sat
 Q = 16                                   # TSL_IQ: fractional bits of every int32 activation
 QS = 20                                  # TSL_IQS: fractional bits of the attention scores
 QZ = 22                                  # fractional bits of a normalized value inside the norms
+NX = 4                                   # extra fractional bits of the norms' deviations (mean in Q20)
 FX127 = (2130706432, 7)                  # fx_const(127)
 FX_INV127 = (1082196484, -6)             # fx_const(1 / 127)
 LOG2E_Q30 = 1549082005                   # round(log2(e) * 2^30)
@@ -57,20 +58,20 @@ def embed(table_row, fx_row):
 
 def norm(x, g, gq, b, eps_q, layer):
     """tsl_inorm: RMSNorm (layer = 0) or LayerNorm of x int32 [n]. g int32 = round(gain * 2^gq);
-    b int32 Q16 or None; eps_q = round(eps * 2^32). The deviation is scaled to 15 bits, its mean
+    b int32 Q16 or None; eps_q = round(eps * 2^32). The deviation (Q20) is scaled to 15 bits, its mean
     square (plus eps at that scale) to [2^60, 2^62) by 4^j, floor-square-rooted (math.isqrt) and
     inverted: z = u / rms in Q22, y = z * g."""
     x = np.asarray(x, np.int64)
     n = x.shape[0]
     mean = 0
     if layer:
-        s = int(x.sum())
+        s = int(x.sum()) << NX
         mean = abs(s) // n * (1 if s >= 0 else -1)        # C: truncation toward zero
-    d = x - mean
+    d = (x << NX) - mean
     bl = int(np.abs(d).max()).bit_length()
     sh = max(0, bl - 15)
     u = (d + ((1 << (sh - 1)) if sh else 0)) >> sh
-    ms = int((u * u).sum()) // n + (eps_q >> (2 * sh))
+    ms = int((u * u).sum()) // n + ((eps_q << (2 * NX)) >> (2 * sh))
     y = np.zeros(n, np.int64)
     if ms:
         j = (62 - ms.bit_length()) // 2
