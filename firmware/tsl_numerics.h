@@ -181,10 +181,16 @@ TSL_INLINE tsl_fx tsl_fx_norm(uint64_t v, int32_t e)
     return r;
 }
 
+/* a * b; a, b normalized (or zero), so the product has 61 or 62 bits: tsl_fx_norm without a bit count */
 TSL_INLINE tsl_fx tsl_fx_mul(tsl_fx a, tsl_fx b)
 {
-    if (!a.m || !b.m) { tsl_fx z = {0, 0}; return z; }
-    return tsl_fx_norm((uint64_t)((int64_t)a.m * (int64_t)b.m), a.s + b.s - 62);
+    tsl_fx r = {0, 0};
+    if (!a.m || !b.m) return r;
+    const uint64_t p = (uint64_t)((int64_t)a.m * (int64_t)b.m);
+    const int32_t top = (int32_t)(p >> 61);             /* 1: 62 bits, 0: 61 */
+    r.m = (int32_t)(p >> (30 + top));
+    r.s = a.s + b.s - 1 + top;
+    return r;
 }
 
 /* 1 / a, a != 0 */

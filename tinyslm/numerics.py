@@ -257,10 +257,12 @@ def fx_norm(v, e=0):
 
 
 def fx_mul(a, b):
-    """tsl_fx_mul: a * b"""
+    """tsl_fx_mul: a * b, a and b normalized (or zero): the product has 61 or 62 bits"""
     if a[0] == 0 or b[0] == 0:
         return 0, 0
-    return fx_norm(a[0] * b[0], a[1] + b[1] - 62)
+    p = a[0] * b[0]
+    top = p >> 61
+    return p >> (30 + top), a[1] + b[1] - 1 + top
 
 
 def fx_recip(a):
