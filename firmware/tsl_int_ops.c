@@ -175,10 +175,42 @@ static int32_t tsl_iexp(int64_t d)
     return (int32_t)((p + ((int64_t)1 << (rs - 1))) >> rs);
 }
 
+/* gate(x) in Q15 for x in Q16: the table, linear in between; 0 below it, 32768 above */
+static int32_t tsl_gate_q15(int32_t x, const uint16_t *gate)
+{
+    const int32_t lo = -(16 << TSL_IQ), sh = TSL_IQ - 5;
+    if (x < lo) return 0;
+    if (x >= (16 << TSL_IQ)) return 32768;
+    const int32_t t = x - lo, i = t >> sh, fr = t & ((1 << sh) - 1);
+    return gate[i] + ((((int32_t)gate[i + 1] - (int32_t)gate[i]) * fr + (1 << (sh - 1))) >> sh);
+}
+
+/* x * gate(x), Q16; gate NULL: ReLU */
+static int64_t tsl_igate(int32_t x, const uint16_t *gate)
+{
+    if (!gate) return x > 0 ? x : 0;
+    if (x >= (16 << TSL_IQ)) return x;
+    return ((int64_t)x * tsl_gate_q15(x, gate) + (1 << 14)) >> 15;
+}
+
+/* cap * tanh(x / cap) = cap * (2 sigma(2 x / cap) - 1); cap: {m, s} of 2 / cap (to Q16), {m, s} of
+ * cap (from Q15), sig the sigmoid table */
+static int32_t tsl_isoftcap1(int32_t x, const int32_t *cap, const uint16_t *sig)
+{
+    const int32_t t = 2 * tsl_gate_q15(tsl_requant_sat(x, cap[0], cap[1]), sig) - 32768;
+    return tsl_requant_sat(t, cap[2], cap[3]);
+}
+
+void tsl_isoftcap(int32_t *x, int32_t n, const int32_t *cap, const uint16_t *sig)
+{
+    for (int32_t i = 0; i < n; i++) x[i] = tsl_isoftcap1(x[i], cap, sig);
+}
+
 int32_t tsl_iattention_s8(const int32_t *q, const int8_t *kc, const int32_t *ks, const int8_t *vc,
                           const int32_t *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
-                          int32_t max_seq, int32_t pos, int32_t sc_m, int32_t sc_s, int8_t *qq, int32_t *sc,
-                          int32_t *pw, int32_t *acc, int32_t *ch)
+                          int32_t max_seq, int32_t pos, int32_t sc_m, int32_t sc_s, const int32_t *cap,
+                          const uint16_t *sig, const int32_t *alibi, int8_t *qq, int32_t *sc, int32_t *pw,
+                          int32_t *acc, int32_t *ch)
 {
     const int32_t group = n_heads / n_kv;
     const int32_t T = pos + 1 < max_seq ? pos + 1 : max_seq;      /* visible slots [0, T) */
@@ -198,6 +230,8 @@ int32_t tsl_iattention_s8(const int32_t *q, const int8_t *kc, const int32_t *ks,
         for (int32_t t = 0; t < T; t++) {
             const tsl_fx f = tsl_fx_mul(cs, tsl_fx_norm((uint64_t)kss[t], 0));
             sc[t] = tsl_requant_sat(pw[t], f.m, f.s);
+            if (cap) sc[t] = tsl_isoftcap1(sc[t], cap, sig);
+            if (alibi) sc[t] = tsl_sat_s32((int64_t)sc[t] - (int64_t)alibi[h] * ((pos - t) % max_seq));
             mx = (t == 0 || sc[t] > mx) ? sc[t] : mx;
         }
         /* Numerators e_t (Q15) and their sums, with the value scales folded in. */
@@ -249,17 +283,6 @@ void tsl_iadd(int32_t *x, const int32_t *y, int32_t n)
     for (int32_t i = 0; i < n; i++) x[i] = tsl_sat_s32((int64_t)x[i] + y[i]);
 }
 
-/* x * gate(x), Q16; gate NULL: ReLU */
-static int64_t tsl_igate(int32_t x, const uint16_t *gate)
-{
-    if (!gate) return x > 0 ? x : 0;
-    const int32_t lo = -(16 << TSL_IQ), sh = TSL_IQ - 5;
-    if (x < lo) return 0;
-    if (x >= (16 << TSL_IQ)) return x;
-    const int32_t t = x - lo, i = t >> sh, fr = t & ((1 << sh) - 1);
-    const int32_t gi = gate[i] + ((((int32_t)gate[i + 1] - (int32_t)gate[i]) * fr + (1 << (sh - 1))) >> sh);
-    return ((int64_t)x * gi + (1 << 14)) >> 15;
-}
 
 void tsl_iact(const int32_t *x, int32_t *y, int32_t n, const uint16_t *gate)
 {

@@ -45,13 +45,18 @@ void tsl_irope(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int16
 void tsl_ikv_store_s8(const int32_t *x, int8_t *cache, int32_t *scale, int32_t n_heads, int32_t hs,
                       int32_t max_seq, int32_t pos);
 /* tsl_attention_s8 in integers (see numerics_int.attention): scores Q20 via the fx (sc_m, sc_s) of
- * scale * 2^(TSL_IQS - 32) / 127^2, e^x in Q15 by shifts and a polynomial, weights p_t Q15 of the
- * value-scaled numerators, one int8 scale word for all heads (returned).
+ * scale * 2^(TSL_IQS - 32) / 127^2, soft-capped (cap != NULL, tsl_isoftcap's cap for Q20), ALiBi
+ * (alibi != NULL: slopes Q20 [n_heads]), e^x in Q15 by shifts and a polynomial, weights p_t Q15 of
+ * the value-scaled numerators, one int8 scale word for all heads (returned).
  * scratch: qq s8 [hs], sc s32 [max_seq], pw s32 [max_seq], acc s32 [n_heads * hs], ch s32 [2 * n_heads]. */
 int32_t tsl_iattention_s8(const int32_t *q, const int8_t *kc, const int32_t *ks, const int8_t *vc,
                           const int32_t *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
-                          int32_t max_seq, int32_t pos, int32_t sc_m, int32_t sc_s, int8_t *qq, int32_t *sc,
-                          int32_t *pw, int32_t *acc, int32_t *ch);
+                          int32_t max_seq, int32_t pos, int32_t sc_m, int32_t sc_s, const int32_t *cap,
+                          const uint16_t *sig, const int32_t *alibi, int8_t *qq, int32_t *sc, int32_t *pw,
+                          int32_t *acc, int32_t *ch);
+/* x[i] = cap * tanh(x[i] / cap) through the sigmoid table sig: cap int32 [4] = fx of 2 / cap (into
+ * Q16) and fx of cap (out of Q15), for the units of x */
+void tsl_isoftcap(int32_t *x, int32_t n, const int32_t *cap, const uint16_t *sig);
 /* x[i] += y[i], saturating */
 void tsl_iadd(int32_t *x, const int32_t *y, int32_t n);
 /* y[i] = x[i] * gate(x[i]) (gate NULL: ReLU) */

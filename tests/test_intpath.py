@@ -2,7 +2,8 @@
 
 Each integer kernel: C == numpy mirror bit for bit, and the mirror against a float64 oracle within
 the bound stated in its test. Whole models: reference == host build (the example, a GPT-2 with
-LayerNorm, GELU, biases and learned positions), == esp32c3 under qemu; the
+LayerNorm, GELU, biases and learned positions, a Gemma 2 with soft caps and sliding windows),
+== esp32c3 under qemu; the
 esp32c3 model path calls no soft-float routine; the KLD from onnxruntime stays within 1.5x the
 float path's.
 """
@@ -42,8 +43,10 @@ void tsl_irope(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int16
                int32_t interleaved);
 int32_t tsl_iattention_s8(const int32_t *q, const int8_t *kc, const int32_t *ks, const int8_t *vc,
                           const int32_t *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
-                          int32_t max_seq, int32_t pos, int32_t sc_m, int32_t sc_s, int8_t *qq, int32_t *sc,
-                          int32_t *pw, int32_t *acc, int32_t *ch);
+                          int32_t max_seq, int32_t pos, int32_t sc_m, int32_t sc_s, const int32_t *cap,
+                          const uint16_t *sig, const int32_t *alibi, int8_t *qq, int32_t *sc, int32_t *pw,
+                          int32_t *acc, int32_t *ch);
+void tsl_isoftcap(int32_t *x, int32_t n, const int32_t *cap, const uint16_t *sig);
 void tsl_iact(const int32_t *x, int32_t *y, int32_t n, const uint16_t *gate);
 void tsl_iglu(const int32_t *g, const int32_t *u, int32_t *h, int32_t n, const uint16_t *gate);
 void tsl_ito_f32(const int32_t *x, uint32_t *y, int32_t n);
@@ -224,12 +227,30 @@ def test_matvec_epilogue_against_float(lib):
         assert (np.abs(v - ref) <= 2 ** -20 * np.abs(ref) + 1.5).all()
 
 
-def test_attention_against_float(lib):
-    """Integer softmax attention over an int8 cache (ring, grouped heads) against float64 softmax
-    of the same int8 values (q quantized as the kernel does): output within 1% of its max |.| per
-    head plus one output step; C == mirror"""
+def test_softcap_against_float(lib):
+    """cap * tanh(x / cap) through the sigmoid table: |y - float| <= 1e-4 cap + 2^-15; C == mirror"""
+    ffi, L, p = lib
+    sig = lower_int.gate_table(0)
+    for cap in (3.0, 30.0):
+        c = np.array([*nx.fx_const(2.0 / cap), *nx.fx_const(cap * 2.0)], np.int32)
+        x = q16(np.concatenate([rng.uniform(-10 * cap, 10 * cap, 3000), [0, cap, -cap, 1e-4]]))
+        y = x.copy()
+        L.tsl_isoftcap(p(y, "int32_t"), x.size, p(c, "int32_t"), p(sig, "uint16_t"))
+        assert np.array_equal(y, ni.softcap(x, c, sig))
+        assert np.abs(y / 65536 - cap * np.tanh(x / 65536 / cap)).max() <= 1e-4 * cap + 2 ** -15
+
+
+@pytest.mark.parametrize("extras", [False, True])
+def test_attention_against_float(lib, extras):
+    """Integer softmax attention over an int8 cache (ring, grouped heads; with extras: soft-capped
+    scores and ALiBi) against float64 softmax of the same int8 values (q quantized as the kernel
+    does): output within 1% of its max |.| per head plus one output step; C == mirror"""
     ffi, L, p = lib
     H, Hk, hs, S = 4, 2, 16, 12
+    capv, slopes = 5.0, np.array([0.5, 0.25, 0.125, 0.0625])
+    cap = np.array([*nx.fx_const(2.0 / capv / 16), *nx.fx_const(capv * 32)], np.int32) if extras else None
+    sig = lower_int.gate_table(0) if extras else None
+    alibi = np.round(slopes * 2 ** 20).astype(np.int32) if extras else None
     kc = rng.integers(-127, 128, (Hk, S, hs)).astype(np.int8)
     vc = rng.integers(-127, 128, (Hk, S, hs)).astype(np.int8)
     ks = rng.integers(1, 1 << 20, (Hk, S)).astype(np.int32)
@@ -242,9 +263,10 @@ def test_attention_against_float(lib):
         qq, sc, pw, acc, ch = (np.zeros(n, t) for n, t in ((hs, np.int8), (S, np.int32), (S, np.int32),
                                                             (H * hs, np.int32), (2 * H, np.int32)))
         amax = L.tsl_iattention_s8(p(q, "int32_t"), p(kc, "int8_t"), p(ks, "int32_t"), p(vc, "int8_t"), p(vs, "int32_t"),
-                                   p(out, "int8_t"), H, Hk, hs, S, pos, scfx[0], scfx[1], p(qq, "int8_t"),
+                                   p(out, "int8_t"), H, Hk, hs, S, pos, scfx[0], scfx[1], p(cap, "int32_t"),
+                                   p(sig, "uint16_t"), p(alibi, "int32_t"), p(qq, "int8_t"),
                                    p(sc, "int32_t"), p(pw, "int32_t"), p(acc, "int32_t"), p(ch, "int32_t"))
-        rout, ramax = ni.attention(q, kc, ks, vc, vs, pos, scfx)
+        rout, ramax = ni.attention(q, kc, ks, vc, vs, pos, scfx, cap, sig, alibi)
         assert amax == ramax and np.array_equal(out, rout)
         T = min(pos + 1, S)
         got = out.astype(np.float64) * amax / 127 / 65536
@@ -255,6 +277,8 @@ def test_attention_against_float(lib):
             kf = kc[g, :T] * (ks[g, :T, None] / 127 / 65536)
             vf = vc[g, :T] * (vs[g, :T, None] / 127 / 65536)
             s = kf @ qf * scale
+            if extras:
+                s = capv * np.tanh(s / capv) - slopes[h] * ((pos - np.arange(T)) % S)
             pr = np.exp(s - s.max())
             ref = (pr / pr.sum()) @ vf
             assert np.abs(got[h * hs:(h + 1) * hs] - ref).max() <= 0.01 * np.abs(ref).max() + amax / 127 / 65536
@@ -311,6 +335,19 @@ def test_gpt2_reference_equals_host(models, tmp_path):
     man, prog, rep = _verify_host(tmp_path / "b", 10)
     assert {"i_norm", "i_act", "i_embed"} <= {o.kind for o in prog.ops}
     assert any(o.attrs.get("layernorm") for o in prog.ops if o.kind == "i_norm")
+
+
+def test_gemma2_reference_equals_host(tmp_path):
+    """Gemma 2 (transformers config, random weights): soft-capped scores and logits, sliding-window
+    rings (window 8, 10 steps), post-norms. ALiBi: test_attention_against_float[True]."""
+    import hf_models
+    from tinyslm.pipeline import compile_model
+    src = tmp_path / "gemma2.onnx"
+    hf_models.export_full("gemma2", src, dynamo=False)
+    compile_model(src, tmp_path / "b", "host", 24, "int8", quiet=True, numerics="int")
+    man, prog, rep = _verify_host(tmp_path / "b", 10)
+    att = [o for o in prog.ops if o.kind == "i_attention"]
+    assert att and all(o.attrs["cap_w"] for o in att) and any(o.kind == "i_softcap" for o in prog.ops)
 
 
 def _reachable(disasm, root):

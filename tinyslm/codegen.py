@@ -168,8 +168,10 @@ def _int_call(op, t, a, w):
     elif k == "i_attention":
         lhs = f"*{a(op.outs[1])} = "
         fn, args = "tsl_iattention_s8", [a(n) for n in op.ins] + [a(op.outs[0]), t["n_heads"], t["n_kv"], t["hs"],
-                                                                 t["max_seq"], "pos", t["sc_m"], t["sc_s"]] + \
-            [a(n) for n in op.outs[2:]]
+                                                                 t["max_seq"], "pos", t["sc_m"], t["sc_s"], w(t["cap_w"]),
+                                                                 w(t["sig_w"]), w(t["alibi_w"])] + [a(n) for n in op.outs[2:]]
+    elif k == "i_softcap":
+        fn, args = "tsl_isoftcap", [a(op.outs[0]), t["n"], w(t["cap_w"]), w(t["sig_w"])]
     elif k == "i_glu":
         fn, args = "tsl_iglu", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], w(t["gate_w"])]
     elif k == "i_act":

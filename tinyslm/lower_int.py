@@ -11,7 +11,8 @@ lower_int(prog) -> a new Program whose every op is an i_* kernel of firmware/tsl
               tables int16 Q15; activations a Q15 gate table (act(x) / x on [-16, 16), step 1/32)
   ops         one i_* op per float op, same buffers and order: the planner and the verifier see
               the same program shape
-Not lowered (TslError naming the op): int4 weights, soft-capped scores or logits, ALiBi.
+Soft caps: cap * tanh(x / cap) = cap * (2 sigma(2x / cap) - 1) through the SiLU gate table (sigma).
+Not lowered (TslError naming the op): int4 weights.
 """
 import math
 
@@ -128,13 +129,22 @@ class _Lower:
         self.emit(op, "i_kv_store", n_heads=a["n_heads"], hs=a["hs"], max_seq=a["max_seq"])
 
     def attention(self, op, a):
-        if a["softcap"] or a["alibi_w"] is not None:
-            raise TslError(f"op {op.name}: soft-capped scores and ALiBi have no integer lowering yet")
         ch = op.outs[6]
         self.P.bufs[ch] = Buf(ch, "s32", 2 * a["n_heads"], self.P.bufs[ch].kind)
         sc = fx_const(a["scale"] * 2.0 ** (ni.QS - 2 * ni.Q) / 127 ** 2)
+        cap = sig = alibi = None
+        if a["softcap"]:
+            cap, sig = self._cap(a["softcap"], ni.QS), self._gate(0)
+        if a["alibi_w"] is not None:
+            alibi = self.w(a["alibi_w"] + ".q20", lambda: np.round(
+                np.asarray(self.src.weights[a["alibi_w"]], np.float64) * (1 << ni.QS)).astype(np.int32))
         self.emit(op, "i_attention", n_heads=a["n_heads"], n_kv=a["n_kv"], hs=a["hs"], max_seq=a["max_seq"],
-                  sc_m=sc[0], sc_s=sc[1])
+                  sc_m=sc[0], sc_s=sc[1], cap_w=cap, sig_w=sig, alibi_w=alibi)
+
+    def _cap(self, cap, frac):
+        """tsl_isoftcap's parameters for values with `frac` fractional bits"""
+        return self.w(f"softcap{cap!r}.q{frac}", lambda: np.array(
+            [*fx_const(2.0 / cap * 2.0 ** (ni.Q - frac)), *fx_const(cap * 2.0 ** (frac - 15))], np.int32))
 
     def glu(self, op, a):
         self.emit(op, "i_glu", n=a["n"], act=a["act"], gate_w=self._gate(a["act"]))
@@ -147,7 +157,7 @@ class _Lower:
         return None if t is None else self.w(f"gate{act}", lambda: t)
 
     def softcap(self, op, a):
-        raise TslError(f"op {op.name}: soft-capped logits have no integer lowering yet")
+        self.emit(op, "i_softcap", n=a["n"], cap_w=self._cap(a["cap"], ni.Q), sig_w=self._gate(0))
 
 
 FPU_FEATURES = {"fpu-sp", "fpu-dp"}

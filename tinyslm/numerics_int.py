@@ -96,20 +96,33 @@ def rope(v, n_heads, hs, rot, cs, sn, interleaved):
     return v.reshape(-1)
 
 
-def gate_apply(x, gate):
-    """tsl_igate: x * gate(x), gate a Q15 table (uint16, GATE_N + 1 entries), linear in between;
-    below the table 0, above it x; gate None: ReLU."""
+def gate_q15(x, gate):
+    """tsl_gate_q15: gate(x) in Q15 for x in Q16 from a Q15 table (uint16, GATE_N + 1 entries),
+    linear in between; 0 below the table, 32768 above."""
     x = np.asarray(x, np.int64)
-    if gate is None:
-        return np.where(x > 0, x, 0)
     lo, hi = GATE_LO << Q, -GATE_LO << Q
     sh = Q - GATE_LOG2_STEP
     t = np.clip(x - lo, 0, hi - lo - 1)
     i, fr = t >> sh, t & ((1 << sh) - 1)
     g = np.asarray(gate, np.int64)
     gi = g[i] + (((g[i + 1] - g[i]) * fr + (1 << (sh - 1))) >> sh)
-    y = (x * gi + (1 << 14)) >> 15
-    return np.where(x < lo, 0, np.where(x >= hi, x, y))
+    return np.where(x < lo, 0, np.where(x >= hi, 32768, gi))
+
+
+def gate_apply(x, gate):
+    """tsl_igate: x * gate(x); above the table x; gate None: ReLU."""
+    x = np.asarray(x, np.int64)
+    if gate is None:
+        return np.where(x > 0, x, 0)
+    y = (x * gate_q15(x, gate) + (1 << 14)) >> 15
+    return np.where(x >= -GATE_LO << Q, x, y)
+
+
+def softcap(x, cap, sig):
+    """tsl_isoftcap: cap * tanh(x / cap) = cap * (2 sigma(2x / cap) - 1); cap = (m, s) of 2 / cap into
+    Q16 and (m, s) of cap out of Q15, for the units of x; sig the sigmoid gate table."""
+    t = 2 * gate_q15(requant_sat(x, cap[0], cap[1]), sig) - 32768
+    return requant_sat(t, cap[2], cap[3])
 
 
 def glu(g, u, gate):
@@ -130,9 +143,10 @@ def exp_q15(d):
     return (p + (np.int64(1) << (rs - 1))) >> rs
 
 
-def attention(q, kc, ks, vc, vs, pos, sc_fx):
+def attention(q, kc, ks, vc, vs, pos, sc_fx, cap=None, sig=None, alibi=None):
     """tsl_iattention_s8 -> (out int8 [H*hs], amax). kc, vc [n_kv, S, hs] int8; ks, vs [n_kv, S]
-    int32 amax words; sc_fx: fx of scale * 2^(QS - 2Q) / 127^2. Integer sums: any order."""
+    int32 amax words; sc_fx: fx of scale * 2^(QS - 2Q) / 127^2; cap, sig: softcap's for Q20 scores;
+    alibi: slopes Q20 [H]. Integer sums: any order."""
     n_kv, S, hs = kc.shape
     H = q.shape[0] // hs
     group = H // n_kv
@@ -144,6 +158,10 @@ def attention(q, kc, ks, vc, vs, pos, sc_fx):
         pw = kc[g, :T].astype(np.int64) @ qq.astype(np.int64)
         cs = fx_mul(fx_norm(aq), sc_fx)
         s = requant_sat(pw, *fx_mul_rows(cs, [fx_norm(int(a)) for a in ks[g, :T]]))
+        if cap is not None:
+            s = softcap(s, cap, sig)
+        if alibi is not None:
+            s = sat32(s - np.int64(alibi[h]) * ((pos - np.arange(T)) % S))
         e = exp_q15(s - s.max())
         w = e * vs[g, :T].astype(np.int64)
         E, W = int(e.sum()), int(w.sum())

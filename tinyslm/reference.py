@@ -164,7 +164,8 @@ class Reference:
         Hk, hs, S = a["n_kv"], a["hs"], a["max_seq"]
         q, kc, ks, vc, vs = (self.buf[n] for n in op.ins)
         out, amax = ni.attention(q, kc.reshape(Hk, S, hs), ks.reshape(Hk, S), vc.reshape(Hk, S, hs),
-                                 vs.reshape(Hk, S), pos, (a["sc_m"], a["sc_s"]))
+                                 vs.reshape(Hk, S), pos, (a["sc_m"], a["sc_s"]),
+                                 *(None if a[k] is None else self.W[a[k]] for k in ("cap_w", "sig_w", "alibi_w")))
         self.buf[op.outs[0]][:] = out
         self.buf[op.outs[1]][0] = amax
 
@@ -177,3 +178,7 @@ class Reference:
 
     def op_i_to_f32(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = ni.to_f32(self.buf[op.ins[0]])
+
+    def op_i_softcap(self, op, a, token, pos):
+        x = self.buf[op.outs[0]]
+        x[:] = ni.softcap(x, self.W[a["cap_w"]], self.W[a["sig_w"]])
