@@ -158,15 +158,23 @@ TSL_INLINE int32_t tsl_requant_sat(int32_t x, int32_t mult, int32_t shift)
     return tsl_sat_s32((p + ((int64_t)1 << (rs - 1))) >> rs);
 }
 
-/* Bits in v (0 for 0). */
+/* Bits in v (0 for 0): the count-leading-zeros instruction where the core has one, else a binary
+ * search (rv32imc and Thumb-1 have none; GCC's __clzdi2 there is a table lookup in libgcc). */
 TSL_INLINE int32_t tsl_bitlen64(uint64_t v)
 {
-#if defined(__GNUC__)
+#if defined(__GNUC__) && (defined(__ARM_FEATURE_CLZ) || defined(__aarch64__) || defined(__x86_64__) || \
+                          defined(__riscv_zbb))
     return v ? 64 - __builtin_clzll(v) : 0;
 #else
     int32_t b = 0;
-    while (v) { v >>= 1; b++; }
-    return b;
+    uint32_t w = (uint32_t)(v >> 32);
+    if (w) b = 32; else w = (uint32_t)v;
+    if (w >> 16) { b += 16; w >>= 16; }
+    if (w >> 8) { b += 8; w >>= 8; }
+    if (w >> 4) { b += 4; w >>= 4; }
+    if (w >> 2) { b += 2; w >>= 2; }
+    if (w >> 1) { b += 1; w >>= 1; }
+    return b + (int32_t)w;
 #endif
 }
 
