@@ -86,7 +86,8 @@ class _Lower:
 
     # ---- one method per float op kind ----
     def embed(self, op, a):
-        fx = self.w(a["scale_w"] + ".fx16", lambda: fx_rows(np.asarray(self.src.weights[a["scale_w"]], np.float64) * (1 << ni.Q)))
+        scale = np.asarray(self.src.weights[a["scale_w"]], np.float64)
+        fx = self.w(a["scale_w"] + ".fx16", lambda: fx_rows(scale * (1 << ni.Q)))
         self.emit(op, "i_embed", table_w=self.keep(a["table_w"]), fx_w=fx, n=a["n"], src=a["src"],
                   accumulate=a["accumulate"])
 
@@ -114,14 +115,17 @@ class _Lower:
             raise TslError(f"op {op.name}: the integer path takes int8 weights only (--weights int8)")
         if a["sx"] is None:
             raise TslError(f"op {op.name}: a constant activation scale has no integer lowering")
-        bias = None if a["bias_w"] is None else self.w(a["bias_w"] + ".q", lambda: q16(self.src.weights[a["bias_w"]], f"op {op.name} bias"))
+        bias = None
+        if a["bias_w"] is not None:
+            bias = self.w(a["bias_w"] + ".q", lambda: q16(self.src.weights[a["bias_w"]], f"op {op.name} bias"))
         self.emit(op, "i_matvec", N=a["N"], K=a["K"], accumulate=a["accumulate"], sx=a["sx"],
                   w_w=self.keep(a["w_w"]), wfx_w=self.w(a["ws_w"] + ".fx", lambda: fx_rows(self.src.weights[a["ws_w"]])),
                   bias_w=bias)
 
     def rope(self, op, a):
         def q15(name):
-            return lambda: np.clip(np.round(np.asarray(self.src.weights[name], np.float64) * 32768), -32767, 32767).astype(np.int16)
+            t = np.asarray(self.src.weights[name], np.float64)
+            return lambda: np.clip(np.round(t * 32768), -32767, 32767).astype(np.int16)
         self.emit(op, "i_rope", n_heads=a["n_heads"], hs=a["hs"], rot=a["rot"], interleaved=a["interleaved"],
                   cos_w=self.w(a["cos_w"] + ".q15", q15(a["cos_w"])), sin_w=self.w(a["sin_w"] + ".q15", q15(a["sin_w"])))
 
