@@ -17,10 +17,10 @@ from .builddir import load_build, private_dir, write_private
 from .units import human_bytes
 from .errors import TslError
 
-APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
+APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_console.c", "app/tsl_uart.c", "app/tsl_app_serial.c"]
 # Linux boards: tinyslm-run (text in and out, chat; the serial protocol with --serial), its tokenizer
 # tables written beside it from the build's tokenizer.json
-NATIVE_APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_uart.c"]
+NATIVE_APP = ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_console.c", "app/tsl_uart.c"]
 NATIVE_FILES = ["tsl_run_main.c", "tsl_tokenizer.c", "tsl_tokenizer.h"]
 
 
@@ -73,7 +73,8 @@ def _tokenizer_sources(out, man, bdir):
 def _app_defines(man, B, load_buffer=False):
     """Build options of the serial app: identity strings, and with load_buffer a RAM buffer for a
     second copy of the weights (what `tinyslm load` writes into; it doubles the weights' RAM)."""
-    d = {"TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"', "TSL_LOAD_BYTES": 0}
+    d = {"TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"', "TSL_LOAD_BYTES": 0,
+         "TSL_NO_DEFAULT_MODEL": None}           # the app owns the model's buffers (context API)
     if not load_buffer:
         return d
     mem = man["memory"]
@@ -97,8 +98,8 @@ def write_espidf_project(out, B, load_buffer=False):
             raise TslError(f"{d}: is a link or a file; tinyslm writes its ESP-IDF project here: remove it")
         d.mkdir(exist_ok=True)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES / "espidf"), undefined=jinja2.StrictUndefined)
-    srcs = [f"../../{s}" for s in man["sources"] + ["app/tsl_proto.c", "app/tsl_serial_app.c"]] + ["tsl_uart_espidf.c"]
-    defs = [f"{k}={v}".replace('"', '\\"') for k, v in _app_defines(man, B, load_buffer).items()]
+    srcs = [f"../../{s}" for s in man["sources"] + ["app/tsl_proto.c", "app/tsl_serial_app.c", "app/tsl_console.c"]] + ["tsl_uart_espidf.c"]
+    defs = [k if v is None else f"{k}={v}".replace('"', '\\"') for k, v in _app_defines(man, B, load_buffer).items()]
     ctx = dict(version=__version__, board=B.name, idf_target=B.target["espidf_target"], sources=srcs, defines=defs)
     write_private(proj / "CMakeLists.txt", env.get_template("CMakeLists.txt.j2").render(**ctx))
     write_private(proj / "main" / "CMakeLists.txt", env.get_template("main_CMakeLists.txt.j2").render(**ctx))
