@@ -40,7 +40,8 @@ static void spin(uint32_t n) { __asm volatile("1: subs %%w0, %%w0, #1\n b.ne 1b"
 int main(void)
 {
     static const int32_t threads[] = {%(THREADS)s};
-    tsl_model_init(0);
+    tsl_model *m = tsl_default_model();
+    tsl_init(m, 0, m->arena, m->kv);
     tsl_cycles_init();
     uint64_t t0 = tsl_cycles(), t1 = tsl_cycles();
     printf("empty %%lu 0\n", (unsigned long)(t1 - t0));
@@ -48,9 +49,9 @@ int main(void)
     printf("calib %%lu %%lu\n", (unsigned long)(t1 - t0), (unsigned long)(2u * %(CALIB)du));
     for (unsigned i = 0; i < sizeof threads / sizeof threads[0]; i++) {
         tsl_pool_longest_part = threads[i];
-        tsl_model_reset();
+        tsl_reset(m);
         t0 = tsl_cycles();
-        for (int32_t p = 0; p < %(STEPS)d; p++) tsl_model_forward((p * 37) %% TSL_VOCAB, p);
+        for (int32_t p = 0; p < %(STEPS)d; p++) tsl_forward(m, (p * 37) %% TSL_VOCAB, p, 0);
         t1 = tsl_cycles();
         printf("t%%d %%lu %%lu\n", (int)threads[i], (unsigned long)(t1 - t0), (unsigned long)%(STEPS)d);
     }

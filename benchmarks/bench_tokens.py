@@ -69,7 +69,8 @@ int main(void)
 #else
     puts("path portable");
 #endif
-    tsl_model_init(0);
+    tsl_model *m = tsl_default_model();
+    tsl_init(m, 0, m->arena, m->kv);
     tsl_cycles_init();
     uint64_t t0 = tsl_cycles(), t1 = tsl_cycles();
     printf("empty %%lu 0\n", (unsigned long)(t1 - t0));
@@ -77,7 +78,7 @@ int main(void)
     printf("calib %%lu %%lu\n", (unsigned long)(t1 - t0), (unsigned long)(2u * %(CALIB)du));
     tsl_bench_mark();
     t0 = tsl_cycles();
-    for (int32_t p = 0; p < %(STEPS)d; p++) tsl_model_forward((p * 37) %% TSL_VOCAB, p);
+    for (int32_t p = 0; p < %(STEPS)d; p++) tsl_forward(m, (p * 37) %% TSL_VOCAB, p, 0);
     t1 = tsl_cycles();
     tsl_bench_mark();
     printf("tokens %%lu %%lu\n", (unsigned long)(t1 - t0), (unsigned long)%(STEPS)d);

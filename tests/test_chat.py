@@ -1,18 +1,16 @@
 """`tinyslm chat`: the chat template rendered in a sandbox, the conversation loop with the KV cache
-kept across turns (host build), oldest turns dropped when the context is full, and the same text
-from a device under qemu (mps2-an386) as from the host build."""
+kept across turns (host build and device), oldest turns dropped when the context is full, and the
+same text from a device under qemu (mps2-an386), continuing its KV cache, as from the host build."""
 import json
 import subprocess
 import sys
 
 import pytest
 
+import socket_firmware
 from conftest import ROOT, compiled_example
-from conftest_tools import require_tool, require_toolchain
-from tinyslm.boards import load_board
-from tinyslm.chat import Conversation, HostSession, Template, chat, load_template
+from tinyslm.chat import Conversation, HostSession, Template, chat, kv_keeps, load_template, reusable
 from tinyslm.errors import TslError
-from tinyslm.firmware import Emulation, build_firmware, free_port
 from tinyslm.hostsim import HostModel
 from tinyslm.tokenizer import Tokenizer
 
@@ -88,13 +86,21 @@ def test_chat_same_text_on_device_and_host(build, config):
     host = run_chat(build, "--config", config, "--max-tokens", 30, "--temperature", 0.7, "--seed", 5)
     assert host.returncode == 0 and "[conversation cleared]" in host.stderr, host.stderr
     assert host.stdout.count("\n") >= 3 and len(host.stdout) > 60, host.stdout
-    B = load_board("mps2-an386")
-    require_toolchain(B)
-    require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
-    elf = build_firmware(build, B.name)["elf"]
-    port = free_port()
-    with Emulation(B, elf, port):
-        dev = run_chat(build, "--port", f"socket://127.0.0.1:{port}", "--config", config, "--max-tokens", 30,
+    with socket_firmware.emulated(build, "mps2-an386") as port, socket_firmware.Recorder(port) as rec:
+        dev = run_chat(build, "--port", rec.url, "--config", config, "--max-tokens", 30,
                        "--temperature", 0.7, "--seed", 5)
     assert dev.returncode == 0, dev.stderr
     assert dev.stdout == host.stdout
+    starts = [r for k, r in enumerate(rec.requests) if r in ("GEN_START", "GEN_CONTINUE")
+              and (k == 0 or rec.requests[k - 1] != r)]        # a resent request counted once
+    assert starts[:2] == ["GEN_START", "GEN_CONTINUE"] and "ERROR" not in rec.replies, (rec.requests, rec.replies)
+
+
+def test_kv_reuse_rule():
+    """What a run from position k may keep (tsl_kv_keeps): any prefix without sliding windows; with a
+    ring of 8 slots, only while nothing past k + 1 ran or the ring has not wrapped."""
+    assert kv_keeps(50, 20, 96) and kv_keeps(50, 0, 8) and kv_keeps(21, 20, 8) and kv_keeps(8, 3, 8)
+    assert not kv_keeps(50, 20, 8) and not kv_keeps(9, 3, 8) and not kv_keeps(19, 20, 96)
+    fed = [1, 2, 3, 4, 5, 6]
+    assert reusable(fed, [1, 2, 3, 9, 9], 6, 96) == 3 and reusable(fed, [1, 2, 3, 9, 9], 6, 4) == 0
+    assert reusable(fed, fed + [7], 6, 4) == 6 and reusable(fed, [1, 2, 3], 6, 96) == 2   # the last id always runs

@@ -6,10 +6,8 @@ import time
 
 import pytest
 
+import socket_firmware
 from conftest import compiled_example, tinyslm
-from conftest_tools import require_tool, require_toolchain
-from tinyslm.boards import load_board
-from tinyslm.firmware import Emulation, build_firmware, free_port
 from tinyslm.serialio import Device
 
 
@@ -42,12 +40,7 @@ def build(example, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def device(build):
-    B = load_board("mps2-an386")
-    require_toolchain(B)
-    require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
-    elf = build_firmware(build, B.name)["elf"]
-    port = free_port()
-    with Emulation(B, elf, port):
+    with socket_firmware.emulated(build, "mps2-an386") as port:
         yield port
 
 

@@ -4,9 +4,13 @@ rewrites the frames it sends, re-encoded with valid CRCs: malformed, oversized, 
 reordered and out-of-range. The real command line (`python -m tinyslm`) talks to it through a
 pyserial socket:// URL, as to qemu's UART. Each case ends in exit 2 with one stderr line and no
 traceback, or in exactly the clean output; never in more tokens than asked."""
+import os
 import re
+import select
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -14,7 +18,7 @@ import zlib
 import pytest
 
 import socket_firmware
-from conftest import compiled_example, tinyslm
+from conftest import ROOT, compiled_example, tinyslm
 from conftest_tools import require_tool
 from tinyslm import protocol as P
 
@@ -184,7 +188,8 @@ BAD_IDENTITY = {
     "max_seq 0": (lambda p: patch(p, "<I", IDENTITY_OFF["max_seq"], 0), r"max_seq 0 outside"),
     "max_items 2^20": (lambda p: patch(p, "<I", IDENTITY_OFF["max_items"], 1 << 20), r"max_items 1048576 outside"),
     "logits past arena": (lambda p: patch(p, "<I", IDENTITY_OFF["logits_offset"], 2**32 - 8), r"pass the arena"),
-    "version 3": (lambda p: patch(p, "<B", 0, 3), r"protocol version 3, this host version 2"),
+    "version 2": (lambda p: patch(p, "<B", 0, 2), r"the firmware speaks serial protocol version 2, this tinyslm "
+                                                   r"version 3: build and flash the firmware with this tinyslm"),
     "max_payload": (lambda p: patch(p, "<H", 2, 4096), r"max_payload 4096"),
     "string past end": (lambda p: patch(p, "<B", 52, 200), r"board string of 200 bytes does not fit"),
     "control characters": (lambda p: p[:52] + b"\x05\x1b[2J!" + p[52 + 1 + p[52]:], r"not printable"),
@@ -270,7 +275,9 @@ def item_index(f):
     ("negative token", once(in_stream(P.ITEM), lambda f: [again(f, patch(f.payload, "<i", 2, -1))]),
      r"token -1 outside the vocabulary"),
     ("short ITEM", once(in_stream(P.ITEM), lambda f: [again(f, f.payload[:10])]),
-     r"ITEM of 10 bytes, expected 18"),
+     r"ITEM of 10 bytes, expected at least 19"),
+    ("ITEM text past its end", once(in_stream(P.ITEM), lambda f: [again(f, patch(f.payload, "<B", 18, 7))]),
+     r"ITEM of 19 bytes does not hold the 7 text bytes it announces"),
     ("long RUN_DONE", each(is_(P.RUN_DONE), lambda f: [again(f, f.payload + b"\0")]),
      r"RUN_DONE of 21 bytes, expected 20"),
     ("RUN_DONE short of the count", each(is_(P.RUN_DONE), lambda f: [again(f, patch(f.payload, "<H", 2, 19))]),
@@ -438,7 +445,7 @@ def test_run_stops_after_the_end_of_sequence_token(build, device, clean):
         r = tinyslm("run", build, "--port", h.url, *RUN)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().strip(",").split(",") == clean[1].strip().strip(",").split(",")[:5] + ["1"]
-    assert re.search(r"\[host-socket: 6 tokens, prefill \d+ cycles", r.stderr), r.stderr
+    assert re.search(r"\[host-socket: 6 tokens, prefill \d+ ns; [0-9.]+ ms/token, [0-9.]+ tokens/s", r.stderr), r.stderr
 
 
 @pytest.mark.parametrize("case,rewrite,pattern", [
@@ -466,3 +473,53 @@ def test_a_slow_reader_gets_no_pile_of_resends(build, device):
             d.request(P.LOAD_DATA, struct.pack("<I", off) + blob[off:off + 1020])
         sent = h.sent
     assert sent < 1.4 * 10 * 1040, sent                  # a few early copies, then none
+
+
+@pytest.fixture(scope="module")
+def text_device(build, tmp_path_factory):
+    """The same firmware with the build's tokenizer: it encodes, decodes, and sends each token's bytes."""
+    require_tool("gcc", "gcc")
+    exe = socket_firmware.build(build, tmp_path_factory.mktemp("fwtok") / "fw", tokenizer=True)
+    with socket_firmware.running(exe) as port:
+        yield port
+
+
+def test_run_streams_text_before_run_done(build, text_device):
+    """`run --port --prompt` with no build directory: the text arrives with the ITEMs, while the
+    run's RUN_DONE is still held back, and it is the host build's text."""
+    args = ["--prompt", "Once upon a time", "--max-tokens", 12, "--temperature", 0.7, "--seed", 3]
+    host = tinyslm("run", build, *args)
+    assert host.returncode == 0 and len(host.stdout) > len("Once upon a time") + 5, host.stderr
+    released = threading.Event()
+
+    def hold_done(f):
+        if f.type == P.RUN_DONE:
+            released.wait(30)
+        return [again(f)]
+    with Hostile(text_device, hold_done) as h:
+        proc = subprocess.Popen([sys.executable, "-m", "tinyslm", "run", "--port", h.url, *map(str, args)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        early, t0 = b"", time.monotonic()
+        while len(early) <= len("Once upon a time") + 2 and time.monotonic() - t0 < 20:
+            if select.select([proc.stdout], [], [], 0.2)[0]:
+                early += os.read(proc.stdout.fileno(), 4096)
+        released.set()
+        rest, err = proc.communicate(timeout=60)
+    assert len(early) > len("Once upon a time") + 2, early          # text before RUN_DONE came through
+    assert proc.returncode == 0 and (early + rest).decode() == host.stdout, err.decode()
+    assert "ms/token" in err.decode() and "tokens/s" in err.decode(), err.decode()
+
+
+def test_token_printer_joins_a_character_split_across_tokens(capsys):
+    from types import SimpleNamespace
+    from tinyslm.cli import _TokenPrinter
+    dev = SimpleNamespace(token_bytes=lambda ids: b"<%d>" % len(ids))
+    emit = _TokenPrinter(None, SimpleNamespace(print_ids=False, prompt="x"), dev)
+    emit(1, "aé".encode()[:2])
+    assert capsys.readouterr().out == "x"                        # a\xc3 waits for the character's second byte
+    emit(2, "éb".encode()[1:])
+    assert capsys.readouterr().out == "aéb"
+    emit(3, None)                                                # too long for an ITEM: decoded after the run
+    emit(4, b"z")
+    emit.close()
+    assert capsys.readouterr().out == "<2>\n"

@@ -24,7 +24,7 @@ FAKE = FUZZ / "fake_model"
 CFLAGS = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
 SAN = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
 INCS = ["-I", str(PROTO), "-I", str(FW), "-I", str(FAKE)]
-APP_SRCS = [PROTO / "tsl_serial_app.c", PROTO / "tsl_proto.c", FW / "tsl_sampler.c", FAKE / "tsl_model.c"]
+APP_SRCS = [PROTO / "tsl_serial_app.c", PROTO / "tsl_proto.c", FW / "tsl_sampler.c", FAKE / "tsl_model.c"]   # no tokenizer: no console
 VOCAB, MAX_SEQ, N_OPS, ARENA, KV, LOGITS_OFF, ARCH = 40, 48, 3, 256, 64, 64, 0x5EED0001  # fake_model
 
 
@@ -163,9 +163,13 @@ def test_reply_parsers_take_only_what_fits():
     with pytest.raises(P.BadPayload, match="vocab 2147483647 outside"):
         P.parse_identity(good[:24] + struct.pack("<I", 2**31 - 1) + good[28:])
     with pytest.raises(P.BadPayload, match="ITEM index 3 of a run of 3"):
-        P.parse_item(struct.pack("<HiIQ", 3, 0, 0, 0), count=3, vocab=VOCAB)
+        P.parse_item(struct.pack("<HiIQB", 3, 0, 0, 0, 0), count=3, vocab=VOCAB)
     with pytest.raises(P.BadPayload, match=f"token {VOCAB} outside"):
-        P.parse_item(struct.pack("<HiIQ", 0, VOCAB, 0, 0), count=3, vocab=VOCAB)
+        P.parse_item(struct.pack("<HiIQB", 0, VOCAB, 0, 0, 0), count=3, vocab=VOCAB)
+    assert P.parse_item(struct.pack("<HiIQB", 1, 5, 9, 0, 3) + b"a\xc3\xa9", 3, VOCAB)[4] == "aé".encode()
+    assert P.parse_item(struct.pack("<HiIQB", 1, 5, 9, 0, 255), 3, VOCAB)[4] is None   # too long to carry
+    with pytest.raises(P.BadPayload, match="ITEM of 21 bytes does not hold the 3 text bytes it announces"):
+        P.parse_item(struct.pack("<HiIQB", 1, 5, 9, 0, 3) + b"ab", 3, VOCAB)
 
 
 # ---- (2) the C parser and encoder through cffi ----
@@ -262,7 +266,7 @@ def app_script(rng, n):
     seq, out = rng.randrange(65536), bytearray()
     ids = lambda k: [rng.randrange(VOCAB + 2) for _ in range(k)]  # noqa: E731
     for _ in range(n):
-        k = rng.randrange(12)
+        k = rng.randrange(13)
         if k == 0:
             out += bytes([1, 30]) + rng.randbytes(30)
             continue
@@ -283,6 +287,9 @@ def app_script(rng, n):
             t, pl = P.LOAD_BEGIN, struct.pack("<III", rng.choice([96, 33, 5000]), ARCH, rng.randrange(2**32))
         elif k == 8:
             t, pl = P.LOAD_DATA, struct.pack("<I", rng.randrange(100)) + rng.randbytes(rng.randrange(1, 90))
+        elif k == 9:
+            start = rng.randrange(50)
+            t, pl = P.GEN_CONTINUE, P.run_continue(start, ids(start), ids(rng.randrange(1, 8)), rng.randrange(60))
         else:
             t, pl = rng.choice([P.LOAD_COMMIT, P.RUN_STATUS, P.IDENTIFY, 0x42]), b""
         pl = pl[:rng.randrange(len(pl) + 1)] if rng.random() < 0.1 else pl
@@ -293,7 +300,16 @@ def app_script(rng, n):
 
 # ---- (4) end to end: tsl_serial_app.c on the host, a TCP socket as its UART ----
 
-from tinyslm.hostsim import CDEF as REF_CDEF  # noqa: E402  (the model API, as the host simulation declares it)
+REF_CDEF = """
+typedef struct tsl_model { const uint8_t *weights; uint8_t *arena; int8_t *kv; } tsl_model;
+int32_t tsl_init(tsl_model *m, const uint8_t *weights, uint8_t *arena, int8_t *kv);
+int32_t tsl_reset(tsl_model *m);
+int32_t tsl_forward(tsl_model *m, int32_t token, int32_t pos, const float **logits);
+int32_t tsl_run_op(tsl_model *m, int32_t i, int32_t token, int32_t pos);
+typedef struct { uint64_t state; float temperature; float top_p; } tsl_sampler;
+void tsl_sampler_init(tsl_sampler *s, uint64_t seed, float temperature, float top_p);
+int32_t tsl_sample(tsl_sampler *s, const float *logits, int32_t V, float *probs, int32_t *idx);
+"""                                              # the fake model's context API (tests/fuzz/fake_model)
 
 
 class FakeRef:
@@ -305,40 +321,47 @@ class FakeRef:
         self.ffi.cdef(REF_CDEF)
         self.lib = self.ffi.dlopen(str(so))
         self.probs, self.idx = self.ffi.new(f"float[{VOCAB}]"), self.ffi.new(f"int32_t[{VOCAB}]")
+        self.m, self.arena, self.kv = self.ffi.new("tsl_model *"), self.ffi.new(f"uint8_t[{ARENA}]"), \
+            self.ffi.new(f"int8_t[{KV}]")
+        self.lg = self.ffi.new("const float **")
         self.blob = None
 
     def init(self, blob=None):
         self.blob = self.ffi.from_buffer(blob) if blob else self.ffi.NULL
-        assert self.lib.tsl_model_init(self.blob) == 0
+        assert self.lib.tsl_init(self.m, self.blob, self.arena, self.kv) == 0
 
     def sampler(self, seed, temperature, top_p):
         s = self.ffi.new("tsl_sampler *")
         self.lib.tsl_sampler_init(s, seed, temperature, top_p)
         return s
 
+    def forward(self, tok, pos):
+        assert self.lib.tsl_forward(self.m, tok, pos, self.lg) == 0
+        return self.lg[0]
+
     def logits(self, tok, pos):
-        return bytes(self.ffi.buffer(self.lib.tsl_model_forward(tok, pos), 4 * VOCAB))
+        return bytes(self.ffi.buffer(self.forward(tok, pos), 4 * VOCAB))
 
     def generate(self, ids, max_tokens, temperature, top_p, seed):
-        self.lib.tsl_model_reset()
+        self.lib.tsl_reset(self.m)
         s, out = self.sampler(seed, temperature, top_p), []
         for pos in range(len(ids) - 1):
-            self.lib.tsl_model_forward(ids[pos], pos)
+            self.forward(ids[pos], pos)
         tok = ids[-1]
         for i in range(max_tokens):
-            lg = self.lib.tsl_model_forward(tok, len(ids) - 1 + i)
+            lg = self.forward(tok, len(ids) - 1 + i)
             tok = self.lib.tsl_sample(s, lg, VOCAB, self.probs, self.idx)
             out.append(tok)
         return out
 
     def verify(self, ids, temperature, top_p, seed):
-        self.lib.tsl_model_reset()
+        self.lib.tsl_reset(self.m)
         s, hashes, tokens = self.sampler(seed, temperature, top_p), [], []
         for pos, t in enumerate(ids):
-            lg = self.lib.tsl_model_forward(t, pos)
+            lg = self.forward(t, pos)
             hashes.append(fnv1a(self.ffi.buffer(lg, 4 * VOCAB)))
             tokens.append(self.lib.tsl_sample(s, lg, VOCAB, self.probs, self.idx))
-        return hashes, tokens, fnv1a(self.ffi.buffer(self.lib.tsl_model_kv(), KV))
+        return hashes, tokens, fnv1a(self.ffi.buffer(self.kv, KV))
 
 
 def fake_blob(fill, arch=ARCH):
@@ -424,6 +447,38 @@ def test_generate_refusals(dev):
     assert len(list(dev.generate([1, 2, 3], MAX_SEQ - 2))) == MAX_SEQ - 2   # the longest that fits
 
 
+def test_continue_keeps_the_kv_cache(dev, ref):
+    """GEN_CONTINUE: the prompt at position start, the KV cache of the positions before kept, gives
+    what the whole conversation from position 0 gives; the device refuses a prefix it does not hold."""
+    from tinyslm.serialio import Refused
+    ref.init()
+    first = [3, 1, 4]
+    out = [t for t, _ in dev.generate(first, 6, 0.8, 0.9, 2)]
+    held = first + out[:-1]                                     # positions 0..7: the last token is not run
+    more = [out[-1], 9, 2]
+    got = [t for t, _ in dev.generate(more, 5, 0.8, 0.9, 3, start=len(held), prefix=held)]
+    assert got == ref.generate(held + more, 5, 0.8, 0.9, 3)
+    whole = held + more + got[:-1]                              # 15 positions
+    assert [t for t, _ in dev.generate([7], 4, start=5, prefix=whole[:5])] == ref.generate(whole[:5] + [7], 4, 0, 1, 0)
+    with pytest.raises(Refused, match=r"GEN_CONTINUE refused: the device's KV cache does not hold that "
+                                      r"conversation \(it holds 9 positions\)") as e:
+        dev.generate([7], 4, start=5, prefix=whole[:4] + [8])   # not what ran there
+    assert e.value.code == P.E_CONTEXT
+    with pytest.raises(Refused, match=r"it holds 9 positions"):
+        dev.generate([7], 2, start=10, prefix=whole[:10])       # past what ran
+    with pytest.raises(TslError, match=r"46 prompt ids \+ 4 tokens pass the device's max_seq 48"):
+        dev.generate([7], 4, start=45, prefix=[1] * 45)         # refused by the host, before sending
+    with pytest.raises(TslError, match=r"value out of range \(limit 3\)"):
+        dev.request(P.GEN_CONTINUE, P.run_continue(45, [1] * 45, [7], 4))
+    vids = [5, 6, 7, 8]
+    dev.verify_steps(vids)
+    dev.debug_begin(2)                                           # ops run one by one: no conversation held
+    with pytest.raises(Refused, match=r"it holds 0 positions"):
+        dev.generate([9], 3, start=1, prefix=vids[:1])
+    dev.verify_steps(vids)                                       # a verify run leaves its ids in the cache
+    assert [t for t, _ in dev.generate([9], 3, start=4, prefix=vids)] == ref.generate(vids + [9], 3, 0, 1, 0)
+
+
 def test_abandoned_generation_then_next_request(dev, ref):
     it = dev.generate([7], 40, 0.8, 0.9, 1)
     next(it)
@@ -441,13 +496,13 @@ def test_verify_and_debug(dev, ref):
     # step 11 op by op: op 0 -> arena[0:4], op 1 -> kv, op 2 -> logits
     regions = [(P.SPACE_ARENA, 0, 4), (P.SPACE_KV, 0, KV), (P.SPACE_ARENA, LOGITS_OFF, 4 * VOCAB)]
     got = dev.op_hashes(11, regions)
-    ref.lib.tsl_model_reset()
+    ref.lib.tsl_reset(ref.m)
     for pos in range(11):
-        ref.lib.tsl_model_forward(ids[pos], pos)
+        ref.forward(ids[pos], pos)
     want = []
     for i, (space, off, n) in enumerate(regions):
-        ref.lib.tsl_model_op(i, ids[11], 11)
-        base = ref.lib.tsl_model_arena() if space == P.SPACE_ARENA else ref.lib.tsl_model_kv()
+        ref.lib.tsl_run_op(ref.m, i, ids[11], 11)
+        base = ref.arena if space == P.SPACE_ARENA else ref.kv
         want.append(fnv1a(ref.ffi.buffer(ref.ffi.cast("uint8_t *", base) + off, n)))
     assert got == want and got[2] == hashes[11]
     raw = dev.read_logits(13)

@@ -3,11 +3,11 @@
 Each turn renders the whole conversation with the model's chat template (tokenizer_config.json's
 `chat_template`, in jinja2's ImmutableSandboxedEnvironment as transformers does; no template:
 plain continuation, the turns' texts joined) and encodes it with the build's tokenizer. Only the
-ids past the longest prefix already in the KV cache are run (host build); a device without a
-"continue at position P" start re-runs the conversation from position 0 each turn (same ids at
-the same positions: the same logits and tokens). When the conversation passes the context the
-oldest turns are dropped and the kept ones run again from position 0. A fresh sampler (the same
-seed) starts each answer, on the host and the device alike."""
+ids past the longest prefix already in the KV cache are run, on the host build and on a device
+(GEN_CONTINUE: the device checks that its cache holds that prefix, else the turn runs from
+position 0): the same ids at the same positions give the same logits and tokens. When the
+conversation passes the context the oldest turns are dropped and the kept ones run again from
+position 0. A fresh sampler (the same seed) starts each answer, on the host and the device alike."""
 import json
 from pathlib import Path
 
@@ -120,17 +120,38 @@ class Conversation:
         self.turns.clear()
 
 
+def min_slots(man):
+    """The smallest sliding-window ring of a build's KV cache (max_seq without one): TSL_KV_MIN_SLOTS."""
+    m = man["model"]
+    return min([kv["slots"] for kv in m.get("kv_layers", [])] or [m["max_seq"]])
+
+
+def kv_keeps(ran, pos, slots):
+    """True if, after positions 0..ran-1 ran, the KV cache still holds positions 0..pos-1 for a run
+    from pos (tsl_kv_keeps in tsl_model.h): a ring of `slots` has overwritten them once positions
+    past pos + 1 ran and it wrapped."""
+    return pos == 0 or 0 < pos <= ran and (ran <= pos + 1 or ran <= slots)
+
+
+def reusable(fed, ids, ran, slots):
+    """-> how many leading ids of this turn's prompt the KV cache holds: the common prefix of `fed`
+    (the ids the cache holds) and ids[:-1] (the last one always runs), if kv_keeps allows it, else 0."""
+    k = 0
+    while k < min(len(ids) - 1, len(fed)) and ids[k] == fed[k]:
+        k += 1
+    return k if kv_keeps(ran, k, slots) else 0
+
+
 class HostSession:
     """The host build: keeps its KV cache across turns, runs only the ids past the common prefix."""
 
-    def __init__(self, host, max_seq):
+    def __init__(self, host, max_seq, slots=None):
         self.host, self.max_seq, self.fed = host, max_seq, []
+        self.slots = max_seq if slots is None else slots
         self.reused = 0                # positions of the last turn's prompt taken from the KV cache
 
     def answer(self, ids, max_tokens, temperature, top_p, seed, stops, on_token):
-        k = 0
-        while k < min(len(ids) - 1, len(self.fed)) and ids[k] == self.fed[k]:
-            k += 1
+        k = reusable(self.fed, ids, len(self.fed), self.slots)
         if k == 0:
             self.host.reset()
         self.fed, self.reused = list(ids[:k]), k
@@ -155,16 +176,33 @@ class HostSession:
 
 
 class DeviceSession:
-    """A device over the serial protocol: the conversation from position 0 each turn."""
+    """A device over the serial protocol: as HostSession, the prompt past the common prefix runs
+    at its position (GEN_CONTINUE) while the device's KV cache holds the rest; if the device says
+    it does not (rebooted, used by another host or its console: E_CONTEXT), from position 0."""
 
-    def __init__(self, dev):
-        self.dev = dev
+    def __init__(self, dev, slots):
+        self.dev, self.slots = dev, slots
+        self.fed = []                  # ids the device's KV cache holds at positions 0.. (as far as we saw)
+        self.ran = 0                   # positions the device ran (its last run's stream is not all read)
+        self.reused = 0                # positions of the last turn's prompt the device kept
 
     def answer(self, ids, max_tokens, temperature, top_p, seed, stops, on_token):
+        from . import protocol as P
         from .device_run import run_count
-        count = run_count(self.dev.info, len(ids), max_tokens)
+        from .serialio import Refused
+        k = reusable(self.fed, ids, self.ran, self.slots)
+        if len(ids) - k > P.MAX_CONT_IDS:
+            k = 0
+        count = run_count(self.dev.info, len(ids) - k, max_tokens, k)
+        try:
+            it = self.dev.generate(ids[k:], count, temperature, top_p, seed, start=k, prefix=ids[:k])
+        except Refused as e:
+            if e.code != P.E_CONTEXT:
+                raise
+            k = 0
+            it = self.dev.generate(ids, count, temperature, top_p, seed)
+        self.reused, self.fed, self.ran = k, [], 0
         out = []
-        it = self.dev.generate(ids, count, temperature, top_p, seed)
         try:
             for t, _ in it:
                 out.append(t)
@@ -175,6 +213,8 @@ class DeviceSession:
             on_token(None)
         finally:
             it.close()                 # the device finishes its run; the host reads it to the end
+        self.ran = len(ids) + count - 1 if count else k       # the last token is sampled, not run
+        self.fed = (list(ids) + out)[:self.ran]
         return out
 
 

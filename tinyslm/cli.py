@@ -157,9 +157,10 @@ def generate(host, ids, max_tokens, temperature, top_p, seed, max_seq, on_token,
 
 
 class _TokenPrinter:
-    """Streams generated tokens: text as soon as it is valid UTF-8 (after the prompt), or ids.
-    With only a device's tokenizer (dev, no local one) the ids are kept and their text is fetched
-    from the device after the run (it reads nothing while it streams), then printed the same way."""
+    """Streams generated tokens: text as soon as it is valid UTF-8 (after the prompt; a character
+    split across tokens waits for its last byte), or ids. With only a device's tokenizer (dev, no
+    local one) the text is the bytes each ITEM carries; a token whose bytes did not fit one (and
+    every one after it) is decoded by the device after the run, which reads nothing while it streams."""
 
     def __init__(self, tok, a, dev=None):
         self.tok, self.dev, self.pending, self.later = tok, dev, bytearray(), []
@@ -167,12 +168,15 @@ class _TokenPrinter:
         if not self.ids_only and a.prompt:
             print(a.prompt, end="", flush=True)
 
-    def __call__(self, t):
+    def __call__(self, t, text=None):
         if self.ids_only:
             print(t, end=",", flush=True)
             return
         if self.tok is None:
-            self.later.append(t)
+            if text is None or self.later:
+                self.later.append(t)
+            else:
+                self._put(text)
             return
         self._put(self.tok.token_bytes(t))
 
@@ -444,13 +448,14 @@ def cmd_run_device(a):
         out, cycles = generate(dev, ids, a.max_tokens, a.temperature, a.top_p, a.seed, emit, eos)
         emit.close()
         run = dev.last_run or {}
+    from .report import token_rate
     n = max(1, len(cycles))
-    print(f"[{info['board']}: {len(out)} tokens, prefill {run.get('prefill_cycles', '?')} {info['cycles_unit']}, "
-          f"{sum(cycles) // n} {info['cycles_unit']}/token on the device]", file=sys.stderr)
+    print(f"[{info['board']}: {len(out)} tokens, prefill {run.get('prefill_cycles', '?')} {info['cycles_unit']}; "
+          f"{token_rate(sum(cycles) // n, info['cycles_unit'], info['board'])}]", file=sys.stderr)
 
 
 def cmd_chat(a):
-    from .chat import Conversation, DeviceSession, HostSession, Template, chat, load_template
+    from .chat import Conversation, DeviceSession, HostSession, Template, chat, load_template, min_slots
     from .firmware import tokenizer_hash
     from .sampler import check_args
     check_args(a.seed, a.temperature, a.top_p, a.max_tokens)
@@ -483,6 +488,8 @@ def cmd_chat(a):
         print(t, file=sys.stderr, flush=True)
     if a.port:
         from . import protocol as P
+        from .builddir import load_build
+        slots = min_slots(load_build(a.out)[0])          # where the device's KV cache is a ring
         with _device(a) as dev:
             info = dev.identify()
             if info["vocab"] < tok.vocab_size:
@@ -494,11 +501,11 @@ def cmd_chat(a):
             # a turn's prompt: at most MAX_IDS ids in one run request (Conversation keeps 16 for the answer)
             limit = min(info["max_seq"], P.MAX_IDS + min(a.max_tokens, 16))
             conv = Conversation(tok, template, limit, a.max_tokens, a.system)
-            chat(DeviceSession(dev), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
+            chat(DeviceSession(dev, slots), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
         return
     man, prog, host = _open(a.out)
     conv = Conversation(tok, template, man["model"]["max_seq"], a.max_tokens, a.system)
-    chat(HostSession(host, man["model"]["max_seq"]), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
+    chat(HostSession(host, man["model"]["max_seq"], min_slots(man)), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
 
 
 def cmd_verify_device(a, man, prog, prompt, steps):

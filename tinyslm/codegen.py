@@ -30,7 +30,7 @@ THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the wo
 POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
             "tsl_glu_f32"}                          # what the pool splits (tsl_par_*: same bytes)
 APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
-        "uart/tsl_uart.c", "uart/tsl_app_serial.c"]
+        "proto/tsl_device.h", "proto/tsl_console.h", "proto/tsl_console.c", "uart/tsl_uart.c", "uart/tsl_app_serial.c"]
 
 
 def arch_hash(meta):
@@ -206,7 +206,9 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
                ("TSL_N_OPS", len(prog.ops)), ("TSL_ARENA_BYTES", max(plan.arena_bytes, 16)),
                ("TSL_KV_BYTES", max(plan.kv_bytes, 16)), ("TSL_LOGITS_OFFSET", plan.offsets["logits"]),
                ("TSL_WEIGHTS_BYTES", len(blob)), ("TSL_WEIGHTS_MAGIC", f"0x{MAGIC:08x}u"),
-               ("TSL_WEIGHTS_VERSION", VERSION), ("TSL_ARCH_HASH", f"0x{ahash:08x}u")]
+               ("TSL_WEIGHTS_VERSION", VERSION), ("TSL_ARCH_HASH", f"0x{ahash:08x}u"),
+               ("TSL_KV_MIN_SLOTS", min([kv["slots"] for kv in prog.meta.get("kv_layers", [])] or
+                                        [prog.meta["max_seq"]]))]   # the smallest sliding-window ring
     ctx = dict(version=__version__, source=Path(source).name, board=board, defines=defines,
                ops=_calls(prog, plan, woff, threads), threads=threads, int_ops=int_ops, arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
                kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="tsl_weights.bin",

@@ -88,7 +88,8 @@ def _tokenizer_sources(out, man, bdir):
 def _app_defines(man, B, load_buffer=False):
     """Build options of the serial app: identity strings, and with load_buffer a RAM buffer for a
     second copy of the weights (what `tinyslm load` writes into; it doubles the weights' RAM)."""
-    d = {"TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"', "TSL_LOAD_BYTES": 0}
+    d = {"TSL_BOARD_NAME": f'"{B.name}"', "TSL_FW_VERSION": f'"tinyslm-{__version__}"', "TSL_LOAD_BYTES": 0,
+         "TSL_NO_DEFAULT_MODEL": None}           # the app owns the model's buffers (context API)
     if not load_buffer:
         return d
     mem = man["memory"]

@@ -30,12 +30,6 @@ typedef struct { int32_t max_tokens; float temperature; float top_p; uint64_t se
 int32_t tsl_generate(tsl_model *m, const int32_t *prompt, int32_t n_prompt, const tsl_generate_cfg *cfg,
                      tsl_token_fn on_token, void *user, const volatile int32_t *cancel, void *scratch,
                      int32_t *n_out);
-int32_t tsl_model_init(const uint8_t *blob);
-void tsl_model_reset(void);
-void tsl_model_op(int32_t i, int32_t token, int32_t pos);
-const float *tsl_model_forward(int32_t token, int32_t pos);
-uint8_t *tsl_model_arena(void);
-int8_t *tsl_model_kv(void);
 typedef struct { uint64_t state; float temperature; float top_p; } tsl_sampler;
 void tsl_sampler_init(tsl_sampler *s, uint64_t seed, float temperature, float top_p);
 int32_t tsl_sample(tsl_sampler *s, const float *logits, int32_t V, float *probs, int32_t *idx);

@@ -4,22 +4,22 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-VERSION = 2
+VERSION = 3                                      # 3: GEN_CONTINUE, E_CONTEXT, token bytes in ITEM
 MAX_PAYLOAD = 1024
 HEADER = struct.Struct("<BBHH")                  # type, flags, seq, len
 MAX_RAW = HEADER.size + MAX_PAYLOAD + 4          # 1034
 MAX_WIRE = MAX_RAW + MAX_RAW // 254 + 2          # COBS worst case + delimiter: 1040
 
-# message types (requests 0x01..0x0D, replies and stream 0x81..0x91, ERROR 0xFF)
+# message types (requests 0x01..0x0E, replies and stream 0x81..0x91, ERROR 0xFF)
 IDENTIFY, GEN_START, VERIFY_START, RUN_FETCH, RUN_STATUS = 0x01, 0x02, 0x03, 0x04, 0x05
 DEBUG_BEGIN, DEBUG_OPS, READ, LOAD_BEGIN, LOAD_DATA, LOAD_COMMIT = 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B
-ENCODE, DECODE = 0x0C, 0x0D
+ENCODE, DECODE, GEN_CONTINUE = 0x0C, 0x0D, 0x0E
 IDENTITY, RUN_ACK, DEBUG_ACK, OP_HASHES, DATA, LOAD_ACK = 0x81, 0x82, 0x86, 0x87, 0x88, 0x89
 IDS, TEXT = 0x8C, 0x8D
 ITEM, RUN_DONE, ERROR = 0x90, 0x91, 0xFF
 NAMES = {globals()[k]: k for k in (
     "IDENTIFY GEN_START VERIFY_START RUN_FETCH RUN_STATUS DEBUG_BEGIN DEBUG_OPS READ LOAD_BEGIN LOAD_DATA "
-    "LOAD_COMMIT ENCODE DECODE IDENTITY RUN_ACK DEBUG_ACK OP_HASHES DATA LOAD_ACK IDS TEXT ITEM RUN_DONE "
+    "LOAD_COMMIT ENCODE DECODE GEN_CONTINUE IDENTITY RUN_ACK DEBUG_ACK OP_HASHES DATA LOAD_ACK IDS TEXT ITEM RUN_DONE "
     "ERROR").split()}
 
 FLAG_SYNC = 0x01
@@ -28,7 +28,7 @@ FLAG_SYNC = 0x01
 E_CRC, E_FRAME, E_TOO_LONG = 1, 2, 3
 E_TYPE, E_LENGTH, E_SEQ, E_STATE, E_RANGE = 4, 5, 6, 7, 8
 E_TOO_BIG, E_ARCH, E_WEIGHTS_CRC, E_INCOMPLETE, E_MODEL = 9, 10, 11, 12, 13
-E_TOKENIZER = 14
+E_TOKENIZER, E_CONTEXT = 14, 15
 LINK_ERRORS = (E_CRC, E_FRAME, E_TOO_LONG)
 ERROR_TEXT = {
     E_CRC: "frame CRC mismatch", E_FRAME: "malformed frame", E_TOO_LONG: "frame too long",
@@ -40,16 +40,19 @@ ERROR_TEXT = {
     E_ARCH: "weights built for another architecture (the firmware's arch hash is 0x{detail:08x})",
     E_WEIGHTS_CRC: "weights CRC mismatch (the device computed 0x{detail:08x})",
     E_INCOMPLETE: "commit before all bytes arrived ({detail} received)",
-    E_MODEL: "tsl_model_init() refused the weights (code {sdetail}; -1 magic, -2 version, "
+    E_MODEL: "tsl_init() refused the weights (code {sdetail}; -1 magic, -2 version, "
              "-3 architecture, -4 header size)",
     E_TOKENIZER: "the device's tokenizer refused the text (code {sdetail}; -4 not UTF-8, -5 not NFC, "
                  "-6 contains an added token's text)",
+    E_CONTEXT: "the device's KV cache does not hold that conversation (it holds {detail} positions)",
 }
 
 RUN_GEN, RUN_VERIFY = 1, 2
 SPACE_ARENA, SPACE_KV, SPACE_WEIGHTS = 0, 1, 2
 RUN_HEAD = struct.Struct("<HHffQ")               # n_ids, max_tokens, temperature, top_p, seed
 MAX_IDS = (MAX_PAYLOAD - RUN_HEAD.size) // 4     # 251
+CONT_HEAD = struct.Struct("<HxxQ")               # GEN_CONTINUE: start, fnv1a64 of ids[0:start]; then a run request
+MAX_CONT_IDS = (MAX_PAYLOAD - CONT_HEAD.size - RUN_HEAD.size) // 4   # 248
 REGION = struct.Struct("<BII")                   # space, offset, length
 MAX_REGIONS = (MAX_PAYLOAD - 2) // REGION.size   # 113
 READ_REQ = struct.Struct("<BxIH")                # space, offset, length
@@ -162,6 +165,24 @@ def run_start(ids, max_tokens=0, temperature=0.0, top_p=1.0, seed=0):
         struct.pack(f"<{len(ids)}I", *(i & 0xFFFFFFFF for i in ids))
 
 
+def ids_hash(ids):
+    """FNV-1a 64 of token ids as u32 little endian: GEN_CONTINUE's prefix."""
+    h = 0xCBF29CE484222325
+    for b in struct.pack(f"<{len(ids)}I", *(int(i) & 0xFFFFFFFF for i in ids)):
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def run_continue(start, prefix, ids, max_tokens, temperature=0.0, top_p=1.0, seed=0):
+    """GEN_CONTINUE payload: the prompt `ids` at positions start.., the KV cache of positions < start
+    (which ran `prefix`) kept."""
+    if len(prefix) != start or not 0 <= start <= 0xFFFF:
+        raise ValueError(f"a prefix of {len(prefix)} ids for a start at position {start}")
+    if len(ids) > MAX_CONT_IDS:
+        raise ValueError(f"{len(ids)} token ids: 1 to {MAX_CONT_IDS} fit in one GEN_CONTINUE")
+    return CONT_HEAD.pack(start, ids_hash(prefix)) + run_start(ids, max_tokens, temperature, top_p, seed)
+
+
 def debug_ops(regions):
     """DEBUG_OPS payload: regions = [(space, offset, length)], at most MAX_REGIONS."""
     return struct.pack("<H", len(regions)) + b"".join(REGION.pack(*r) for r in regions)
@@ -182,7 +203,8 @@ IDENTITY_HEAD = struct.Struct("<BBH11Ii")        # 52 bytes, then three u8-lengt
 IDENTITY_TOK = struct.Struct("<IiiI")            # tokenizer hash (0: none), bos, eos (-1: none), caps
 IDENTITY_KEYS = ("arch_hash", "weights_crc", "weights_bytes", "arena_bytes", "kv_bytes", "vocab", "max_seq",
                  "n_ops", "logits_offset", "load_capacity", "max_items", "model_status")
-ITEM_P = struct.Struct("<HiIQ")                  # index, token, cycles, logits fnv1a
+ITEM_P = struct.Struct("<HiIQB")                 # index, token, cycles, logits fnv1a, n_text; text[n_text]
+TEXT_NOT_CARRIED = 255                           # n_text: the token's bytes are longer (DECODE them)
 RUN_ACK_P = struct.Struct("<BxH")                # kind, count
 RUN_DONE_P = struct.Struct("<BxHIIQ")            # kind, count, prefill, total, kv fnv1a
 DEBUG_ACK_P = struct.Struct("<HHH")              # step, n_ops, next_op
@@ -202,8 +224,9 @@ def parse_identity(p):
         raise BadPayload(f"IDENTITY of {len(p)} bytes, expected at least {IDENTITY_HEAD.size + 3}")
     ver, loaded, max_payload, *vals = IDENTITY_HEAD.unpack_from(p)
     info = dict(zip(IDENTITY_KEYS, vals), proto_version=ver, max_payload=max_payload)
-    if ver != VERSION:
-        raise BadPayload(f"IDENTITY: the device speaks protocol version {ver}, this host version {VERSION}")
+    if ver != VERSION:                           # the version byte leads IDENTITY in every version
+        raise BadPayload(f"IDENTITY: the firmware speaks serial protocol version {ver}, this tinyslm version "
+                         f"{VERSION}: build and flash the firmware with this tinyslm, or use the tinyslm that built it")
     if max_payload != MAX_PAYLOAD:
         raise BadPayload(f"IDENTITY: max_payload {max_payload}, protocol version {VERSION} has {MAX_PAYLOAD}")
     if loaded not in (0, 1):
@@ -248,13 +271,19 @@ def parse_identity(p):
 
 
 def parse_item(p, count=None, vocab=None):
-    """ITEM -> (index, token, cycles, logits_hash); index < count, 0 <= token < vocab when given."""
-    index, token, cycles, h = _exact("ITEM", p, ITEM_P)
+    """ITEM -> (index, token, cycles, logits_hash, text); index < count, 0 <= token < vocab when
+    given; text: the token's bytes as the device decodes them (b"" from a device without a
+    tokenizer, or in a verify run), None when they were too long to carry."""
+    if len(p) < ITEM_P.size or len(p) != ITEM_P.size + (p[ITEM_P.size - 1] % TEXT_NOT_CARRIED):
+        raise BadPayload(f"ITEM of {len(p)} bytes" + (f", expected at least {ITEM_P.size}" if len(p) < ITEM_P.size
+                         else f" does not hold the {p[ITEM_P.size - 1] % TEXT_NOT_CARRIED} text bytes it announces"))
+    index, token, cycles, h, n = ITEM_P.unpack_from(p)
+    text = None if n == TEXT_NOT_CARRIED else bytes(p[ITEM_P.size:])
     if count is not None and index >= count:
         raise BadPayload(f"ITEM index {index} of a run of {count}")
     if vocab is not None and not 0 <= token < vocab:
         raise BadPayload(f"ITEM {index}: token {token} outside the vocabulary [0, {vocab})")
-    return index, token, cycles, h
+    return index, token, cycles, h, text
 
 
 def parse_run_ack(p):

@@ -83,7 +83,7 @@ def image_sizes(sections, symbols, man, load_bytes):
     flash_total = s(".text") + s(".rodata") + s(".data") + s(".ARM.exidx") + s(".ARM.extab") + s(".srodata") \
         + s(".sdata")
     model_ram = sum(symbols.get(k, 0) for k in ("tsl_arena", "tsl_kv"))
-    sampler = sum(symbols.get(k, 0) for k in ("probs", "idx"))
+    sampler = sum(symbols.get(k, 0) for k in ("probs", "idx", "tsl_sampler_scratch"))
     load = symbols.get("load_buf", 0)
     bss = s(".bss") + s(".sbss")
     return dict(flash=flash_total, code=flash_total - weights - s(".data") - s(".sdata"), weights=weights,

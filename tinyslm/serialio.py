@@ -13,6 +13,14 @@ from . import protocol as P
 from .errors import TslError
 
 
+class Refused(TslError):
+    """The device answered a request with an ERROR: code (protocol.E_*) and detail say why."""
+
+    def __init__(self, msg, code, detail):
+        super().__init__(msg)
+        self.code, self.detail = code, detail
+
+
 class _Tally:
     """What arrived instead of a valid answer, for the failure message."""
 
@@ -181,7 +189,7 @@ class Device:
                     if code in P.LINK_ERRORS:         # not ours: link errors carry seq 0
                         tally.stale += 1
                         continue
-                    raise TslError(f"{self.url}: {name} refused: {P.error_text(code, detail)}")
+                    raise Refused(f"{self.url}: {name} refused: {P.error_text(code, detail)}", code, detail)
                 if expect and r.type not in expect:
                     raise self._bad(f"{r.name} in answer to {name}")
                 self.sync = False
@@ -244,31 +252,48 @@ class Device:
             ids = ids[done:]
         return bytes(out)
 
-    def check_run(self, ids, count, kind):
-        """TslError unless a run of `count` items over prompt `ids` fits the protocol and the device."""
+    def check_run(self, ids, count, kind, start=0):
+        """TslError unless a run of `count` items over prompt `ids` at positions start.. fits the
+        protocol and the device."""
         info = self.info or self.identify()
-        n = len(ids)
-        if not 1 <= n <= P.MAX_IDS:
-            raise TslError(f"a prompt of {n} token ids: one request carries 1 to {P.MAX_IDS}")
-        if n > info["max_seq"]:
-            raise TslError(f"a prompt of {n} token ids: the device's max_seq is {info['max_seq']}")
+        n, most = len(ids), P.MAX_CONT_IDS if start else P.MAX_IDS
+        if not 1 <= n <= most:
+            raise TslError(f"a prompt of {n} token ids: one request carries 1 to {most}")
+        if not 0 <= start < info["max_seq"]:
+            raise TslError(f"a start at position {start}: the device's max_seq is {info['max_seq']}")
+        if start + n > info["max_seq"]:
+            raise TslError(f"a prompt of {n} token ids" + (f" at position {start}" if start else "") +
+                           f": the device's max_seq is {info['max_seq']}")
         bad = [i for i in ids if not 0 <= i < info["vocab"]]
         if bad:
             raise TslError(f"token id {bad[0]} out of range [0, {info['vocab']}) of the device's model")
         if not 0 <= count <= min(P.MAX_ITEMS, info["max_items"]):
             raise TslError(f"{count} tokens in one run: the device takes at most "
                            f"{min(P.MAX_ITEMS, info['max_items'])}")
-        if kind == P.RUN_GEN and count and n + count - 1 > info["max_seq"]:
-            raise TslError(f"{n} prompt ids + {count} tokens pass the device's max_seq {info['max_seq']} "
-                           f"(at most {info['max_seq'] + 1 - n} tokens after this prompt)")
+        if kind == P.RUN_GEN and count and start + n + count - 1 > info["max_seq"]:
+            raise TslError(f"{start + n} prompt ids + {count} tokens pass the device's max_seq {info['max_seq']} "
+                           f"(at most {info['max_seq'] + 1 - start - n} tokens after this prompt)")
 
-    def generate(self, ids, max_tokens, temperature=0.0, top_p=1.0, seed=0):
+    def generate(self, ids, max_tokens, temperature=0.0, top_p=1.0, seed=0, start=0, prefix=(), text=False):
         """Start a generation now; -> iterator of (token, cycles) as the device produces them, exactly
-        max_tokens of them. After it ends, self.last_run holds prefill and total cycles."""
-        ids = [int(i) for i in ids]
-        self.check_run(ids, max_tokens, P.RUN_GEN)
-        first = self._start(P.GEN_START, ids, max_tokens, temperature, top_p, seed)
-        return ((tok, cyc) for _, tok, cyc, _ in self._stream(first, P.RUN_GEN, max_tokens, len(ids)))
+        max_tokens of them (text: (token, cycles, bytes) -- the token's bytes from the device's
+        tokenizer, None when it has none or they were too long to carry). start > 0: the prompt
+        continues at that position the conversation `prefix` (start ids) whose KV cache the device
+        holds (GEN_CONTINUE); the device refuses with E_CONTEXT (Refused) when it does not hold it.
+        After it ends, self.last_run holds prefill and total cycles."""
+        ids, prefix = [int(i) for i in ids], [int(i) for i in prefix]
+        self.check_run(ids, max_tokens, P.RUN_GEN, start)
+        if len(prefix) != start:
+            raise TslError(f"a continuation at position {start} needs the {start} ids before it, not {len(prefix)}")
+        if start:
+            first = self._start(P.GEN_CONTINUE, ids, max_tokens, temperature, top_p, seed, prefix)
+        else:
+            first = self._start(P.GEN_START, ids, max_tokens, temperature, top_p, seed)
+        decoder = self.info["tok_decode"]
+        items = self._stream(first, P.RUN_GEN, max_tokens, len(ids))
+        if text:
+            return ((tok, cyc, txt if decoder else None) for _, tok, cyc, _, txt in items)
+        return ((tok, cyc) for _, tok, cyc, _, _ in items)
 
     def verify_steps(self, ids, temperature=0.8, top_p=0.9, seed=7):
         """Run len(ids) decode steps on the device (ids[s] at position s), as tinyslm.verify does.
@@ -277,14 +302,15 @@ class Device:
         self.check_run(ids, len(ids), P.RUN_VERIFY)
         first = self._start(P.VERIFY_START, ids, 0, temperature, top_p, seed)
         items = list(self._stream(first, P.RUN_VERIFY, len(ids), 1))
-        return dict(logits=[h for _, _, _, h in items], tokens=[t for _, t, _, _ in items],
-                    cycles=[c for _, _, c, _ in items], kv=self.last_run["kv_hash"])
+        return dict(logits=[h for _, _, _, h, _ in items], tokens=[t for _, t, _, _, _ in items],
+                    cycles=[c for _, _, c, _, _ in items], kv=self.last_run["kv_hash"])
 
-    def _start(self, type_, ids, max_tokens, temperature, top_p, seed):
+    def _start(self, type_, ids, max_tokens, temperature, top_p, seed, prefix=None):
         if temperature != temperature or top_p != top_p:
             raise TslError("temperature and top_p must be numbers, not NaN")
         try:
-            payload = P.run_start(ids, max_tokens, temperature, top_p, seed)
+            payload = P.run_start(ids, max_tokens, temperature, top_p, seed) if prefix is None else \
+                P.run_continue(len(prefix), prefix, ids, max_tokens, temperature, top_p, seed)
         except (ValueError, OverflowError, struct.error) as e:
             raise TslError(f"{P.NAMES[type_]}: {e}") from None
         return self.request(type_, payload, expect=(P.RUN_ACK, P.ITEM, P.RUN_DONE))

@@ -16,7 +16,7 @@
 #define TSL_PROTO_H
 #include <stdint.h>
 
-#define TSL_PROTO_VERSION 2u
+#define TSL_PROTO_VERSION 3u       /* 3: GEN_CONTINUE, E_CONTEXT, the token's bytes in ITEM */
 #define TSL_PROTO_MAX_PAYLOAD 1024u
 #define TSL_PROTO_HEADER 6u
 #define TSL_PROTO_MAX_RAW (TSL_PROTO_HEADER + TSL_PROTO_MAX_PAYLOAD + 4u)            /* 1034 */
@@ -26,7 +26,7 @@
 #define TSL_PROTO_NONE 0
 #define TSL_PROTO_FRAME 1
 
-/* Message types: requests 0x01..0x0B (host -> device), replies and stream 0x81..0x91, 0xFF.
+/* Message types: requests 0x01..0x0E (host -> device), replies and stream 0x81..0x91, 0xFF.
  * Payload layouts: docs/protocol.md. */
 #define TSL_MSG_IDENTIFY 0x01u     /* -> IDENTITY */
 #define TSL_MSG_GEN_START 0x02u    /* -> RUN_ACK, then ITEM x count, RUN_DONE (streamed) */
@@ -41,6 +41,7 @@
 #define TSL_MSG_LOAD_COMMIT 0x0Bu  /* -> LOAD_ACK */
 #define TSL_MSG_ENCODE 0x0Cu       /* -> IDS */
 #define TSL_MSG_DECODE 0x0Du       /* -> TEXT */
+#define TSL_MSG_GEN_CONTINUE 0x0Eu /* -> as GEN_START, the KV cache of positions < start kept */
 #define TSL_MSG_IDENTITY 0x81u
 #define TSL_MSG_RUN_ACK 0x82u
 #define TSL_MSG_DEBUG_ACK 0x86u
@@ -69,8 +70,9 @@
 #define TSL_PROTO_E_ARCH 10         /* weights for another architecture; detail: ours */
 #define TSL_PROTO_E_WEIGHTS_CRC 11  /* weights CRC differs; detail: the CRC computed */
 #define TSL_PROTO_E_INCOMPLETE 12   /* commit before all bytes arrived; detail: bytes received */
-#define TSL_PROTO_E_MODEL 13        /* tsl_model_init() refused; detail: its code (-4: header size) */
+#define TSL_PROTO_E_MODEL 13        /* tsl_init() refused; detail: its code (-4: header size) */
 #define TSL_PROTO_E_TOKENIZER 14    /* the encoder refused the text; detail: its TSL_TOK_ERR_* code */
+#define TSL_PROTO_E_CONTEXT 15      /* GEN_CONTINUE: the KV cache does not hold that prefix; detail: positions it holds */
 
 typedef struct {
     uint8_t type, flags;

@@ -1,16 +1,14 @@
 /* tsl_serial_app.c -- the firmware side of the serial protocol (docs/protocol.md): identify,
- * generate, verify (with per-op hashes and raw reads), load weights.
+ * generate (from position 0, or continuing a conversation whose KV cache it keeps), verify (with
+ * per-op hashes and raw reads), load weights; and, with a tokenizer, encode, decode and the text
+ * console (tsl_console.c) on the same UART. Built on the context API of tsl_model.h with
+ * TSL_NO_DEFAULT_MODEL: the model, its arena and KV cache are this file's (the platform: tsl_device.h).
  *
- * The platform provides:
- *   int tsl_uart_getc(void)                          blocking, 0..255; < 0 ends tsl_serial_main()
- *   void tsl_uart_write(const uint8_t *p, uint32_t n)
- *   uint32_t tsl_cycles(void)                        free-running counter; differences wrap mod 2^32
- *     (or build with -DTSL_PROTO_PLATFORM_CYCLES to take it from targets/tsl_platform.h)
- * Build options: TSL_BOARD_NAME, TSL_FW_VERSION (strings), TSL_LOAD_BYTES (RAM load buffer,
- * default TSL_WEIGHTS_BYTES, 0: no loading), TSL_PROTO_MAX_ITEMS (run history, default TSL_MAX_SEQ).
- * With TSL_HAS_TOKENIZER the firmware links `const tsl_tokenizer tsl_tok` (tinyslm.tokenizer_c) and
- * answers ENCODE / DECODE; TSL_TOKENIZER_HASH (CRC-32 of the build's tokenizer.json), TSL_TOK_BOS and
- * TSL_TOK_EOS (-1: none) go into IDENTITY.
+ * Build options: TSL_LOAD_BYTES (RAM load buffer, default TSL_WEIGHTS_BYTES, 0: no loading),
+ * TSL_PROTO_MAX_ITEMS (run history, default TSL_MAX_SEQ), TSL_ARENA_SECTION / TSL_KV_SECTION.
+ * With TSL_HAS_TOKENIZER the firmware links `const tsl_tokenizer tsl_tok` (tinyslm.tokenizer_c),
+ * answers ENCODE / DECODE and puts each generated token's bytes in its ITEM; TSL_TOKENIZER_HASH
+ * (CRC-32 of the build's tokenizer.json), TSL_TOK_BOS and TSL_TOK_EOS (-1: none) go into IDENTITY.
  *
  * Link rules (stop-and-wait): a request whose seq and CRC equal the last one's is a resend and
  * gets the cached reply again, without running anything twice; otherwise its seq must be the
@@ -20,27 +18,8 @@
 #include "tsl_model.h"
 #include "tsl_sampler.h"
 #include "tsl_proto.h"
+#include "tsl_device.h"
 
-extern int tsl_uart_getc(void);
-extern void tsl_uart_write(const uint8_t *p, uint32_t n);
-#ifdef TSL_PROTO_PLATFORM_CYCLES
-#include "tsl_platform.h"
-#define TSL_NOW() ((uint32_t)tsl_cycles())
-#else
-extern uint32_t tsl_cycles(void);
-#define TSL_NOW() tsl_cycles()
-#define tsl_cycles_init() ((void)0)
-#endif
-
-#ifndef TSL_BOARD_NAME
-#define TSL_BOARD_NAME "unknown"
-#endif
-#ifndef TSL_FW_VERSION
-#define TSL_FW_VERSION "dev"
-#endif
-#ifndef TSL_CYCLES_UNIT
-#define TSL_CYCLES_UNIT "cycles"
-#endif
 #ifndef TSL_LOAD_BYTES
 #define TSL_LOAD_BYTES TSL_WEIGHTS_BYTES
 #endif
@@ -48,7 +27,7 @@ extern uint32_t tsl_cycles(void);
 #define TSL_PROTO_MAX_ITEMS TSL_MAX_SEQ
 #endif
 #define TSL_RUN_HEAD 20u                                        /* run request before the ids */
-#define TSL_MAX_IDS ((TSL_PROTO_MAX_PAYLOAD - TSL_RUN_HEAD) / 4u) /* 251 */
+#define TSL_CONT_HEAD 12u                                       /* GEN_CONTINUE before the run request */
 #define TSL_REGION 9u              /* DEBUG_OPS: u8 space, u32 off, u32 len; <= 113 a message */
 #define TSL_READ_HEAD 6u
 #define TSL_MAX_READ (TSL_PROTO_MAX_PAYLOAD - TSL_READ_HEAD - 2u) /* 1016 */
@@ -56,55 +35,51 @@ extern uint32_t tsl_cycles(void);
 #define TSL_RUN_VERIFY 2u
 #define TSL_ENCODE_MAX 256u                                     /* text bytes per ENCODE */
 #define TSL_MAX_OUT_IDS ((TSL_PROTO_MAX_PAYLOAD - 2u) / 4u)    /* 255 ids per IDS / DECODE */
+#define TSL_ITEM_HEAD 19u                                       /* ITEM before the token's bytes */
+#define TSL_ITEM_TEXT_MAX 254u                                  /* longer: n_text 255, not carried */
 #ifndef TSL_TOKENIZER_HASH
 #define TSL_TOKENIZER_HASH 0u
 #endif
-#ifndef TSL_TOK_BOS
-#define TSL_TOK_BOS (-1)
-#endif
-#ifndef TSL_TOK_EOS
-#define TSL_TOK_EOS (-1)
-#endif
 #ifdef TSL_HAS_TOKENIZER
 #include "tsl_tokenizer.h"
+#include "tsl_console.h"
 extern const tsl_tokenizer tsl_tok;
-static int32_t enc_ids[TSL_TOK_MAX_IDS(TSL_ENCODE_MAX)];          /* 3 KB */
-static uint32_t enc_work[TSL_TOK_WORK_WORDS(TSL_ENCODE_MAX)];     /* 1 KB */
+static int32_t enc_ids[TSL_TOK_MAX_IDS(TSL_ENCODE_MAX)];          /* 3 KB, shared with the console */
+static uint32_t enc_work[TSL_TOK_WORK_WORDS(TSL_ENCODE_MAX)];     /* 1 KB, shared with the console */
+static tsl_console con;
 #endif
 
-#if defined(__GNUC__)
-#define TSL_ALIGN16 __attribute__((aligned(16)))
+static tsl_model model;
+static int32_t model_status;                           /* tsl_init's status: nonzero, the model does not run */
+static uint8_t tsl_arena[TSL_ARENA_BYTES] TSL_ALIGNED TSL_ARENA_PLACE;
+static int8_t tsl_kv[TSL_KV_BYTES] TSL_ALIGNED TSL_KV_PLACE;
+static uint32_t tsl_sampler_scratch[TSL_SAMPLER_SCRATCH_BYTES / 4u];   /* float probs[V], int32 idx[V] */
+#if TSL_LOAD_BYTES > 0
+static uint8_t load_buf[TSL_LOAD_BYTES] TSL_ALIGNED;
 #else
-#define TSL_ALIGN16
+static uint8_t *const load_buf = 0;
 #endif
 
 static tsl_proto_parser rx;
-static uint8_t reply[TSL_PROTO_MAX_PAYLOAD];           /* payload of the reply being built */
+static uint8_t reply[TSL_PROTO_MAX_PAYLOAD];           /* payload of the reply being built; a run's stream frames */
 static uint8_t cache[TSL_PROTO_MAX_WIRE];              /* the last reply, encoded */
 static uint32_t cache_n;
-static uint8_t tx[48];                                 /* stream frames and uncached errors */
+static uint8_t tx[48];                                 /* uncached errors and RUN_DONE */
 static struct { uint16_t seq; uint32_t crc; uint8_t valid; } last;
 
 static struct {
     uint8_t kind, pending;           /* pending: accepted, ACK sent, not run yet */
-    uint16_t seq, n_ids, count, planned;
+    uint16_t seq, start, n_ids, count, planned;       /* prompt ids: ctx.ids[start, start + n_ids) */
     float temperature, top_p;
     uint64_t seed, kv_hash;
-    uint32_t prefill, total;
-    int32_t ids[TSL_MAX_IDS];
+    uint32_t prefill, total, t;      /* t: cycle count when the current item's step began */
 } run;
+/* The conversation in the KV cache: positions [0, len) ran ids[0:len] since the last reset, and
+ * no later position ran (what tsl_kv_keeps needs). A verify run's ids stay for DEBUG_BEGIN. */
+static struct { uint32_t len; int32_t ids[TSL_MAX_SEQ]; } ctx;
 static struct { int32_t token; uint32_t cycles; uint64_t hash; } items[TSL_PROTO_MAX_ITEMS];
 static struct { uint8_t active; uint16_t step, next_op; } dbg;
 static struct { uint8_t active, loaded; uint32_t total, arch, crc, received; } load;
-static int32_t model_status;
-static tsl_sampler smp;
-static float probs[TSL_VOCAB];
-static int32_t idx[TSL_VOCAB];
-#if TSL_LOAD_BYTES > 0
-static uint8_t load_buf[TSL_LOAD_BYTES] TSL_ALIGN16;
-#else
-static uint8_t *const load_buf = 0;
-#endif
 
 static void send_tx(uint8_t type, uint16_t seq, const uint8_t *p, uint32_t n)
 {
@@ -131,6 +106,12 @@ static uint32_t fail(uint8_t *type, uint8_t code, uint8_t req, uint32_t detail)
 
 static uint32_t weights_total(const uint8_t *w) { return tsl_rd32le(w + 8); }
 
+static int32_t bind_weights(const uint8_t *w)          /* NULL: the blob linked in */
+{
+    ctx.len = 0;
+    return tsl_init(&model, w, tsl_arena, tsl_kv);
+}
+
 static uint32_t put_str(uint8_t *p, const char *s)
 {
     const uint32_t n = (uint32_t)strlen(s) > 64u ? 64u : (uint32_t)strlen(s);
@@ -141,7 +122,7 @@ static uint32_t put_str(uint8_t *p, const char *s)
 
 static uint32_t on_identify(uint8_t *type)
 {
-    const uint8_t *w = tsl_model_weights();
+    const uint8_t *w = model.weights;
     const uint32_t v[12] = {TSL_ARCH_HASH, tsl_rd32le(w + 16), weights_total(w), TSL_ARENA_BYTES,
                             TSL_KV_BYTES, TSL_VOCAB, TSL_MAX_SEQ, TSL_N_OPS, TSL_LOGITS_OFFSET,
                             TSL_LOAD_BYTES, TSL_PROTO_MAX_ITEMS, (uint32_t)model_status};
@@ -176,31 +157,51 @@ static float rd_f32(const uint8_t *p)
     return f;
 }
 
-/* GEN_START / VERIFY_START: u16 n_ids, u16 max_tokens, f32 temperature, f32 top_p, u64 seed,
- * i32 ids[n_ids]. Checks everything, then arms the run; it starts after the ACK is sent. */
-static uint32_t on_run_start(uint8_t *type, const tsl_frame *f, uint8_t kind)
+static uint64_t ids_hash(const int32_t *ids, uint32_t n)   /* FNV-1a 64 of the ids as u32 LE */
 {
-    const uint8_t *p = f->payload;
-    if (f->len < TSL_RUN_HEAD) return fail(type, TSL_PROTO_E_LENGTH, f->type, TSL_RUN_HEAD);
+    uint8_t b[4];
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint32_t i = 0; i < n; i++) {
+        tsl_wr32(b, (uint32_t)ids[i]);
+        for (uint32_t k = 0; k < 4; k++) h = (h ^ b[k]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* The run request at p[0:len] (u16 n_ids, u16 max_tokens, f32 temperature, f32 top_p, u64 seed,
+ * i32 ids[n_ids]) with its prompt at positions start.. (GEN_CONTINUE; 0 otherwise). Checks
+ * everything, then arms the run; it starts after the ACK is sent. GEN_CONTINUE's prefix (u64
+ * hash of ids[0:start]) must be what the KV cache holds, by tsl_kv_keeps: else E_CONTEXT. */
+static uint32_t on_run_start(uint8_t *type, const tsl_frame *f, const uint8_t *p, uint32_t len, uint8_t kind,
+                             uint32_t start, const uint8_t *prefix)
+{
+    const uint8_t req = f->type;
+    const uint32_t head = prefix ? TSL_CONT_HEAD : 0u;
+    if (len < TSL_RUN_HEAD) return fail(type, TSL_PROTO_E_LENGTH, req, head + TSL_RUN_HEAD);
     const uint32_t n = tsl_rd16(p), max_tokens = tsl_rd16(p + 2);
     const float t = rd_f32(p + 4), top_p = rd_f32(p + 8);
-    if (f->len != TSL_RUN_HEAD + 4u * n) return fail(type, TSL_PROTO_E_LENGTH, f->type, TSL_RUN_HEAD + 4u * n);
-    if (model_status != 0) return fail(type, TSL_PROTO_E_MODEL, f->type, (uint32_t)model_status);
-    if (t != t || top_p != top_p) return fail(type, TSL_PROTO_E_RANGE, f->type, 0);   /* NaN */
-    if (n < 1u || n > TSL_MAX_SEQ) return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_MAX_SEQ);
+    if (len != TSL_RUN_HEAD + 4u * n) return fail(type, TSL_PROTO_E_LENGTH, req, head + TSL_RUN_HEAD + 4u * n);
+    if (model_status != 0) return fail(type, TSL_PROTO_E_MODEL, req, (uint32_t)model_status);
+    if (t != t || top_p != top_p) return fail(type, TSL_PROTO_E_RANGE, req, 0);   /* NaN */
+    if (start >= TSL_MAX_SEQ) return fail(type, TSL_PROTO_E_RANGE, req, TSL_MAX_SEQ - 1u);
+    if (n < 1u || n > TSL_MAX_SEQ - start) return fail(type, TSL_PROTO_E_RANGE, req, TSL_MAX_SEQ - start);
     const uint32_t count = kind == TSL_RUN_GEN ? max_tokens : n;
-    if (kind == TSL_RUN_VERIFY && max_tokens != 0) return fail(type, TSL_PROTO_E_RANGE, f->type, 0);
-    if (count > TSL_PROTO_MAX_ITEMS) return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_PROTO_MAX_ITEMS);
-    if (kind == TSL_RUN_GEN && count > 0 && n + count - 1u > TSL_MAX_SEQ)   /* last position: n+count-2 */
-        return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_MAX_SEQ + 1u - n);
-    for (uint32_t i = 0; i < n; i++) {
-        const uint32_t id = tsl_rd32le(p + TSL_RUN_HEAD + 4 * i);
-        if (id >= (uint32_t)TSL_VOCAB) return fail(type, TSL_PROTO_E_RANGE, f->type, TSL_VOCAB);
-        run.ids[i] = (int32_t)id;
-    }
+    if (kind == TSL_RUN_VERIFY && max_tokens != 0) return fail(type, TSL_PROTO_E_RANGE, req, 0);
+    if (count > TSL_PROTO_MAX_ITEMS) return fail(type, TSL_PROTO_E_RANGE, req, TSL_PROTO_MAX_ITEMS);
+    if (kind == TSL_RUN_GEN && count > 0 && start + n + count - 1u > TSL_MAX_SEQ)   /* last position: start+n+count-2 */
+        return fail(type, TSL_PROTO_E_RANGE, req, TSL_MAX_SEQ + 1u - start - n);
+    for (uint32_t i = 0; i < n; i++)
+        if (tsl_rd32le(p + TSL_RUN_HEAD + 4 * i) >= (uint32_t)TSL_VOCAB)
+            return fail(type, TSL_PROTO_E_RANGE, req, TSL_VOCAB);
+    if (prefix && start > 0 && (!tsl_kv_keeps((int32_t)ctx.len, (int32_t)start) ||
+                   ids_hash(ctx.ids, start) != ((uint64_t)tsl_rd32le(prefix) | ((uint64_t)tsl_rd32le(prefix + 4) << 32))))
+        return fail(type, TSL_PROTO_E_CONTEXT, req, ctx.len);
+    for (uint32_t i = 0; i < n; i++) ctx.ids[start + i] = (int32_t)tsl_rd32le(p + TSL_RUN_HEAD + 4 * i);
+    ctx.len = 0;                     /* until the run is over */
     run.kind = kind;
     run.pending = 1;
     run.seq = f->seq;
+    run.start = (uint16_t)start;
     run.n_ids = (uint16_t)n;
     run.planned = (uint16_t)count;
     run.count = 0;
@@ -217,13 +218,35 @@ static uint32_t on_run_start(uint8_t *type, const tsl_frame *f, uint8_t kind)
     return 4;
 }
 
+/* GEN_CONTINUE: u16 start, u16 0, u64 FNV-1a 64 of ids[0:start] (as u32 LE), then a run request. */
+static uint32_t on_continue(uint8_t *type, const tsl_frame *f)
+{
+    if (f->len < TSL_CONT_HEAD) return fail(type, TSL_PROTO_E_LENGTH, f->type, TSL_CONT_HEAD + TSL_RUN_HEAD);
+    return on_run_start(type, f, f->payload + TSL_CONT_HEAD, f->len - TSL_CONT_HEAD, TSL_RUN_GEN,
+                        tsl_rd16(f->payload), f->payload + 4);
+}
+
+/* ITEM: u16 index, i32 token, u32 cycles, u64 logits hash, u8 n_text, the token's bytes[n_text]
+ * (generate with a tokenizer; 255: longer than TSL_ITEM_TEXT_MAX, not carried). */
 static uint32_t put_item(uint8_t *p, uint32_t i)
 {
     tsl_wr16(p, i);
     tsl_wr32(p + 2, (uint32_t)items[i].token);
     tsl_wr32(p + 6, items[i].cycles);
     tsl_wr64(p + 10, items[i].hash);
-    return 18;
+    p[18] = 0;
+#ifdef TSL_HAS_TOKENIZER
+    const uint8_t *b;
+    const int32_t k = run.kind == TSL_RUN_GEN ? tsl_token_decode(&tsl_tok, items[i].token, &b) : 0;
+    if (k > (int32_t)TSL_ITEM_TEXT_MAX) {
+        p[18] = 255u;
+    } else if (k > 0) {
+        p[18] = (uint8_t)k;
+        memcpy(p + TSL_ITEM_HEAD, b, (uint32_t)k);
+        return TSL_ITEM_HEAD + (uint32_t)k;
+    }
+#endif
+    return TSL_ITEM_HEAD;
 }
 
 static uint32_t put_done(uint8_t *p)
@@ -237,34 +260,74 @@ static uint32_t put_done(uint8_t *p)
     return 20;
 }
 
+/* One item of the running stream, its frame encoded into reply[] (free while a run streams:
+ * the RUN_ACK is already in cache[]). */
+static void send_item(uint32_t i)
+{
+    uint8_t p[TSL_ITEM_HEAD + TSL_ITEM_TEXT_MAX];
+    const uint32_t n = put_item(p, i);
+    tsl_uart_write(reply, tsl_proto_encode(reply, sizeof reply, TSL_MSG_ITEM, 0, run.seq, p, n));
+}
+
+/* tsl_generate_from's callback: item i = the token; its cycles cover its step and the sampling. */
+static int32_t on_gen_token(void *user, int32_t tok)
+{
+    (void)user;
+    const uint32_t i = run.count;
+    items[i].cycles = TSL_NOW() - run.t;
+    items[i].token = tok;
+    items[i].hash = 0;
+    if (i + 1u < run.planned) ctx.ids[run.start + run.n_ids + i] = tok;   /* fed back at the next position */
+    run.count = (uint16_t)(i + 1u);
+    send_item(i);
+    run.t = TSL_NOW();
+    return 0;
+}
+
 /* The run armed by on_run_start(), streaming one ITEM per token or step, then RUN_DONE.
- * generate: prompt ids[0:n] at positions 0..n-1, item i = the token sampled after position
- *   n-1+i, fed back at position n+i; its cycles cover that forward and the sampling.
+ * generate: prompt ids at positions start..start+n-1, item i = the token sampled after position
+ *   start+n-1+i, fed back at position start+n+i; its cycles cover that step and the sampling.
  * verify: step s runs ids[s] at position s; item s = its logits hash and sampled token. */
 static void do_run(void)
 {
     uint8_t p[20];
     const uint32_t t0 = TSL_NOW();
     run.pending = 0;
-    tsl_model_reset();
-    tsl_sampler_init(&smp, run.seed, run.temperature, run.top_p);
-    const uint32_t n = run.n_ids, gen = run.kind == TSL_RUN_GEN;
-    const uint32_t prefill = gen ? n - 1u : 0u;
-    for (uint32_t pos = 0; pos < prefill && run.planned > 0; pos++) tsl_model_forward(run.ids[pos], (int32_t)pos);
-    run.prefill = TSL_NOW() - t0;
-    int32_t tok = run.ids[prefill];
-    for (uint32_t i = 0; i < run.planned; i++) {
-        const uint32_t pos = prefill + i;
-        const uint32_t c0 = TSL_NOW();
-        const float *lg = tsl_model_forward(gen ? tok : run.ids[pos], (int32_t)pos);
-        const int32_t t = tsl_sample(&smp, lg, TSL_VOCAB, probs, idx);
-        items[i].cycles = TSL_NOW() - c0;
-        items[i].token = tok = t;
-        items[i].hash = gen ? 0 : tsl_fnv1a64((const uint8_t *)lg, 4u * TSL_VOCAB);
-        run.count = (uint16_t)(i + 1u);
-        send_tx(TSL_MSG_ITEM, run.seq, p, put_item(p, i));
+    const uint32_t s = run.start, n = run.n_ids;
+    float *probs = (float *)tsl_sampler_scratch;
+    int32_t *idx = (int32_t *)(probs + TSL_VOCAB);
+    if (s == 0) tsl_reset(&model);
+    if (run.kind == TSL_RUN_GEN) {
+        if (run.planned > 0) {
+            for (uint32_t pos = s; pos + 1u < s + n; pos++) tsl_forward(&model, ctx.ids[pos], (int32_t)pos, 0);
+            run.prefill = TSL_NOW() - t0;
+            const tsl_generate_cfg cfg = {(int32_t)run.planned, run.temperature, run.top_p, run.seed, -1};
+            run.t = TSL_NOW();
+            tsl_generate_from(&model, (int32_t)(s + n - 1u), ctx.ids + s + n - 1u, 1, &cfg, on_gen_token, 0, 0,
+                              tsl_sampler_scratch, 0);
+            ctx.len = run.count == run.planned ? s + n + run.planned - 1u : 0u;
+        } else {
+            run.prefill = TSL_NOW() - t0;
+            ctx.len = s;
+        }
+    } else {
+        tsl_sampler smp;
+        tsl_sampler_init(&smp, run.seed, run.temperature, run.top_p);
+        run.prefill = TSL_NOW() - t0;
+        for (uint32_t i = 0; i < run.planned; i++) {
+            const float *lg = 0;
+            const uint32_t c0 = TSL_NOW();
+            tsl_forward(&model, ctx.ids[i], (int32_t)i, &lg);
+            const int32_t t = tsl_sample(&smp, lg, TSL_VOCAB, probs, idx);
+            items[i].cycles = TSL_NOW() - c0;
+            items[i].token = t;
+            items[i].hash = tsl_fnv1a64((const uint8_t *)lg, 4u * TSL_VOCAB);
+            run.count = (uint16_t)(i + 1u);
+            send_item(i);
+        }
+        run.kv_hash = tsl_fnv1a64((const uint8_t *)model.kv, TSL_KV_BYTES);
+        ctx.len = n;
     }
-    if (!gen) run.kv_hash = tsl_fnv1a64((const uint8_t *)tsl_model_kv(), TSL_KV_BYTES);
     run.total = TSL_NOW() - t0;
     send_tx(TSL_MSG_RUN_DONE, run.seq, p, put_done(p));
 }
@@ -304,13 +367,14 @@ static uint32_t on_debug_begin(uint8_t *type, const tsl_frame *f)
     if (run.kind != TSL_RUN_VERIFY) return fail(type, TSL_PROTO_E_STATE, f->type, 0);
     const uint32_t step = tsl_rd16(f->payload);
     if (step >= run.n_ids) return fail(type, TSL_PROTO_E_RANGE, f->type, run.n_ids);
-    tsl_model_reset();
-    for (uint32_t pos = 0; pos < step; pos++) tsl_model_forward(run.ids[pos], (int32_t)pos);
+    ctx.len = 0;                     /* replayed, then run op by op: no longer a conversation */
+    tsl_reset(&model);
+    for (uint32_t pos = 0; pos < step; pos++) tsl_forward(&model, ctx.ids[pos], (int32_t)pos, 0);
     dbg.active = 1;
     dbg.step = (uint16_t)step;
     dbg.next_op = 0;
     if (f->payload[2]) {
-        tsl_model_forward(run.ids[step], (int32_t)step);
+        tsl_forward(&model, ctx.ids[step], (int32_t)step, 0);
         dbg.next_op = TSL_N_OPS;
     }
     return debug_ack(type);
@@ -323,13 +387,13 @@ static const uint8_t *region(uint32_t space, uint32_t off, uint32_t len)
     const uint8_t *base;
     uint32_t size;
     if (space == 0) {
-        base = tsl_model_arena();
+        base = model.arena;
         size = TSL_ARENA_BYTES;
     } else if (space == 1) {
-        base = (const uint8_t *)tsl_model_kv();
+        base = (const uint8_t *)model.kv;
         size = TSL_KV_BYTES;
     } else if (space == 2) {
-        base = tsl_model_weights();
+        base = model.weights;
         size = weights_total(base);
     } else {
         return 0;
@@ -359,7 +423,7 @@ static uint32_t on_debug_ops(uint8_t *type, const tsl_frame *f)
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *r = p + 2 + TSL_REGION * i;
         const uint32_t len = tsl_rd32le(r + 5);
-        tsl_model_op(dbg.next_op++, run.ids[dbg.step], pos);
+        tsl_run_op(&model, dbg.next_op++, ctx.ids[dbg.step], pos);
         tsl_wr64(reply + 4 + 8 * i, tsl_fnv1a64(region(r[0], tsl_rd32le(r + 1), len), len));
     }
     *type = TSL_MSG_OP_HASHES;
@@ -399,7 +463,7 @@ static uint32_t on_load_begin(uint8_t *type, const tsl_frame *f)
     if (total < 32u) return fail(type, TSL_PROTO_E_RANGE, f->type, 32);
     if (arch != TSL_ARCH_HASH) return fail(type, TSL_PROTO_E_ARCH, f->type, TSL_ARCH_HASH);
     if (load.loaded) {
-        model_status = tsl_model_init(0);
+        model_status = bind_weights(0);
         load.loaded = 0;
         dbg.active = 0;
     }
@@ -433,7 +497,7 @@ static uint32_t on_load_commit(uint8_t *type, const tsl_frame *f)
     if (tsl_rd32le(load_buf + 12) != TSL_ARCH_HASH) return fail(type, TSL_PROTO_E_ARCH, f->type, TSL_ARCH_HASH);
     const uint32_t crc = tsl_crc32(0, load_buf + 32, load.total - 32u);
     if (crc != tsl_rd32le(load_buf + 16) || crc != load.crc) return fail(type, TSL_PROTO_E_WEIGHTS_CRC, f->type, crc);
-    const int32_t rc = tsl_model_init(load_buf);
+    const int32_t rc = bind_weights(load_buf);
     if (rc != 0) return fail(type, TSL_PROTO_E_MODEL, f->type, (uint32_t)rc);
     model_status = 0;
     load.loaded = 1;
@@ -489,306 +553,13 @@ static uint32_t on_decode(uint8_t *type, const tsl_frame *f)
 #endif
 }
 
-#ifdef TSL_HAS_TOKENIZER
-/* ---- the text console (screen, minicom, idf.py monitor, Arduino serial monitor) ----
- * A line typed at a frame boundary is a console line: its text is encoded on the device and
- * continued by the model, streaming, with the KV cache kept across lines until /reset or the
- * context is full. The binary protocol shares the port: the host sends a 0x00 before every frame
- * (an empty frame), and a first byte that is a control character (a COBS code) also starts one.
- * Any accepted binary request resets the model, so it ends the console's conversation. */
-#define TSL_CON_LINE 200u
-#ifndef TSL_CYCLES_HZ
-#define TSL_CYCLES_HZ 0
-#endif
-static struct {
-    uint8_t line[TSL_CON_LINE];
-    uint32_t len, pos, max_tokens, n, n_prefill, prefill, gen;
-    uint8_t shown, last_cr;
-    int32_t pending;                 /* the last sampled token, not yet run (-1: none) */
-    float temperature, top_p;
-    uint64_t seed;
-} con;
-
-static void con_write(const uint8_t *p, uint32_t n) { tsl_uart_write(p, n); }
-static void con_puts(const char *s) { con_write((const uint8_t *)s, (uint32_t)strlen(s)); }
-
-/* v /= 10, -> v % 10, in 32-bit operations (some targets have no 64-bit division) */
-static uint32_t con_div10(uint64_t *v)
-{
-    const uint32_t hi = (uint32_t)(*v >> 32), lo = (uint32_t)*v;
-    uint32_t x = ((hi % 10u) << 16) | (lo >> 16);
-    const uint32_t q1 = x / 10u;
-    x = ((x % 10u) << 16) | (lo & 0xFFFFu);
-    *v = ((uint64_t)(hi / 10u) << 32) | ((uint64_t)q1 << 16) | (x / 10u);
-    return x % 10u;
-}
-
-static void con_putu(uint64_t v)
-{
-    char b[21];
-    int i = 20;
-    b[20] = 0;
-    do { b[--i] = (char)('0' + con_div10(&v)); } while (v);
-    con_puts(b + i);
-}
-
-static void con_putf(float f)        /* two decimals */
-{
-    if (f < 0) { con_puts("-"); f = -f; }
-    const uint32_t c = f < 2.0e7f ? (uint32_t)(int32_t)(f * 100.0f + 0.5f) : 2000000000u;  /* int32 conversions only */
-    con_putu(c / 100u);
-    con_puts(c % 100u < 10u ? ".0" : ".");
-    con_putu(c % 100u);
-}
-
-/* Token bytes to the terminal, '\n' as "\r\n". */
-static void con_text(const uint8_t *p, int32_t n)
-{
-    int32_t s = 0;
-    for (int32_t i = 0; i < n; i++)
-        if (p[i] == '\n') {
-            con_write(p + s, (uint32_t)(i - s));
-            con_puts("\r\n");
-            s = i + 1;
-        }
-    con_write(p + s, (uint32_t)(n - s));
-}
-
-static void con_defaults(void)
-{
-    con.temperature = 0.0f;
-    con.top_p = 1.0f;
-    con.seed = 0;
-    con.max_tokens = 64;
-}
-
-static void con_banner(void)
-{
-    const uint8_t *w = tsl_model_weights();
-    con_puts("\r\ntinyslm " TSL_FW_VERSION " on " TSL_BOARD_NAME "\r\nmodel ");
-    static const char hex[] = "0123456789abcdef";
-    char h[18];
-    const uint32_t v[2] = {TSL_ARCH_HASH, tsl_rd32le(w + 16)};
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 8; i++) h[9 * k + i] = hex[(v[k] >> (28 - 4 * i)) & 15u];
-    h[8] = '-';
-    h[17] = 0;
-    con_puts(h);
-    con_puts(", vocab ");
-    con_putu(TSL_VOCAB);
-    con_puts(", context ");
-    con_putu(TSL_MAX_SEQ);
-    con_puts(" tokens\r\nmemory: weights ");
-    con_putu(weights_total(w));
-    con_puts(" B, arena ");
-    con_putu(TSL_ARENA_BYTES);
-    con_puts(" B, KV cache ");
-    con_putu(TSL_KV_BYTES);
-    con_puts(" B\r\ntype text and Enter; /reset /temp T /topp P /seed S /tokens N /stats /help\r\n");
-    if (model_status != 0) {
-        con_puts("model not ready: tsl_model_init returned ");
-        con_putu((uint32_t)-model_status);
-        con_puts(" (negated)\r\n");
-    }
-}
-
-static int con_same(const char *a, const char *b)     /* strcmp() == 0; some targets' libc lacks it */
-{
-    while (*a && *a == *b) a++, b++;
-    return *a == *b;
-}
-
-static void con_stats(void)
-{
-    if (!con.n) { con_puts("no answer yet\r\n"); return; }
-    con_puts("last answer: ");
-    con_putu(con.n);
-    con_puts(" tokens, ");
-    con_putu(con.gen / con.n);
-    con_puts(" ");
-    con_puts(TSL_CYCLES_UNIT);                   /* a string literal, or a function's string (STM32) */
-    con_puts("/token; prompt ");
-    con_putu(con.n_prefill);
-    con_puts(" tokens in ");
-    con_putu(con.prefill);
-    con_puts(" ");
-    con_puts(TSL_CYCLES_UNIT);
-    const uint32_t hz = con_same(TSL_CYCLES_UNIT, "ns") ? 1000000000u : (uint32_t)TSL_CYCLES_HZ;
-    if (hz && con.gen) {
-        con_puts("; ");
-        /* tokens/s = n * hz / gen, in float from int32 values (no 64-bit or unsigned conversions) */
-        con_putf((float)(int32_t)(hz / 1000u) * 1000.0f * (float)(int32_t)con.n /
-                 ((float)(int32_t)(con.gen >> 1) * 2.0f));
-        con_puts(" tokens/s");
-        if (!con_same(TSL_CYCLES_UNIT, "ns")) {
-            con_puts(" at ");
-            con_putu(hz / 1000000u);
-            con_puts(" MHz");
-        }
-    }
-    con_puts("\r\n");
-#ifdef TSL_CYCLES_EMULATED
-    con_puts("(an emulator: the counter runs on qemu's virtual clock, one tick per instruction with "
-             "-icount, not at the chip's speed)\r\n");
-#endif
-}
-
-static uint32_t con_number(const uint8_t *p, uint32_t n, uint64_t *v, float *f)
-{
-    uint64_t a = 0, frac = 0, scale = 1;
-    uint32_t i = 0, digits = 0, dot = 0;
-    while (i < n && p[i] == ' ') i++;
-    for (; i < n && p[i] != ' '; i++) {
-        if (p[i] == '.' && !dot) { dot = 1; continue; }
-        if (p[i] < '0' || p[i] > '9' || a > 1000000000000000000ull) return 0;
-        if (dot) { if (scale < 1000000u) { frac = frac * 10u + (p[i] - '0'); scale *= 10u; } }
-        else a = a * 10u + (p[i] - '0');
-        digits++;
-    }
-    if (!digits) return 0;
-    *v = a;
-    if (a > 1000000u && dot) return 0;
-    *f = (float)(uint32_t)(a > 1000000u ? 1000000u : a) + (float)(uint32_t)frac / (float)(uint32_t)scale;
-    return dot ? 2u : 1u;
-}
-
-static int con_is(const uint8_t *p, uint32_t n, const char *cmd, uint32_t *arg)
-{
-    const uint32_t k = (uint32_t)strlen(cmd);
-    if (n < k || memcmp(p, cmd, k) != 0 || (n > k && p[k] != ' ')) return 0;
-    *arg = k;
-    return 1;
-}
-
-static void con_reset(void)
-{
-    con.pos = 0;
-    con.pending = -1;
-}
-
-static void con_command(const uint8_t *p, uint32_t n)
-{
-    uint32_t k;
-    uint64_t v = 0;
-    float f = 0;
-    con_puts("\r\n");
-    if (con_is(p, n, "/reset", &k)) {
-        con_reset();
-        con_puts("context cleared\r\n");
-    } else if (con_is(p, n, "/temp", &k) && con_number(p + k, n - k, &v, &f) && f <= 100.0f) {
-        con.temperature = f;
-        con_puts("temperature ");
-        con_putf(f);
-        con_puts(f == 0.0f ? " (greedy)\r\n" : "\r\n");
-    } else if (con_is(p, n, "/topp", &k) && con_number(p + k, n - k, &v, &f) && f <= 1.0f) {
-        con.top_p = f;
-        con_puts("top-p ");
-        con_putf(f);
-        con_puts("\r\n");
-    } else if (con_is(p, n, "/seed", &k) && con_number(p + k, n - k, &v, &f) == 1) {
-        con.seed = v;
-        con_puts("seed ");
-        con_putu(v);
-        con_puts("\r\n");
-    } else if (con_is(p, n, "/tokens", &k) && con_number(p + k, n - k, &v, &f) == 1 && v >= 1 && v <= TSL_MAX_SEQ) {
-        con.max_tokens = (uint32_t)v;
-        con_puts("at most ");
-        con_putu(v);
-        con_puts(" tokens an answer\r\n");
-    } else if (con_is(p, n, "/stats", &k)) {
-        con_stats();
-    } else if (con_is(p, n, "/help", &k)) {
-        con_banner();
-    } else {
-        con_puts("commands: /reset, /temp T (0: greedy), /topp P (0..1), /seed S, /tokens N (1.." );
-        con_putu(TSL_MAX_SEQ);
-        con_puts("), /stats, /help\r\n");
-    }
-}
-
-/* The line's text continues the conversation: at position 0 after BOS, else after the last
- * sampled token; the answer streams until EOS, /tokens or the end of the context. */
-static void con_generate(const uint8_t *p, uint32_t len)
-{
-    if (model_status != 0) { con_puts("\r\nmodel not ready\r\n"); return; }
-    int32_t *ids = enc_ids;
-    const int32_t first = con.pos == 0 ? (int32_t)TSL_TOK_BOS : con.pending;
-    const uint32_t lead = first >= 0 ? 1u : 0u;
-    const int32_t n = tsl_tokenizer_encode(&tsl_tok, p, (int32_t)len, ids + lead,
-                                           (int32_t)(sizeof enc_ids / 4) - 1, enc_work, (int32_t)(sizeof enc_work / 4));
-    if (n < 0) {
-        con_puts(n == TSL_TOK_ERR_ADDED_TOKEN ? "\r\n[the text holds a special token's name]\r\n"
-                                              : "\r\n[the tokenizer cannot encode this text]\r\n");
-        return;
-    }
-    ids[0] = first;
-    const uint32_t total = lead + (uint32_t)n;
-    if (total == 0) return;
-    if (con.pos + total > TSL_MAX_SEQ) {
-        con_puts("\r\n[context full: ");
-        con_putu(TSL_MAX_SEQ);
-        con_puts(" tokens; /reset to start again]\r\n");
-        return;
-    }
-    tsl_sampler_init(&smp, con.seed, con.temperature, con.top_p);
-    const uint32_t t0 = TSL_NOW();
-    for (uint32_t k = 0; k + 1u < total; k++) tsl_model_forward(ids[k], (int32_t)con.pos++);
-    con.prefill = TSL_NOW() - t0;
-    con.n_prefill = total - 1u;
-    con.n = con.gen = 0;
-    int32_t tok = ids[total - 1u];
-    while (con.n < con.max_tokens && con.pos < TSL_MAX_SEQ) {
-        const uint32_t c0 = TSL_NOW();
-        const float *lg = tsl_model_forward(tok, (int32_t)con.pos++);
-        tok = tsl_sample(&smp, lg, TSL_VOCAB, probs, idx);
-        con.gen += TSL_NOW() - c0;
-        con.n++;
-        const uint8_t *b;
-        const int32_t k = tsl_token_decode(&tsl_tok, tok, &b);
-        if (k > 0) con_text(b, k);
-        if (tok == (int32_t)TSL_TOK_EOS) break;
-    }
-    con.pending = tok;
-    con_puts("\r\n");
-    if (con.pos >= TSL_MAX_SEQ) con_puts("[context full; /reset to start again]\r\n");
-}
-
-/* One console byte: echo, edit, and on Enter run the line. */
-static void con_key(uint8_t c)
-{
-    if (!con.shown) {
-        con.shown = 1;
-        con_banner();
-        if (c == '\r' || c == '\n') { con.last_cr = c == '\r'; con_puts("> "); return; }
-        con_puts("> ");
-    }
-    const uint8_t cr = c == '\r';
-    if (c == '\n' && con.last_cr) { con.last_cr = 0; return; }
-    con.last_cr = cr;
-    if (c == '\r' || c == '\n') {
-        if (con.len && con.line[0] == '/') con_command(con.line, con.len);
-        else if (con.len) con_generate(con.line, con.len);
-        else con_puts("\r\n");
-        con.len = 0;
-        con_puts("> ");
-    } else if (c == 8 || c == 127) {
-        if (con.len) {
-            do con.len--; while (con.len && (con.line[con.len] & 0xC0u) == 0x80u);   /* a whole UTF-8 character */
-            con_puts("\b \b");
-        }
-    } else if (c >= 0x20 && con.len < TSL_CON_LINE) {
-        con.line[con.len++] = c;
-        con_write(&c, 1);
-    }
-}
-#endif
-
 static uint32_t dispatch(uint8_t *type, const tsl_frame *f)
 {
     switch (f->type) {
     case TSL_MSG_IDENTIFY: return f->len ? fail(type, TSL_PROTO_E_LENGTH, f->type, 0) : on_identify(type);
-    case TSL_MSG_GEN_START: return on_run_start(type, f, TSL_RUN_GEN);
-    case TSL_MSG_VERIFY_START: return on_run_start(type, f, TSL_RUN_VERIFY);
+    case TSL_MSG_GEN_START: return on_run_start(type, f, f->payload, f->len, TSL_RUN_GEN, 0, 0);
+    case TSL_MSG_VERIFY_START: return on_run_start(type, f, f->payload, f->len, TSL_RUN_VERIFY, 0, 0);
+    case TSL_MSG_GEN_CONTINUE: return on_continue(type, f);
     case TSL_MSG_RUN_FETCH: return on_fetch(type, f);
     case TSL_MSG_RUN_STATUS: return on_status(type, f);
     case TSL_MSG_DEBUG_BEGIN: return on_debug_begin(type, f);
@@ -817,7 +588,9 @@ static void on_frame(const tsl_frame *f)
     last.seq = f->seq;
     last.crc = f->crc;
 #ifdef TSL_HAS_TOKENIZER
-    con_reset();                      /* binary requests may reset or replace the model */
+    tsl_console_reset(&con);          /* binary requests may reset or replace the model */
+    if (con.touched) ctx.len = 0;     /* the console ran the model since: not the conversation held here */
+    con.touched = 0;
 #endif
     uint8_t type;
     const uint32_t n = dispatch(&type, f);
@@ -834,11 +607,11 @@ int tsl_serial_main(void)
     memset(&run, 0, sizeof run);
     memset(&dbg, 0, sizeof dbg);
     memset(&load, 0, sizeof load);
-    model_status = tsl_model_init(0);
+    memset(&ctx, 0, sizeof ctx);
+    model_status = bind_weights(0);
 #ifdef TSL_HAS_TOKENIZER
-    memset(&con, 0, sizeof con);
-    con_defaults();
-    con_reset();
+    tsl_console_init(&con, &model, &model_status, &tsl_tok, enc_ids, (int32_t)(sizeof enc_ids / 4), enc_work,
+                     (int32_t)(sizeof enc_work / 4), tsl_sampler_scratch);
     uint8_t link = 0;                 /* 0 at a frame boundary, 1 after the host's 0x00 lead-in, 2 in a frame */
 #endif
     for (;;) {
@@ -851,7 +624,7 @@ int tsl_serial_main(void)
             link = link == 2 ? 0 : 1;
             con.len = 0;
         } else if (link == 0 && (c >= 0x20 || c == '\r' || c == '\n' || c == 8)) {
-            con_key((uint8_t)c);
+            tsl_console_key(&con, (uint8_t)c);
             continue;
         } else {
             link = 2;
