@@ -15,6 +15,7 @@ struct tsl_job {
     int32_t N, K, flag;             /* flag: accumulate, or act */
     int32_t rows;                   /* per part (tsl_pool_split) */
     float amax[TSL_POOL_MAX_THREADS];   /* quant: each part's max |x| */
+    void (*fn)(void *ctx, int32_t part);    /* tsl_pool_run: the caller's function (ctx in a) */
 };
 
 int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows)
@@ -125,13 +126,12 @@ void tsl_pool_destroy(tsl_pool *p)
 
 int32_t tsl_pool_threads(const tsl_pool *p) { return p ? p->n : 1; }
 
-/* -> the parts the job ran in (j->rows set) */
-static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
+/* Runs parts [0, parts) of j, parts <= the pool's threads; part 0 on the caller. */
+static void run_parts(tsl_pool *p, tsl_job *j, int32_t parts)
 {
-    int32_t parts = tsl_pool_split(j->N, cost, p ? p->n : 1, &j->rows);
-    if (parts <= 1) {
+    if (parts <= 1 || !p) {
         run_part(j, 0);
-        return 1;
+        return;
     }
     pthread_mutex_lock(&p->mu);
     p->job = j;
@@ -144,6 +144,13 @@ static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
     pthread_mutex_lock(&p->mu);
     while (p->pending) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+/* -> the parts the job ran in (j->rows set) */
+static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
+{
+    int32_t parts = tsl_pool_split(j->N, cost, p ? p->n : 1, &j->rows);
+    run_parts(p, j, parts);
     return parts;
 }
 #else
@@ -164,6 +171,13 @@ int32_t tsl_pool_threads(const tsl_pool *p) { (void)p; return tsl_pool_longest_p
 int32_t tsl_pool_threads(const tsl_pool *p) { (void)p; return 1; }
 #endif
 
+static void run_parts(tsl_pool *p, tsl_job *j, int32_t parts)
+{
+    (void)p;
+    (void)parts;
+    run_part(j, 0);
+}
+
 static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
 {
     int32_t parts = tsl_pool_split(j->N, cost, tsl_pool_threads(p), &j->rows);
@@ -171,6 +185,21 @@ static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
     return parts;
 }
 #endif
+
+static void part_fn(const tsl_job *j, int32_t n0, int32_t n1)
+{
+    (void)n1;
+    j->fn((void *)j->a, n0);
+}
+
+void tsl_pool_run(tsl_pool *p, void (*fn)(void *ctx, int32_t part), void *ctx, int32_t parts)
+{
+    tsl_job j = {part_fn, ctx, NULL, NULL, NULL, NULL, NULL, 0.0f, parts, 0, 0, 1, {0}, fn};
+    if (parts < 1) return;
+    if (parts > tsl_pool_threads(p)) parts = tsl_pool_threads(p);
+    j.N = parts;
+    run_parts(p, &j, parts);
+}
 
 /* ---- the ops, as ranges ---- */
 
