@@ -125,7 +125,7 @@ def main():
     import hf_models
     from tinyslm.pipeline import compile_model
     tile = load_board("rpi5").extra.get("prefill_tile")
-    print(f"SmolLM-135M-shaped layer + 2,048-token tied head, {a.tokens}-token prompt, one thread, "
+    print(f"SmolLM-135M-shaped layers + 1,024-token tied head, {a.tokens}-token prompt, one thread, "
           f"prefill tile {tile}: prefill vs {a.tokens} decode steps")
     with tempfile.TemporaryDirectory() as td:
         onnx = {}
@@ -148,7 +148,7 @@ def main():
                     r[L] = fn(build, Path(td) / f"w-{name}-{fmt}-{L}", a.tokens)
                 mid = (r[2][0] - r[1][0], r[2][1] - r[1][1])
                 deep = (r[1][0] + (DEEP - 1) * mid[0], r[1][1] + (DEEP - 1) * mid[1])
-                for label, (dec, pre) in ((f"1 layer + head", r[1]), ("2 layers + head", r[2]),
+                for label, (dec, pre) in (("1 layer + head", r[1]), ("2 layers + head", r[2]),
                                           ("a middle layer (2 - 1)", mid), (f"{DEEP} layers (extrapolated)", deep)):
                     print(f"{fmt:<8}{label:<26}{v(dec):>16}{v(pre):>16}{pre / dec:>15.3f}x")
     print("\nprefill runs the head (and the last layer's attention output and MLP) for the prompt's last token only;"
