@@ -1,4 +1,4 @@
-"""Instructions per MAC of the kernels, portable vs SIMD path, per emulated board.
+"""Instructions per MAC of the kernels, portable C vs the board's kernel path, per emulated board.
 
     python benchmarks/bench_kernels.py [--matvec NxK] [board ...]
 
@@ -8,9 +8,15 @@ Each board's program runs under qemu with -icount shift=0 (one instruction = 1 n
 and reads the board's counter (tsl_platform.h: SysTick on Cortex-M, mcycle on RISC-V, PMCCNTR on
 AArch64 bare metal). Instructions per counter tick are calibrated in the same run on a loop of known
 length, so the table does not depend on the emulated clock. Boards whose emulator cannot count
-(rpi5/rpi4 under qemu-user) are measured on their bare-metal stand-in (bench_stand_in).
-Both paths of a board are built and run side by side in this run.
+(rpi5/rpi4 under qemu-user) are measured on their bare-metal stand-in (bench_stand_in); rp2040,
+which qemu lacks, has its own (M0+) build run on the M3 of its stand-in.
+Both paths of a board are built and run side by side in this run. "kernels" is the path tsl_arch.h
+selects for the core: SIMD on DSP, Helium and NEON cores, plain C or assembly on rv32imc, Xtensa,
+M0+ and M3 (named in the table). For comparison on the M3: CMSIS-NN's plain-C
+arm_nn_vec_mat_mult_t_s8 (GCC 12 -O3, 512x256), 3.49 instructions per MAC, measured the same way
+in issue 14 (stored figure: CMSIS-NN is not built here).
 """
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +31,7 @@ from tinyslm.errors import TslError  # noqa: E402
 N, K = 512, 256           # the matvec of the table
 T, HS, H = 256, 64, 4     # attention: positions, head size, heads (one kv head per head)
 CALIB = 200000            # loop iterations of the calibration (2 instructions each)
+CMSIS_NN_M3 = 3.49        # issue 14: CMSIS-NN's plain C arm_nn_vec_mat_mult_t_s8, GCC 12 -O3, 512x256, qemu M3
 
 SRC = r"""
 #include <stdio.h>
@@ -48,7 +55,7 @@ static void spin(uint32_t n)   /* exactly 2 n instructions */
 #if defined(__aarch64__)
     __asm volatile("1: subs %%w0, %%w0, #1\n b.ne 1b" : "+r"(n) : : "cc");
 #elif defined(__arm__)
-    __asm volatile("1: subs %%0, %%0, #1\n bne 1b" : "+r"(n) : : "cc");
+    __asm volatile(".syntax unified\n 1: subs %%0, %%0, #1\n bne 1b" : "+r"(n) : : "cc");   /* Thumb-1 asm is divided by default */
 #elif defined(__riscv) || defined(__XTENSA__)
     __asm volatile("1: addi %%0, %%0, -1\n bnez %%0, 1b" : "+r"(n));
 #endif
@@ -59,6 +66,21 @@ static void spin(uint32_t n)   /* exactly 2 n instructions */
 
 int main(void)
 {
+#if defined(TSL_ARM_MVE)
+    puts("path Helium");
+#elif defined(TSL_ARM_DSP)
+    puts("path DSP");
+#elif defined(TSL_ARM_NODSP)
+    puts("path M0+/M3 words");
+#elif defined(TSL_NEON_DOTPROD)
+    puts("path NEON+dotprod");
+#elif defined(TSL_NEON)
+    puts("path NEON");
+#elif defined(TSL_RISCV_SCALAR4)
+    puts("path scalar rows");
+#else
+    puts("path portable");
+#endif
     for (int i = 0; i < N * K; i++) w8[i] = (int8_t)(rnd() %% 255u) - 127;
     for (int i = 0; i < N * K / 2; i++) w4[i] = (uint8_t)rnd();
     for (int i = 0; i < N * K / TSL_S4_GROUP; i++) gs[i] = (int8_t)(1u + rnd() %% 127u) * ((rnd() & 1u) ? 1 : -1);
@@ -90,12 +112,14 @@ def measure(board, workdir, portable):
     exe = targets.build(board, [src, *kern], [FIRMWARE], Path(workdir) / ("portable" if portable else "simd"),
                         defines={"TSL_PORTABLE": None} if portable else None, name="bench")
     rc, out = targets.run(board, exe, timeout=600, icount=True)
-    rows = {p[0]: (int(p[1]), int(p[2])) for p in (l.split() for l in out.decode().splitlines()) if len(p) == 3}
+    lines = out.decode(errors="replace").splitlines()
+    rows = {p[0]: (int(p[1]), int(p[2])) for p in (l.split() for l in lines) if len(p) == 3 and p[0] != "path"}
     if rc or "calib" not in rows:
         raise TslError(f"{board.name}: benchmark failed (exit {rc}): {out.decode()[-300:]}")
     empty = rows["empty"][0]
     per_tick = rows["calib"][1] / (rows["calib"][0] - empty)           # instructions per counter tick
-    return {k: (rows[k][0] - empty) * per_tick / rows[k][1] for k in KERNELS}, per_tick
+    path = next((l[5:] for l in lines if l.startswith("path ")), "?")
+    return {k: (rows[k][0] - empty) * per_tick / rows[k][1] for k in KERNELS}, per_tick, path
 
 
 def bench_boards(names):
@@ -107,6 +131,12 @@ def bench_boards(names):
             out.append((n, b))
         elif b.bench_stand_in:
             out.append((f"{n} (as {b.bench_stand_in})", load_board(b.bench_stand_in)))
+        elif b.stand_in and load_board(b.stand_in).emulator.get("icount_cmd") and b.cpu != load_board(b.stand_in).cpu:
+            # a smaller core's code on a bigger one's model (rp2040's Thumb-1 on the M3): the same
+            # instructions execute, so the counts are the real core's (its cycles are not)
+            stand = load_board(b.stand_in)
+            out.append((f"{n} (on {b.stand_in})", dataclasses.replace(
+                stand, name=f"{n}-on-{stand.name}", toolchain={**stand.toolchain, "cflags": b.toolchain["cflags"]})))
     return out
 
 
@@ -119,20 +149,22 @@ def main():
     names = args or [n for n in list_boards() if load_board(n).emulated and load_board(n).kind != "host"
                              and not n.startswith("virt-")]
     print(f"instructions per MAC, qemu -icount shift=0; matvec {N}x{K}, attention {H} heads x {T} positions x {HS}")
-    hdr = f"{'board':<22}{'kernel':<15}{'portable':>10}{'SIMD':>8}{'ratio':>8}"
+    hdr = f"{'board':<22}{'kernel':<15}{'portable':>10}{'kernels':>9}{'ratio':>8}  kernel path"
     print(hdr)
     print("-" * len(hdr))
     for label, b in bench_boards(names):
         with tempfile.TemporaryDirectory() as d:
             try:
-                port, _ = measure(b, d, True)
-                simd, per_tick = measure(b, d, False)
+                port, _, _ = measure(b, d, True)
+                simd, per_tick, path = measure(b, d, False)
             except TslError as e:
                 print(f"{label:<22}skipped: {str(e).splitlines()[0]}")
                 continue
         for k in KERNELS:
-            print(f"{label:<22}{k:<15}{port[k]:>10.3f}{simd[k]:>8.3f}{port[k] / simd[k]:>7.2f}x")
+            print(f"{label:<22}{k:<15}{port[k]:>10.3f}{simd[k]:>9.3f}{port[k] / simd[k]:>7.2f}x  {path}")
         print(f"{'':<22}({per_tick:.2f} instructions per counter tick)")
+    print(f"CMSIS-NN arm_nn_vec_mat_mult_t_s8, plain C (no DSP), Cortex-M3, 512x256: {CMSIS_NN_M3} "
+          "instructions per MAC (stored figure, issue 14)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
  * Kernels test only these. Define TSL_PORTABLE to force the portable C paths.
  * Host test builds: TSL_SIMDE_NEON (+ TSL_SIMDE_DOTPROD) runs the NEON paths through SIMDe,
  * TSL_EMULATE_DSP runs the Armv7E-M DSP path on portable emulations of its instructions,
- * TSL_EMULATE_SCALAR4 the RISC-V path (plain C, also taken on Xtensa) on the host.
+ * TSL_EMULATE_SCALAR4 the RISC-V path (plain C, also taken on Xtensa) on the host,
+ * TSL_EMULATE_NODSP the C of the Cortex-M path without DSP (M0/M0+/M3/M23) on the host.
  * x86-64 (GCC/Clang, any -march): AVX2 and AVX-512 VNNI paths compiled with target attributes and
  * chosen at run time (tsl_x86_level); TSL_HOST_SIMD=portable|avx2|avx512vnni caps the choice. */
 #ifndef TSL_ARCH_H
@@ -15,13 +16,15 @@
 #elif (defined(__ARM_FEATURE_DSP) && defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M') || \
     defined(TSL_EMULATE_DSP)
 #define TSL_ARM_DSP 1
+#elif (defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M') || defined(TSL_EMULATE_NODSP)
+#define TSL_ARM_NODSP 1       /* Armv6-M (M0, M0+), Armv7-M (M3), Armv8-M Baseline (M23): MUL/MLA, no SMLAD */
 #elif (defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)) || \
     (defined(TSL_SIMDE_NEON) && defined(TSL_SIMDE_DOTPROD))
 #define TSL_NEON_DOTPROD 1
 #elif (defined(__aarch64__) && defined(__ARM_NEON)) || defined(TSL_SIMDE_NEON)
 #define TSL_NEON 1
 #elif defined(__riscv) || defined(__XTENSA__) || defined(TSL_EMULATE_SCALAR4)
-#define TSL_RISCV_SCALAR4 1   /* no SIMD (rv32imc, Xtensa LX6): plain C, 4 rows per pass sharing the x loads */
+#define TSL_RISCV_SCALAR4 1   /* no SIMD (rv32imc, Xtensa LX6): 4 rows per pass sharing the x loads */
 #elif defined(__x86_64__) && defined(__GNUC__)
 #define TSL_X86 1
 #endif
@@ -29,6 +32,18 @@
 
 #if defined(TSL_NEON_DOTPROD) || defined(TSL_NEON)
 #define TSL_NEON_ANY 1
+#endif
+
+/* Cores with a 32-bit multiplier and no SIMD: the int4 matvec packs two products into one MUL
+ * (tsl_matvec_s4.c). */
+#if defined(TSL_ARM_NODSP) || defined(TSL_RISCV_SCALAR4)
+#define TSL_SWAR_MUL 1
+#endif
+
+/* Word loads of int8 data at any address: Armv7-M (M3) and the hosts have them; Armv6-M (M0+)
+ * faults and the ESP32-C3 traps, so there the word paths need 4-aligned rows. */
+#if defined(__ARM_FEATURE_UNALIGNED) || defined(__x86_64__) || defined(__aarch64__)
+#define TSL_UNALIGNED_WORDS 1
 #endif
 
 #if defined(TSL_ARM_MVE)

@@ -261,8 +261,193 @@ TSL_TARGET_VNNI static void tsl_vnni_rows(const int8_t *x, const int8_t *w, int3
 }
 #endif
 
-/* acc[n] = sum_k w[n*K + k] * x[k], n in [0, N): w row-major int8 [N][K]. */
-static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N, int32_t K)
+#if defined(TSL_ARM_NODSP)
+#define TSL_NODSP_KC 256    /* x chunk, sign-extended to int32 on the stack: 4 * KC bytes */
+
+/* The four int8 of a little-endian word, sign-extended: SXTB / SBFX on the M3, shifts on the M0+. */
+#define TSL_B0(u) ((int32_t)(int8_t)(u))
+#define TSL_B1(u) ((int32_t)(int8_t)((u) >> 8))
+#define TSL_B2(u) ((int32_t)(int8_t)((u) >> 16))
+#define TSL_B3(u) ((int32_t)(u) >> 24)
+
+#if defined(__ARM_ARCH_6M__) && !defined(TSL_EMULATE_NODSP)
+/* w[0:kc] . x for one row, the hot loop of the M0+ path: w 4-aligned, kc % 8 == 0, kc > 0 (x
+ * sign-extended in xb). Per 4 k: one LDR of the weights, two LDM of 2 x words, SXTB or a shift pair
+ * per byte, 4 MULS and 4 ADDS: 37 instructions per 8 MACs. Registers (all low: Thumb-1): xp r0,
+ * w r1, sum r2, weight word r3, product r4, x words r5 r6, x end r7. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static int32_t tsl_m0_row(const int32_t *xb, const int8_t *w, int32_t kc)
+{
+#define TSL_M0_WORD(off) "ldr r3, [r1, #" #off "]\n ldm r0!, {r5, r6}\n"                             \
+    "sxtb r4, r3\n muls r4, r5, r4\n adds r2, r2, r4\n"                                             \
+    "lsls r4, r3, #16\n asrs r4, r4, #24\n muls r4, r6, r4\n adds r2, r2, r4\n ldm r0!, {r5, r6}\n" \
+    "lsls r4, r3, #8\n asrs r4, r4, #24\n muls r4, r5, r4\n adds r2, r2, r4\n"                      \
+    "asrs r4, r3, #24\n muls r4, r6, r4\n adds r2, r2, r4\n"
+    __asm volatile(
+        ".syntax unified\n"
+        "push {r4, r5, r6, r7, lr}\n"
+        "lsls r2, r2, #2\n adds r7, r0, r2\n movs r2, #0\n"
+        "1:\n" TSL_M0_WORD(0) TSL_M0_WORD(4)
+        "adds r1, #8\n cmp r0, r7\n bne 1b\n"
+        "movs r0, r2\n"
+        "pop {r4, r5, r6, r7, pc}\n");
+#undef TSL_M0_WORD
+}
+#pragma GCC diagnostic pop
+#endif
+
+/* acc[n] (+)= w[n][0:kc] . x for n < N, two rows per pass sharing the x words of xb (x sign-extended;
+ * one row per pass on Thumb-1, by tsl_m0_row where kc % 8 == 0); kc % 4 == 0, rows K apart, words at
+ * w + n*K + 4i loadable (tsl_nodsp_words). Per 4 k and row: one word load, 4 extracts, 4 MLA. */
+static void tsl_nodsp_rows(const int32_t *xb, const int8_t *w, int32_t *acc, int32_t N, int32_t K,
+                           int32_t kc, int first)
+{
+    int32_t n = 0;
+#if !defined(__ARM_ARCH_6M__)   /* Thumb-1 has 8 low registers: one row at a time there */
+    for (; n + 2 <= N; n += 2) {
+        const int8_t *w0 = w + (intptr_t)n * K, *w1 = w0 + K;
+        int32_t a0 = first ? 0 : acc[n], a1 = first ? 0 : acc[n + 1];
+        for (int32_t k = 0; k < kc; k += 4) {
+            const uint32_t u = *(const tsl_u32u *)(w0 + k), v = *(const tsl_u32u *)(w1 + k);
+            const int32_t x0 = xb[k], x1 = xb[k + 1], x2 = xb[k + 2], x3 = xb[k + 3];
+            a0 += TSL_B0(u) * x0 + TSL_B1(u) * x1 + TSL_B2(u) * x2 + TSL_B3(u) * x3;
+            a1 += TSL_B0(v) * x0 + TSL_B1(v) * x1 + TSL_B2(v) * x2 + TSL_B3(v) * x3;
+        }
+        acc[n] = a0; acc[n + 1] = a1;
+    }
+#endif
+    for (; n < N; n++) {
+        const int8_t *w0 = w + (intptr_t)n * K;
+        int32_t a0 = first ? 0 : acc[n];
+#if defined(__ARM_ARCH_6M__) && !defined(TSL_EMULATE_NODSP)
+        if ((kc & 7) == 0) {
+            acc[n] = a0 + tsl_m0_row(xb, w0, kc);
+            continue;
+        }
+#endif
+        for (int32_t k = 0; k < kc; k += 4) {
+            const uint32_t u = *(const tsl_u32u *)(w0 + k);
+            a0 += TSL_B0(u) * xb[k] + TSL_B1(u) * xb[k + 1] + TSL_B2(u) * xb[k + 2] + TSL_B3(u) * xb[k + 3];
+        }
+        acc[n] = a0;
+    }
+}
+
+#if defined(__ARM_ARCH_7M__) && !defined(TSL_EMULATE_NODSP)
+/* Rows in pairs, the hot loop of the M3 path: for p < np, acc[2p..2p+1] (+)= w[2p..2p+1][0:kc] . x,
+ * rows K apart, kc = 16 * cfg->n16 > 0 (x sign-extended in xb). Per 4 k: one LDM of 4 x words, per
+ * row one LDR, 4 SBFX/ASR and 4 MLA: 19 instructions per 8 MACs. Registers: xp r0, row pointers r1
+ * r2, sums r3 r7, x words r4 r5 r6 r8, weight words r9 r10, r11 the extracted weight, r12 count,
+ * lr the acc pointer; xb, np, K and the row skip K - kc live on the stack. */
+typedef struct { int32_t K, n16, first; } tsl_nodsp_cfg;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static void tsl_m3_rows2(const int32_t *xb, const int8_t *w, int32_t *acc,
+                                                          int32_t np, const tsl_nodsp_cfg *cfg)
+{
+#define TSL_M3_ROW4(wr, a) "sxtb r11, " wr "\n mla " a ", r11, r4, " a "\n sbfx r11, " wr ", #8, #8\n"  \
+    "mla " a ", r11, r5, " a "\n sbfx r11, " wr ", #16, #8\n mla " a ", r11, r6, " a "\n"               \
+    "asr r11, " wr ", #24\n mla " a ", r11, r8, " a "\n"
+#define TSL_M3_STEP4 "ldm r0!, {r4, r5, r6, r8}\n ldr r9, [r1], #4\n ldr r10, [r2], #4\n" \
+    TSL_M3_ROW4("r9", "r3") TSL_M3_ROW4("r10", "r7")
+    __asm volatile(
+        "push {r4-r11, lr}\n"
+        "ldr r12, [sp, #36]\n"            /* cfg */
+        "ldr r4, [r12, #0]\n"             /* K */
+        "ldr r5, [r12, #4]\n"             /* n16 */
+        "sub r6, r4, r5, lsl #4\n"        /* K - kc */
+        "sub sp, sp, #16\n"
+        "str r0, [sp, #0]\n str r3, [sp, #4]\n str r4, [sp, #8]\n str r6, [sp, #12]\n"
+        "mov lr, r2\n"
+        "1:\n"
+        "ldr r0, [sp, #0]\n"
+        "ldr r9, [sp, #8]\n add r2, r1, r9\n"
+        "ldr r12, [sp, #36 + 16]\n ldr r3, [r12, #8]\n ldr r12, [r12, #4]\n"
+        "cbz r3, 4f\n"
+        "movs r3, #0\n movs r7, #0\n b 2f\n"
+        "4:\n ldrd r3, r7, [lr]\n"
+        "2:\n" TSL_M3_STEP4 TSL_M3_STEP4 TSL_M3_STEP4 TSL_M3_STEP4
+        "subs r12, r12, #1\n bne 2b\n"
+        "strd r3, r7, [lr], #8\n"
+        "ldr r9, [sp, #12]\n add r1, r2, r9\n"
+        "ldr r9, [sp, #4]\n subs r9, r9, #1\n str r9, [sp, #4]\n bne 1b\n"
+        "add sp, sp, #16\n"
+        "pop {r4-r11, pc}\n");
+#undef TSL_M3_ROW4
+#undef TSL_M3_STEP4
+}
+#pragma GCC diagnostic pop
+#endif
+
+/* Word loads of every row allowed: any address where the core has unaligned loads, else 4-aligned rows. */
+static inline int tsl_nodsp_words(const int8_t *w, int32_t K)
+{
+#if defined(TSL_UNALIGNED_WORDS)
+    (void)w; (void)K;
+    return 1;
+#else
+    return (((uintptr_t)w | (uintptr_t)K) & 3) == 0;
+#endif
+}
+#endif
+
+#if defined(TSL_RISCV_SCALAR4) && defined(__riscv) && __riscv_xlen == 32 && defined(__riscv_mul)
+/* Rows in blocks of eight, the hot loop of the rv32 path: acc[8b + r] = w[8b + r][0:k0] . x for b < nb,
+ * rows K apart, k0 % 8 == 0, k0 > 0. Per 8 k: 8 LB of x, then per row 8 x (LB, MUL, ADD) and one
+ * pointer step: 210 instructions per 64 MACs. (LB, not word loads: the ESP32-C3 traps on unaligned
+ * words, and a byte costs two shifts out of a word. Two int8 products per 32-bit MUL do not fit:
+ * a sum of two of them needs 17 bits, more than the 16 that SWAR lanes of a 32-bit product leave.)
+ * Registers: xp a0, x end a1, row pointers a2-a7 t0 t1, sums s0-s7, x s8-s11 ra t2 t3 t4, temps t5 t6;
+ * x, acc, nb, K, k0 and the next block's row 0 live on the stack. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"   /* naked: the asm reads them */
+__attribute__((naked, noinline)) static void tsl_rv32_rows8(const int8_t *x, const int8_t *w, int32_t *acc,
+                                                            int32_t nb, int32_t K, int32_t k0)
+{
+#define TSL_RV_MAC(i, xr, p, a) "lb t5, " #i "(" p ")\n mul t5, t5, " xr "\n add " a ", " a ", t5\n"
+#define TSL_RV_ROW(p, a) TSL_RV_MAC(0, "s8", p, a) TSL_RV_MAC(1, "s9", p, a) TSL_RV_MAC(2, "s10", p, a) \
+    TSL_RV_MAC(3, "s11", p, a) TSL_RV_MAC(4, "ra", p, a) TSL_RV_MAC(5, "t2", p, a) TSL_RV_MAC(6, "t3", p, a) \
+    TSL_RV_MAC(7, "t4", p, a) "addi " p ", " p ", 8\n"
+    __asm volatile(
+        "addi sp, sp, -80\n"
+        "sw ra, 0(sp)\n sw s0, 4(sp)\n sw s1, 8(sp)\n sw s2, 12(sp)\n sw s3, 16(sp)\n sw s4, 20(sp)\n"
+        "sw s5, 24(sp)\n sw s6, 28(sp)\n sw s7, 32(sp)\n sw s8, 36(sp)\n sw s9, 40(sp)\n sw s10, 44(sp)\n"
+        "sw s11, 48(sp)\n"
+        "sw a0, 52(sp)\n sw a2, 56(sp)\n sw a3, 60(sp)\n sw a4, 64(sp)\n sw a5, 68(sp)\n sw a1, 72(sp)\n"
+        "1:\n"
+        "lw a2, 72(sp)\n lw t5, 64(sp)\n"
+        "add a3, a2, t5\n add a4, a3, t5\n add a5, a4, t5\n add a6, a5, t5\n add a7, a6, t5\n"
+        "add t0, a7, t5\n add t1, t0, t5\n add t6, t1, t5\n sw t6, 72(sp)\n"
+        "lw a0, 52(sp)\n lw t6, 68(sp)\n add a1, a0, t6\n"
+        "li s0, 0\n li s1, 0\n li s2, 0\n li s3, 0\n li s4, 0\n li s5, 0\n li s6, 0\n li s7, 0\n"
+        "2:\n"
+        "lb s8, 0(a0)\n lb s9, 1(a0)\n lb s10, 2(a0)\n lb s11, 3(a0)\n"
+        "lb ra, 4(a0)\n lb t2, 5(a0)\n lb t3, 6(a0)\n lb t4, 7(a0)\n"
+        TSL_RV_ROW("a2", "s0") TSL_RV_ROW("a3", "s1") TSL_RV_ROW("a4", "s2") TSL_RV_ROW("a5", "s3")
+        TSL_RV_ROW("a6", "s4") TSL_RV_ROW("a7", "s5") TSL_RV_ROW("t0", "s6") TSL_RV_ROW("t1", "s7")
+        "addi a0, a0, 8\n bne a0, a1, 2b\n"
+        "lw t5, 56(sp)\n"
+        "sw s0, 0(t5)\n sw s1, 4(t5)\n sw s2, 8(t5)\n sw s3, 12(t5)\n"
+        "sw s4, 16(t5)\n sw s5, 20(t5)\n sw s6, 24(t5)\n sw s7, 28(t5)\n"
+        "addi t5, t5, 32\n sw t5, 56(sp)\n"
+        "lw t6, 60(sp)\n addi t6, t6, -1\n sw t6, 60(sp)\n bnez t6, 1b\n"
+        "lw ra, 0(sp)\n lw s0, 4(sp)\n lw s1, 8(sp)\n lw s2, 12(sp)\n lw s3, 16(sp)\n lw s4, 20(sp)\n"
+        "lw s5, 24(sp)\n lw s6, 28(sp)\n lw s7, 32(sp)\n lw s8, 36(sp)\n lw s9, 40(sp)\n lw s10, 44(sp)\n"
+        "lw s11, 48(sp)\n"
+        "addi sp, sp, 80\n"
+        "ret\n");
+#undef TSL_RV_MAC
+#undef TSL_RV_ROW
+}
+#pragma GCC diagnostic pop
+#define TSL_RV32_ROWS8 1
+#endif
+
+/* acc[n] = sum_k w[n*K + k] * x[k], n in [0, N): w row-major int8 [N][K]. Out of line, so that
+ * instruction profiles (benchmarks/tcg) tell it from the epilogue. */
+__attribute__((noinline)) static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32_t N,
+                                                     int32_t K)
 {
     int32_t k0 = 0;   /* the ISA path covers k < k0 of every row */
 #if defined(TSL_ARM_MVE)
@@ -316,6 +501,23 @@ static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32
             tsl_dsp_dot2(xb, w0, w0, n8, acc + n, &dummy, c == 0);
         }
     }
+#elif defined(TSL_ARM_NODSP)
+    if (tsl_nodsp_words(w, K)) k0 = K & ~7;
+    int32_t xb[TSL_NODSP_KC];
+    if (k0 == 0) for (int32_t n = 0; n < N; n++) acc[n] = 0;
+    for (int32_t c = 0; c < k0; c += TSL_NODSP_KC) {
+        const int32_t kc = k0 - c < TSL_NODSP_KC ? k0 - c : TSL_NODSP_KC;
+        for (int32_t i = 0; i < kc; i++) xb[i] = x[c + i];
+        int32_t n = 0;
+#if defined(__ARM_ARCH_7M__) && !defined(TSL_EMULATE_NODSP)
+        if ((kc & 15) == 0 && N >= 2) {
+            const tsl_nodsp_cfg cfg = {K, kc / 16, c == 0};
+            tsl_m3_rows2(xb, w + c, acc, N / 2, &cfg);
+            n = N & ~1;
+        }
+#endif
+        tsl_nodsp_rows(xb, w + (intptr_t)n * K + c, acc + n, N - n, K, kc, c == 0);
+    }
 #elif defined(TSL_NEON_ANY)
     k0 = K & ~15;
     int32_t n = 0;
@@ -347,6 +549,13 @@ static void tsl_matvec_acc(const int8_t *x, const int8_t *w, int32_t *acc, int32
 #elif defined(TSL_RISCV_SCALAR4)
     k0 = K & ~3;
     int32_t n = 0;
+#if defined(TSL_RV32_ROWS8)
+    if ((K & ~7) > 0 && N >= 8) {
+        k0 = K & ~7;
+        tsl_rv32_rows8(x, w, acc, N / 8, K, k0);
+        n = N & ~7;
+    }
+#endif
     for (; n + 4 <= N; n += 4) {
         const int8_t *p0 = w + (intptr_t)n * K, *p1 = p0 + K, *p2 = p1 + K, *p3 = p2 + K, *xp = x;
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;

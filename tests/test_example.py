@@ -1,7 +1,6 @@
 """The bundled example: golden greedy text, generated-C snapshot, quality against onnxruntime."""
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import ROOT

@@ -5,10 +5,8 @@ boots under qemu's STM32F405 (netduinoplus2, which models no RCC: the start-up m
 HSE and say so) and answers identify, run and verify --port bit-exact with an int4 model in the
 chip's 512 KiB / 128 KiB; tinyslm flash runs the board's tool or names what to install, and exits
 non-zero whenever it did not flash."""
-import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys

@@ -9,7 +9,7 @@ from conftest import ROOT
 from conftest_tools import require_tool, require_toolchain
 from tinyslm.boards import load_board
 
-BOARDS = ["mps2-an386", "mps3-an547", "rpi5", "rpi4", "esp32c3", "esp32", "mps2-an505", "mps2-an500"]
+BOARDS = ["mps2-an386", "mps3-an547", "rpi5", "rpi4", "esp32c3", "esp32", "mps2-an505", "mps2-an500", "mps2-an385"]
 
 
 def require_board_tools(board):

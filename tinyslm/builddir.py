@@ -66,22 +66,22 @@ class partial_dir:
 
     def __enter__(self):
         import signal
-        import tempfile
         self.out.parent.mkdir(parents=True, exist_ok=True)
         clean_leftovers(self.out)
+        # The name is known before the folder exists, so a signal handled at any point below (other
+        # threads do not hold it: onnxruntime's pool may take a process-directed signal, and the
+        # main thread then runs the handler at its next bytecode) still finds the folder to remove.
+        self.tmp = self.out.parent / f".{self.out.name}{PARTIAL}{os.getpid()}-{os.urandom(6).hex()}"
         held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
         try:
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}{PARTIAL}{os.getpid()}-", dir=self.out.parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o777 & ~umask)      # mkdtemp's 0700 would outlive the rename
-        finally:
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
             try:
+                os.mkdir(self.tmp, 0o777)           # the umask applies, as for any folder the user makes
+            finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, old)     # a held signal is raised here
-            except BaseException:
-                self._remove()
-                raise
+        except BaseException:
+            self._remove()
+            raise
         return self.tmp
 
     def __exit__(self, kind, exc, tb):

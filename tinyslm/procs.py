@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 _LIVE = set()           # Popen objects not yet reaped
@@ -92,14 +93,21 @@ def stop_all():
         stop(p, grace=1.0)
 
 
+_installed = False
+
+
 def install_signal_handlers():
     """SIGTERM and SIGHUP raise Terminated in the main thread (so cleanups run); at exit every
     child still listed is stopped."""
+    global _installed
     def handler(signum, frame):
         raise Terminated(signum)
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, handler)
-    atexit.register(stop_all)
+    if threading.current_thread() is threading.main_thread():   # signal.signal raises elsewhere
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, handler)
+    if not _installed:
+        atexit.register(stop_all)
+        _installed = True
 
 
 def wait_any(p, poll=0.1):

@@ -45,6 +45,10 @@ static int wait_for(uint32_t reg, uint32_t mask, uint32_t want)
     return 0;
 }
 
+/* both families: RCC_CR bit 16 HSEON, 17 HSERDY, 18 HSEBYP (defined after the family's registers) */
+static const char *hse_on(void);
+static void pll_clocks(tsl_stm32_clocks *c);
+
 static void pin_af(uint32_t gpio, uint32_t pin, uint32_t pupd)
 {
     const uint32_t s2 = 2u * pin, s4 = 4u * (pin & 7u), afr = gpio + 0x20u + 4u * (pin / 8u);
@@ -77,12 +81,8 @@ const char *tsl_stm32_clock_init(tsl_stm32_clocks *c)
     RCC(APB1ENR) |= 1u << 28;                              /* PWREN */
     (void)RCC(APB1ENR);
     PWR(PWR_CR) = (PWR(PWR_CR) & ~(3u << 14)) | ((uint32_t)TSL_STM32_VOS << 14);
-    if (TSL_STM32_HSE_BYPASS) RCC(CR) |= 1u << 18;         /* HSEBYP, before HSEON */
-    RCC(CR) |= 1u << 16;                                   /* HSEON */
-    if (!wait_for(RCC_BASE + CR, 1u << 17, 1u << 17)) {    /* HSERDY */
-        RCC(CR) &= ~((1u << 16) | (1u << 18));
-        return "HSE did not start";
-    }
+    const char *hse = hse_on();
+    if (hse) return hse;
     RCC(PLLCFGR) = (RCC(PLLCFGR) & 0xF0000000u) | ((uint32_t)TSL_STM32_PLL_Q << 24) | (1u << 22) /* HSE */
                  | ((uint32_t)(TSL_STM32_PLL_P / 2 - 1) << 16) | ((uint32_t)TSL_STM32_PLL_N << 6) | TSL_STM32_PLL_M;
     RCC(CR) |= 1u << 24;                                   /* PLLON */
@@ -102,10 +102,7 @@ const char *tsl_stm32_clock_init(tsl_stm32_clocks *c)
         RCC(CFGR) = cfgr;
         return "switch to the PLL failed";
     }
-    c->sysclk = SYSCLK_HZ;
-    c->hclk = HCLK_HZ;
-    c->pclk1 = HCLK_HZ / TSL_STM32_APB1_DIV;
-    c->pclk2 = HCLK_HZ / TSL_STM32_APB2_DIV;
+    pll_clocks(c);
     return 0;
 }
 
@@ -145,12 +142,8 @@ const char *tsl_stm32_clock_init(tsl_stm32_clocks *c)
     SYSCFG_PWRCR |= 1u;                                    /* ODEN: VOS1 -> VOS0 */
     if (!wait_for(PWR_BASE + PWR_D3CR, 1u << 13, 1u << 13)) return "VOS0 (over-drive) not reached";
 #endif
-    if (TSL_STM32_HSE_BYPASS) RCC(CR) |= 1u << 18;
-    RCC(CR) |= 1u << 16;
-    if (!wait_for(RCC_BASE + CR, 1u << 17, 1u << 17)) {
-        RCC(CR) &= ~((1u << 16) | (1u << 18));
-        return "HSE did not start";
-    }
+    const char *hse = hse_on();
+    if (hse) return hse;
     RCC(PLLCKSELR) = (RCC(PLLCKSELR) & ~0x3F3u) | ((uint32_t)TSL_STM32_PLL_M << 4) | 2u;   /* DIVM1, HSE */
     RCC(PLLCFGR) = (RCC(PLLCFGR) & ~0x7000Fu) | (7u << 16) | (PLL_RGE << 2);   /* P, Q, R out; wide VCO; integer */
     RCC(PLL1DIVR) = ((uint32_t)(TSL_STM32_PLL_R - 1) << 24) | ((uint32_t)(TSL_STM32_PLL_Q - 1) << 16)
@@ -168,16 +161,32 @@ const char *tsl_stm32_clock_init(tsl_stm32_clocks *c)
         RCC(D1CFGR) = RCC(D2CFGR) = RCC(D3CFGR) = 0;
         return "switch to the PLL failed";
     }
-    c->sysclk = SYSCLK_HZ;
-    c->hclk = HCLK_HZ;
-    c->pclk1 = HCLK_HZ / TSL_STM32_APB1_DIV;
-    c->pclk2 = HCLK_HZ / TSL_STM32_APB2_DIV;
+    pll_clocks(c);
     return 0;
 }
 
 #else
 #error "board's [target.defines] needs TSL_STM32_RCC_F4 or TSL_STM32_RCC_H7"
 #endif
+
+static const char *hse_on(void)
+{
+    if (TSL_STM32_HSE_BYPASS) RCC(CR) |= 1u << 18;         /* HSEBYP, before HSEON */
+    RCC(CR) |= 1u << 16;                                   /* HSEON */
+    if (!wait_for(RCC_BASE + CR, 1u << 17, 1u << 17)) {    /* HSERDY */
+        RCC(CR) &= ~((1u << 16) | (1u << 18));
+        return "HSE did not start";
+    }
+    return 0;
+}
+
+static void pll_clocks(tsl_stm32_clocks *c)
+{
+    c->sysclk = SYSCLK_HZ;
+    c->hclk = HCLK_HZ;
+    c->pclk1 = HCLK_HZ / TSL_STM32_APB1_DIV;
+    c->pclk2 = HCLK_HZ / TSL_STM32_APB2_DIV;
+}
 
 void tsl_stm32_clock_hsi(tsl_stm32_clocks *c) { c->sysclk = c->hclk = c->pclk1 = c->pclk2 = HSI_HZ; }
 

@@ -1,7 +1,7 @@
 /* simcall_libc.c -- the little libc the kernel tests, the verify app and the benchmarks need on the
- * Xtensa sim (no Xtensa C library here): printf (d i u x s c, l/ll/z, width, 0-pad), puts, putchar,
- * exit, stdin/stdout as FILEs (fgetc, fwrite: the serial protocol's byte pipe), getenv (no environment), memcpy, memset, memmove, memcmp, strlen, qsort (heapsort: callers pass a total order, so any
- * sort agrees), __divsf3 (float division: the ESP32's FPU has no divide; LLVM calls this) and __muldi3
+ * Xtensa sim (no Xtensa C library here): ../tsl_mini_libc.h over qemu's simcalls, printf reading the
+ * windowed ABI's argument words, stdin/stdout as FILEs (fgetc, fwrite: the serial protocol's byte
+ * pipe), getenv (no environment), __divsf3 (float division: the ESP32's FPU has no divide; LLVM calls this) and __muldi3
  * (64-bit products, called where the build leaves out MUL32_HIGH: qemu's de233_fpu core lacks it).
  * Output and exit through qemu's Xtensa simcall semihosting (SIMCALL, a2 = call, a3.. = arguments). */
 #include <stddef.h>
@@ -24,37 +24,10 @@ static int simcall(int nr, int a, int b, int c)
     return a2;
 }
 
-static char obuf[256];
-static unsigned olen;
+static void tsl_mini_write(const char *s, unsigned n) { simcall(SYS_WRITE, 1, (int)(uintptr_t)s, (int)n); }
+static void tsl_mini_stop(int status) { simcall(SYS_EXIT, status, 0, 0); }
 
-static void flush(void)
-{
-    if (olen) simcall(SYS_WRITE, 1, (int)(uintptr_t)obuf, (int)olen);
-    olen = 0;
-}
-
-int putchar(int c)
-{
-    obuf[olen++] = (char)c;
-    if (olen == sizeof obuf || c == '\n') flush();
-    return c;
-}
-
-int puts(const char *s)
-{
-    while (*s) putchar(*s++);
-    putchar('\n');
-    return 0;
-}
-
-void exit(int status)
-{
-    flush();
-    simcall(SYS_EXIT, status, 0, 0);
-    for (;;) {}
-}
-
-void abort(void) { exit(134); }
+#include "../tsl_mini_libc.h"
 
 struct tsl_file { int fd; };
 static struct tsl_file files[2] = {{0}, {1}};
@@ -67,20 +40,20 @@ char *getenv(const char *name) { (void)name; return NULL; }
 int fflush(FILE *f)
 {
     (void)f;
-    flush();
+    tsl_flush();
     return 0;
 }
 
 int fgetc(FILE *f)
 {
-    flush();
+    tsl_flush();
     unsigned char c;
     return simcall(SYS_READ, f->fd, (int)(uintptr_t)&c, 1) == 1 ? c : EOF;
 }
 
 size_t fwrite(const void *p, size_t size, size_t n, FILE *f)
 {
-    flush();
+    tsl_flush();
     const char *b = p;
     size_t left = size * n;
     while (left) {
@@ -90,32 +63,6 @@ size_t fwrite(const void *p, size_t size, size_t n, FILE *f)
         left -= (size_t)w;
     }
     return n;
-}
-
-/* v / base by shift-and-subtract: keeps 64-bit division (a libgcc call) out of the image. */
-static uint64_t divmod_small(uint64_t v, unsigned base, unsigned *rem)
-{
-    uint64_t q = 0;
-    uint32_t r = 0;
-    for (int i = 63; i >= 0; i--) {
-        r = (r << 1) | (uint32_t)((v >> i) & 1u);
-        q <<= 1;
-        if (r >= base) { r -= base; q |= 1; }
-    }
-    *rem = r;
-    return q;
-}
-
-static void put_num(uint64_t v, unsigned base, int neg, int width, char pad)
-{
-    char b[24];
-    int n = 0;
-    do { unsigned d; v = divmod_small(v, base, &d); b[n++] = "0123456789abcdef"[d]; } while (v);
-    if (neg) {
-        if (pad == '0') { putchar('-'); width--; } else b[n++] = '-';
-    }
-    for (; width > n; width--) putchar(pad);
-    while (n) putchar(b[--n]);
 }
 
 /* printf's variadic arguments are read straight from the windowed ABI, not through <stdarg.h>: LLVM 22's
@@ -168,99 +115,15 @@ static uint64_t next64(struct words *w)
     return (uint64_t)next32(w) << 32 | lo;
 }
 
+static uint64_t fetch(void *ctx, unsigned bits)     /* ILP32: int, long and size_t are one word, long long two */
+{
+    return bits == 64 ? next64(ctx) : next32(ctx);
+}
+
 __attribute__((used)) int printf_words(const uint32_t *reg, const uint32_t *stk)
 {
     struct words w = {reg, stk, 1};
-    for (const char *fmt = (const char *)(uintptr_t)reg[0]; *fmt; fmt++) {
-        if (*fmt != '%') { putchar(*fmt); continue; }
-        char pad = ' ';
-        int width = 0, lng = 0;
-        if (*++fmt == '0') { pad = '0'; fmt++; }
-        while (*fmt >= '0' && *fmt <= '9') width = width * 10 + (*fmt++ - '0');
-        while (*fmt == 'l' || *fmt == 'z') { lng += *fmt == 'l'; fmt++; }
-        switch (*fmt) {                 /* ILP32: int, long and size_t are one word, long long two */
-        case 'd': case 'i': {
-            const int64_t v = lng > 1 ? (int64_t)next64(&w) : (int32_t)next32(&w);
-            put_num(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, 10, v < 0, width, pad);
-            break;
-        }
-        case 'u': case 'x': {
-            const uint64_t v = lng > 1 ? next64(&w) : next32(&w);
-            put_num(v, *fmt == 'u' ? 10 : 16, 0, width, pad);
-            break;
-        }
-        case 's': for (const char *s = (const char *)(uintptr_t)next32(&w); *s; s++) putchar(*s); break;
-        case 'c': putchar((int)next32(&w)); break;
-        default: putchar(*fmt); break;
-        }
-    }
-    return 0;
-}
-
-/* The byte loops below must not be turned back into calls to themselves. */
-#define TSL_NO_BUILTIN __attribute__((no_builtin))
-
-TSL_NO_BUILTIN void *memcpy(void *d, const void *s, size_t n)
-{
-    uint8_t *a = d;
-    const uint8_t *b = s;
-    while (n--) *a++ = *b++;
-    return d;
-}
-
-TSL_NO_BUILTIN void *memmove(void *d, const void *s, size_t n)
-{
-    uint8_t *a = d;
-    const uint8_t *b = s;
-    if (a < b) while (n--) *a++ = *b++;
-    else while (n--) a[n] = b[n];
-    return d;
-}
-
-TSL_NO_BUILTIN void *memset(void *d, int c, size_t n)
-{
-    uint8_t *a = d;
-    while (n--) *a++ = (uint8_t)c;
-    return d;
-}
-
-TSL_NO_BUILTIN int memcmp(const void *x, const void *y, size_t n)
-{
-    const uint8_t *a = x, *b = y;
-    for (; n; n--, a++, b++)
-        if (*a != *b) return *a - *b;
-    return 0;
-}
-
-TSL_NO_BUILTIN size_t strlen(const char *s)
-{
-    size_t n = 0;
-    while (s[n]) n++;
-    return n;
-}
-
-static void swap_bytes(uint8_t *a, uint8_t *b, size_t n)
-{
-    while (n--) { const uint8_t t = *a; *a++ = *b; *b++ = t; }
-}
-
-static void sift(uint8_t *base, size_t root, size_t n, size_t sz, int (*cmp)(const void *, const void *))
-{
-    for (size_t c; (c = 2 * root + 1) < n; root = c) {
-        if (c + 1 < n && cmp(base + c * sz, base + (c + 1) * sz) < 0) c++;
-        if (cmp(base + root * sz, base + c * sz) >= 0) return;
-        swap_bytes(base + root * sz, base + c * sz, sz);
-    }
-}
-
-void qsort(void *base, size_t n, size_t sz, int (*cmp)(const void *, const void *))
-{
-    uint8_t *b = base;
-    for (size_t i = n / 2; i-- > 0;) sift(b, i, n, sz, cmp);
-    for (size_t end = n; end-- > 1;) {
-        swap_bytes(b, b + end * sz, sz);
-        sift(b, 0, end, sz, cmp);
-    }
+    return tsl_mini_format((const char *)(uintptr_t)reg[0], fetch, &w);
 }
 
 /* IEEE 754 binary32 division, round to nearest even, subnormals in and out: what the ESP32's
