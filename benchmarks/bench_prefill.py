@@ -11,8 +11,10 @@ and a 30-layer model of this head is extrapolated as the 1-layer model plus 29 s
 
     python benchmarks/bench_prefill.py [--tokens 128] [--counter icount|host-cpu]
 
-Counters (one function each, COUNTERS; a TCG instruction-count plugin for qemu-aarch64 -cpu
-cortex-a76 slots in as one more):
+Counters (one function each, COUNTERS):
+  tcg       instructions of the rpi5 build (static Linux program) under qemu-aarch64 -cpu cortex-a76,
+            counted by the TCG plugin of benchmarks/tcg (one run per side, counting between two
+            calls of a marker function): the issue's counter.
   icount    instructions of the rpi5 build's code, counted on its stand-in virt-a76 (qemu-system
             -icount shift=0, the PMU cycle counter calibrated to instructions in the same run, as
             bench_threads.py and bench_tokens.py count): the same sources, compiler and flags as
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "tcg"))
 
 from bench_kernels import CALIB  # noqa: E402
 from bench_threads import SHAPE as SHAPE1  # noqa: E402
@@ -69,6 +72,54 @@ int main(void)
     return 0;
 }
 """
+
+
+MAIN_TCG = r"""
+#include <stdio.h>
+#include <string.h>
+#include "tsl_model.h"
+static uint8_t arena[TSL_ARENA_BYTES] TSL_ALIGNED, work[TSL_PREFILL_WORK_BYTES] TSL_ALIGNED;
+static int8_t kv[TSL_KV_BYTES] TSL_ALIGNED;
+/* the TCG plugin counts between the two calls (mark=) */
+__attribute__((noinline)) void tsl_bench_mark(void) { __asm volatile(""); }
+int main(int argc, char **argv)
+{
+    static int32_t ids[%(N)d];
+    for (int32_t p = 0; p < %(N)d; p++) ids[p] = (p * 37) %% TSL_VOCAB;
+    tsl_model m;
+    const float *lg;
+    int32_t rc = TSL_OK;
+    if (argc < 2 || tsl_init(&m, NULL, arena, kv) != TSL_OK) return 1;
+    tsl_bench_mark();
+    if (!strcmp(argv[1], "prefill")) rc = tsl_prefill(&m, ids, %(N)d, 0, work, &lg);
+    else for (int32_t p = 0; p < %(N)d && rc == TSL_OK; p++) rc = tsl_forward(&m, ids[p], p, &lg);
+    tsl_bench_mark();
+    printf("%%s %%d\n", argv[1], (int)rc);
+    return rc != TSL_OK;
+}
+"""
+
+
+def count_tcg(build, workdir, n):
+    """-> (decode, prefill) instructions of n tokens: the rpi5 build under qemu-aarch64 + the TCG plugin."""
+    import tcgcount
+    board = load_board("rpi5")
+    man = json.loads((build / "manifest.json").read_text())
+    src = build / "app" / "bench_prefill_tcg.c"
+    src.write_text(MAIN_TCG % dict(N=n))
+    workdir = Path(workdir)
+    exe = targets.build(board, [build / s for s in man["sources"]] + [src], [build / "runtime", build / "model"],
+                        workdir, name="bench_prefill")
+    so = tcgcount.build_plugin(workdir)
+    funcs = tcgcount.symbols(exe)
+    mark = next(f[0] for f in funcs if f[2] == "tsl_bench_mark")
+    res = []
+    for side in ("decode", "prefill"):
+        c = tcgcount.count(targets.emulator_cmd(board, exe) + [side], so, mark, timeout=3600)
+        if c.returncode:
+            raise TslError(f"{board.name}: {side} failed under the TCG plugin (exit {c.returncode})")
+        res.append(c.total)
+    return tuple(res)
 
 
 def count_icount(build, workdir, n):
@@ -112,15 +163,16 @@ def count_host_cpu(build, workdir, n, repeat=3):
 SHAPE = {**SHAPE1, "vocab_size": 1024}
 DEEP = 30
 
-COUNTERS = {"icount": ("rpi5", "instructions (rpi5 build, virt-a76 -icount)", count_icount),
+COUNTERS = {"tcg": ("rpi5", "instructions (rpi5 build, qemu-aarch64 -cpu cortex-a76, TCG plugin)", count_tcg),
+            "icount": ("rpi5", "instructions (rpi5 build, virt-a76 -icount)", count_icount),
             "host-cpu": ("host", "CPU seconds (host build, x86; wall-clock CPU time, not instructions)", count_host_cpu)}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--counter", choices=sorted(COUNTERS), action="append",
-                    help="default: every counter")
+    ap.add_argument("--counter", choices=list(COUNTERS), action="append",
+                    help="default: tcg and host-cpu")
     a = ap.parse_args()
     import hf_models
     from tinyslm.pipeline import compile_model
@@ -132,13 +184,13 @@ def main():
         for L in (1, 2):
             onnx[L] = Path(td) / f"smol{L}.onnx"
             hf_models.export_full("llama", onnx[L], {**SHAPE, "num_hidden_layers": L}, max_t=256)
-        for name in a.counter or sorted(COUNTERS):
+        for name in a.counter or ["tcg", "host-cpu"]:
             board, unit, fn = COUNTERS[name]
             print(f"\n{unit}, prefill / decode of {a.tokens} tokens")
             hdr = f"{'weights':<8}{'model':<26}{'decode':>16}{'prefill':>16}{'prefill/decode':>16}"
             print(hdr)
             print("-" * len(hdr))
-            v = (lambda x: f"{x:,.0f}") if name == "icount" else (lambda x: f"{x:.4f} s")
+            v = (lambda x: f"{x:.4f} s") if name == "host-cpu" else (lambda x: f"{x:,.0f}")
             for fmt in ("int8", "int4"):
                 r = {}
                 for L in (1, 2):
