@@ -204,7 +204,7 @@ def main():
                                           ("a middle layer (2 - 1)", mid), (f"{DEEP} layers (extrapolated)", deep)):
                     print(f"{fmt:<8}{label:<26}{v(dec):>16}{v(pre):>16}{pre / dec:>15.3f}x")
     print("\nprefill runs the head (and the last layer's attention output and MLP) for the prompt's last token only;"
-          "\nattention stays per token (split over the tile's tokens on the pool when threads > 1).")
+          "\nthe other ops (attention too) stay per token, split over the tile's tokens on the pool when threads > 1.")
 
 
 if __name__ == "__main__":

@@ -153,9 +153,9 @@ def _kv_needed(prog):
 
 def _prefill(prog, plan, woff, threads):
     """The steps of tsl_prefill over a tile of tokens, each token in its own arena (slice sl[t]):
-    gemm (a needed matvec: one call for the tile), seq (a run of other needed ops, per token; its
-    attention ops split over the tokens when no ring slot written in the tile is read by an earlier
-    token of it: ring = the fewest slots of its kv ops, None without any) and last (an op only the logits need: the
+    gemm (a needed matvec: one call for the tile), seq (a run of other needed ops, each split over
+    the tile's tokens, op by op, when no ring slot written in the tile is read by an earlier token
+    of it -- ring = the fewest slots of its kv ops, None without any -- else token by token) and last (an op only the logits need: the
     tile's last token, in the last tile)."""
     def sl(name, ctype=None):
         return f"(({ctype or C_TYPES[prog.bufs[name].dtype]} *)(sl[t] + {plan.offsets[name]}))"
@@ -181,7 +181,7 @@ def _prefill(prog, plan, woff, threads):
                 steps.append(dict(kind="seq", i0=i, ops=[], ring=None))
             st = steps[-1]
             st["i1"] = i + 1
-            st["ops"].append(dict(i=i, name=op.name, attention=op.kind == "attention"))
+            st["ops"].append(dict(i=i, name=op.name))
             if op.kind in ("kv_store", "attention"):
                 st["ring"] = min(st["ring"] or t["max_seq"], t["max_seq"])
     return steps
