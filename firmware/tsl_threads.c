@@ -222,7 +222,7 @@ static void part_mv_s4(const tsl_job *j, int32_t n0, int32_t n1)
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)
 {
-    tsl_job j = {part_mv_s8, x, w, bias, NULL, ws, dst, sx, N, K, accumulate, 0, {0}};
+    tsl_job j = {part_mv_s8, x, w, bias, NULL, ws, dst, sx, N, K, accumulate, 0, {0}, NULL};
     run_job(p, &j, K > 0 ? K : 1);
 }
 
@@ -230,7 +230,7 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
                            const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                            int32_t accumulate)
 {
-    tsl_job j = {part_mv_s4, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, {0}};
+    tsl_job j = {part_mv_s4, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, {0}, NULL};
     run_job(p, &j, K > 0 ? K : 1);
 }
 
@@ -260,7 +260,7 @@ float tsl_par_quant_dynamic_f32(tsl_pool *p, const float *x, int8_t *q, int32_t 
 {
     int32_t rows;
     if (tsl_pool_split(n, 0, tsl_pool_threads(p), &rows) <= 1) return tsl_quant_dynamic_f32(x, q, n);
-    tsl_job j = {part_amax, x, NULL, NULL, NULL, NULL, q, 0.0f, n, 0, 0, 0, {0}};
+    tsl_job j = {part_amax, x, NULL, NULL, NULL, NULL, q, 0.0f, n, 0, 0, 0, {0}, NULL};
     int32_t parts = run_job(p, &j, 0);
     float amax = 0.0f;
     for (int32_t i = 0; i < parts; i++) amax = j.amax[i] > amax ? j.amax[i] : amax;
@@ -278,7 +278,7 @@ static void part_dequant_sub(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_dequant_sub_f32(tsl_pool *p, float *x, const int8_t *q, const float *s, int32_t n)
 {
-    tsl_job j = {part_dequant_sub, q, s, NULL, NULL, NULL, x, 0.0f, n, 0, 0, 0, {0}};
+    tsl_job j = {part_dequant_sub, q, s, NULL, NULL, NULL, x, 0.0f, n, 0, 0, 0, {0}, NULL};
     run_job(p, &j, 0);
 }
 
@@ -289,7 +289,7 @@ static void part_act(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_act_f32(tsl_pool *p, const float *x, float *y, int32_t n, int32_t act)
 {
-    tsl_job j = {part_act, x, NULL, NULL, NULL, NULL, y, 0.0f, n, 0, act, 0, {0}};
+    tsl_job j = {part_act, x, NULL, NULL, NULL, NULL, y, 0.0f, n, 0, act, 0, {0}, NULL};
     run_job(p, &j, 0);
 }
 
@@ -300,6 +300,6 @@ static void part_glu(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_glu_f32(tsl_pool *p, const float *g, const float *u, float *h, int32_t n, int32_t act)
 {
-    tsl_job j = {part_glu, g, u, NULL, NULL, NULL, h, 0.0f, n, 0, act, 0, {0}};
+    tsl_job j = {part_glu, g, u, NULL, NULL, NULL, h, 0.0f, n, 0, act, 0, {0}, NULL};
     run_job(p, &j, 0);
 }
