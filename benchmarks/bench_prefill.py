@@ -100,8 +100,9 @@ int main(int argc, char **argv)
 """
 
 
-def count_tcg(build, workdir, n):
-    """-> (decode, prefill) instructions of n tokens: the rpi5 build under qemu-aarch64 + the TCG plugin."""
+def count_tcg(build, workdir, n, sides=("decode", "prefill")):
+    """-> (decode, prefill) instructions of n tokens (or those of `sides`): the rpi5 build under
+    qemu-aarch64 + the TCG plugin."""
     import tcgcount
     board = load_board("rpi5")
     man = json.loads((build / "manifest.json").read_text())
@@ -114,7 +115,7 @@ def count_tcg(build, workdir, n):
     funcs = tcgcount.symbols(exe)
     mark = next(f[0] for f in funcs if f[2] == "tsl_bench_mark")
     res = []
-    for side in ("decode", "prefill"):
+    for side in sides:
         c = tcgcount.count(targets.emulator_cmd(board, exe) + [side], so, mark, timeout=3600)
         if c.returncode:
             raise TslError(f"{board.name}: {side} failed under the TCG plugin (exit {c.returncode})")
