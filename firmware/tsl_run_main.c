@@ -7,7 +7,8 @@
  *
  * Generation is tinyslm run's on the host build: BOS (if the tokenizer has one) + the prompt's ids,
  * then up to n sampled tokens, each fed back, stopping after EOS or when the KV cache is full; the
- * prompt's text and each token's bytes stream to stdout, timings go to stderr. Tables of the
+ * prompt's text and each token's bytes stream to stdout, timings go to stderr (time to first token:
+ * the prompt's steps, in tiles through tsl_prefill where the build has it, and the first sample). Tables of the
  * tokenizer: tsl_run_tok, tsl_run_bos, tsl_run_eos (written by tinyslm build). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -37,6 +38,8 @@ typedef struct {
     int32_t pos;                /* next position of the KV cache */
     int32_t max_new;
     double ms_prompt, ms_gen;   /* wall time of the prompt steps and of the generated tokens' steps */
+    double ms_first;            /* time to the first token of the first turn (prompt + first sample) */
+    uint8_t *work;              /* TSL_PREFILL_WORK_BYTES (builds with tsl_prefill), 16-byte aligned */
     int32_t n_prompt, n_gen;
 } run_state;
 
@@ -69,6 +72,14 @@ static int bad(const char *opt, const char *what)
 /* Runs ids[0..n) at the next positions; *lg: the last logits. 0, or 1 if the cache is full. */
 static int feed(run_state *r, const int32_t *ids, int32_t n, const float **lg)
 {
+#ifdef TSL_PREFILL_TILE
+    if (n > 1 && r->work) {
+        if (n > TSL_MAX_SEQ - r->pos) return 1;
+        if (tsl_prefill(&r->m, ids, n, r->pos, r->work, lg) != TSL_OK) return 1;
+        r->pos += n;
+        return 0;
+    }
+#endif
     for (int32_t i = 0; i < n; i++) {
         if (r->pos >= TSL_MAX_SEQ) return 1;
         if (tsl_forward(&r->m, ids[i], r->pos, lg) != TSL_OK) return 1;
@@ -120,8 +131,10 @@ static int turn(run_state *r, const char *text, int first)
         return 1;
     }
     fputs(text, stdout);
-    t0 = now_ms();
+    double t1 = now_ms();
     int32_t next = tsl_sample(&r->s, lg, TSL_VOCAB, probs, idx);
+    if (first) r->ms_first = r->ms_prompt + (now_ms() - t1);
+    t0 = t1;
     for (int32_t made = 1;; made++) {
         put_token(next);
         r->n_gen++;
@@ -183,6 +196,9 @@ int main(int argc, char **argv)
 #else
     if (threads > 1) return bad("-t", "this build has no thread pool (its board has one core)");
 #endif
+#ifdef TSL_PREFILL_TILE
+    r.work = (uint8_t *)aligned_alloc(16, (TSL_PREFILL_WORK_BYTES + 15) / 16 * 16);   /* NULL: step by step */
+#endif
     tsl_sampler_init(&r.s, (uint64_t)seed, (float)temp, (float)top_p);
     r.max_new = (int32_t)n_tokens;
     int rc = turn(&r, prompt, 1);
@@ -194,12 +210,14 @@ int main(int argc, char **argv)
         rc = turn(&r, line, 0);
     }
     if (r.n_gen)
-        fprintf(stderr, "[prompt %ld tokens in %.1f ms (%.2f ms/token); %ld tokens in %.1f ms: %.2f tok/s, "
-                        "%.2f ms/token; %ld threads]\n",
-                (long)r.n_prompt, r.ms_prompt, r.n_prompt ? r.ms_prompt / r.n_prompt : 0.0, (long)r.n_gen,
+        fprintf(stderr, "[prompt %ld tokens in %.1f ms (%.2f ms/token%s); time to first token %.1f ms; "
+                        "%ld tokens in %.1f ms: %.2f tok/s, %.2f ms/token; %ld threads]\n",
+                (long)r.n_prompt, r.ms_prompt, r.n_prompt ? r.ms_prompt / r.n_prompt : 0.0,
+                r.work ? ", prefill" : "", r.ms_first, (long)r.n_gen,
                 r.ms_gen, r.ms_gen > 0 ? 1e3 * r.n_gen / r.ms_gen : 0.0, r.ms_gen / r.n_gen, threads);
 #ifdef TSL_ERR_THREADS
     tsl_set_threads(&r.m, 1);
 #endif
+    free(r.work);
     return rc == 2 ? 2 : 0;
 }

@@ -15,6 +15,7 @@ struct tsl_job {
     int32_t N, K, flag;             /* flag: accumulate, or act */
     int32_t rows;                   /* per part (tsl_pool_split) */
     float amax[TSL_POOL_MAX_THREADS];   /* quant: each part's max |x| */
+    void (*fn)(void *ctx, int32_t part);    /* tsl_pool_run: the caller's function (ctx in a) */
 };
 
 int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows)
@@ -125,13 +126,12 @@ void tsl_pool_destroy(tsl_pool *p)
 
 int32_t tsl_pool_threads(const tsl_pool *p) { return p ? p->n : 1; }
 
-/* -> the parts the job ran in (j->rows set) */
-static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
+/* Runs parts [0, parts) of j, parts <= the pool's threads; part 0 on the caller. */
+static void run_parts(tsl_pool *p, tsl_job *j, int32_t parts)
 {
-    int32_t parts = tsl_pool_split(j->N, cost, p ? p->n : 1, &j->rows);
-    if (parts <= 1) {
+    if (parts <= 1 || !p) {
         run_part(j, 0);
-        return 1;
+        return;
     }
     pthread_mutex_lock(&p->mu);
     p->job = j;
@@ -144,6 +144,13 @@ static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
     pthread_mutex_lock(&p->mu);
     while (p->pending) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+/* -> the parts the job ran in (j->rows set) */
+static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
+{
+    int32_t parts = tsl_pool_split(j->N, cost, p ? p->n : 1, &j->rows);
+    run_parts(p, j, parts);
     return parts;
 }
 #else
@@ -164,6 +171,13 @@ int32_t tsl_pool_threads(const tsl_pool *p) { (void)p; return tsl_pool_longest_p
 int32_t tsl_pool_threads(const tsl_pool *p) { (void)p; return 1; }
 #endif
 
+static void run_parts(tsl_pool *p, tsl_job *j, int32_t parts)
+{
+    (void)p;
+    (void)parts;
+    run_part(j, 0);
+}
+
 static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
 {
     int32_t parts = tsl_pool_split(j->N, cost, tsl_pool_threads(p), &j->rows);
@@ -171,6 +185,21 @@ static int32_t run_job(tsl_pool *p, tsl_job *j, int32_t cost)
     return parts;
 }
 #endif
+
+static void part_fn(const tsl_job *j, int32_t n0, int32_t n1)
+{
+    (void)n1;
+    j->fn((void *)j->a, n0);
+}
+
+void tsl_pool_run(tsl_pool *p, void (*fn)(void *ctx, int32_t part), void *ctx, int32_t parts)
+{
+    tsl_job j = {part_fn, ctx, NULL, NULL, NULL, NULL, NULL, 0.0f, parts, 0, 0, 1, {0}, fn};
+    if (parts < 1) return;
+    if (parts > tsl_pool_threads(p)) parts = tsl_pool_threads(p);
+    j.N = parts;
+    run_parts(p, &j, parts);
+}
 
 /* ---- the ops, as ranges ---- */
 
@@ -193,7 +222,7 @@ static void part_mv_s4(const tsl_job *j, int32_t n0, int32_t n1)
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)
 {
-    tsl_job j = {part_mv_s8, x, w, bias, NULL, ws, dst, sx, N, K, accumulate, 0, {0}};
+    tsl_job j = {part_mv_s8, x, w, bias, NULL, ws, dst, sx, N, K, accumulate, 0, {0}, NULL};
     run_job(p, &j, K > 0 ? K : 1);
 }
 
@@ -201,7 +230,7 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
                            const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                            int32_t accumulate)
 {
-    tsl_job j = {part_mv_s4, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, {0}};
+    tsl_job j = {part_mv_s4, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, {0}, NULL};
     run_job(p, &j, K > 0 ? K : 1);
 }
 
@@ -231,7 +260,7 @@ float tsl_par_quant_dynamic_f32(tsl_pool *p, const float *x, int8_t *q, int32_t 
 {
     int32_t rows;
     if (tsl_pool_split(n, 0, tsl_pool_threads(p), &rows) <= 1) return tsl_quant_dynamic_f32(x, q, n);
-    tsl_job j = {part_amax, x, NULL, NULL, NULL, NULL, q, 0.0f, n, 0, 0, 0, {0}};
+    tsl_job j = {part_amax, x, NULL, NULL, NULL, NULL, q, 0.0f, n, 0, 0, 0, {0}, NULL};
     int32_t parts = run_job(p, &j, 0);
     float amax = 0.0f;
     for (int32_t i = 0; i < parts; i++) amax = j.amax[i] > amax ? j.amax[i] : amax;
@@ -249,7 +278,7 @@ static void part_dequant_sub(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_dequant_sub_f32(tsl_pool *p, float *x, const int8_t *q, const float *s, int32_t n)
 {
-    tsl_job j = {part_dequant_sub, q, s, NULL, NULL, NULL, x, 0.0f, n, 0, 0, 0, {0}};
+    tsl_job j = {part_dequant_sub, q, s, NULL, NULL, NULL, x, 0.0f, n, 0, 0, 0, {0}, NULL};
     run_job(p, &j, 0);
 }
 
@@ -260,7 +289,7 @@ static void part_act(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_act_f32(tsl_pool *p, const float *x, float *y, int32_t n, int32_t act)
 {
-    tsl_job j = {part_act, x, NULL, NULL, NULL, NULL, y, 0.0f, n, 0, act, 0, {0}};
+    tsl_job j = {part_act, x, NULL, NULL, NULL, NULL, y, 0.0f, n, 0, act, 0, {0}, NULL};
     run_job(p, &j, 0);
 }
 
@@ -271,6 +300,6 @@ static void part_glu(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_glu_f32(tsl_pool *p, const float *g, const float *u, float *h, int32_t n, int32_t act)
 {
-    tsl_job j = {part_glu, g, u, NULL, NULL, NULL, h, 0.0f, n, 0, act, 0, {0}};
+    tsl_job j = {part_glu, g, u, NULL, NULL, NULL, h, 0.0f, n, 0, act, 0, {0}, NULL};
     run_job(p, &j, 0);
 }

@@ -46,6 +46,11 @@ int32_t tsl_pool_threads(const tsl_pool *p);
  * [i*rows, min(N, (i+1)*rows)), so part 0 is the longest. */
 int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows);
 
+/* fn(ctx, part) for part in [0, parts) on the pool's threads (parts capped at its thread count; part
+ * 0 on the caller), returning when all have run. Without threads, as every job there: part 0 only
+ * (parts > 1 only in the TSL_POOL_LONGEST_PART measurement mode). */
+void tsl_pool_run(tsl_pool *p, void (*fn)(void *ctx, int32_t part), void *ctx, int32_t parts);
+
 /* tsl_matvec_s8_f32 / tsl_matvec_s4_f32 over the pool's threads (p NULL: the caller alone). */
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);

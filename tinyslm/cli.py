@@ -141,8 +141,7 @@ def generate(host, ids, max_tokens, temperature, top_p, seed, max_seq, on_token,
     host.reset()
     smp = host.sampler(seed, temperature, top_p)
     out, pos, nxt = [], 0, None
-    for pos, t in enumerate(ids[:max_seq]):
-        lg = host.step(t, pos)
+    lg = host.prefill(ids[:max_seq], 0)          # the prompt in tiles where the build has tsl_prefill
     nxt = host.sample(smp, lg)
     pos = len(ids[:max_seq])
     while len(out) < max_tokens:

@@ -27,6 +27,8 @@ RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_epilogue.h", "t
            "tsl_sampler.c"]
 INT_OPS = ["tsl_int_ops.h", "tsl_int_ops.c"]      # programs lowered by lower_int: the integer-only step
 THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the worker pool
+GEMM = ["tsl_gemm.h", "tsl_gemm_s8.c", "tsl_gemm_s4.c"]   # boards with a prefill_tile: tsl_prefill
+GEMM_PAR = ["tsl_gemm_par.h", "tsl_gemm_par.c"]        # both: the prefill kernels on the pool
 POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
             "tsl_glu_f32"}                          # what the pool splits (tsl_par_*: same bytes)
 APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
@@ -187,9 +189,60 @@ def _f(v):
     return repr(float(np.float32(v))) + "f"
 
 
-def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=None, cores=1):
+def _kv_needed(prog):
+    """[bool] per op: does the KV cache of later positions depend on it? Walked backwards from the
+    kv_store ops, each needed op's inputs (and, conservatively, its outputs: in-place and
+    accumulating ops read them) become needed. The others (the head, the last layer's attention
+    output and MLP) matter only for the logits: prefill runs them for its last token alone."""
+    live, need = set(), [False] * len(prog.ops)
+    for i in range(len(prog.ops) - 1, -1, -1):
+        op = prog.ops[i]
+        if op.kind == "kv_store" or live & set(op.outs):
+            need[i] = True
+            live |= set(op.ins) | set(op.outs) | ({op.attrs["sx"]} if op.kind == "matvec" and op.attrs["sx"] else set())
+    return need
+
+
+def _prefill(prog, plan, woff, threads):
+    """The steps of tsl_prefill over a tile of tokens, each token in its own arena (slice sl[t]):
+    gemm (a needed matvec: one call for the tile), seq (a run of other needed ops, each split over
+    the tile's tokens, op by op, when no ring slot written in the tile is read by an earlier token
+    of it -- ring = the fewest slots of its kv ops, None without any -- else token by token) and last (an op only the logits need: the
+    tile's last token, in the last tile)."""
+    def sl(name, ctype=None):
+        return f"(({ctype or C_TYPES[prog.bufs[name].dtype]} *)(sl[t] + {plan.offsets[name]}))"
+
+    def w(name):
+        return "NULL" if name is None else f"W({NP_C[prog.weights[name].dtype]}, {woff[name]})"
+
+    steps = []
+    for i, (op, need) in enumerate(zip(prog.ops, _kv_needed(prog))):
+        t = op.attrs
+        if not need:
+            steps.append(dict(kind="last", i=i, name=op.name))
+        elif op.kind == "matvec":
+            pre = ("tsl_par_" if threads else "tsl_") + f"gemm_{t['fmt']}_f32"
+            args = (["m->pool"] if threads else []) + ["xs", "sx", w(t["w_w"])] + \
+                ([w(t["gs_w"])] if t["fmt"] == "s4" else []) + [w(t["ws_w"]), w(t["bias_w"]), "ds", "nt", t["N"], t["K"],
+                                                                 t["accumulate"]]
+            steps.append(dict(kind="gemm", i=i, name=op.name, x=sl(op.ins[0]), dst=sl(op.outs[0]),
+                              sx=_f(t["sx_const"]) if t["sx"] is None else "*" + sl(t["sx"], "float"),
+                              call=f"{pre}({', '.join(map(str, args))})"))
+        else:
+            if not steps or steps[-1]["kind"] != "seq":
+                steps.append(dict(kind="seq", i0=i, ops=[], ring=None))
+            st = steps[-1]
+            st["i1"] = i + 1
+            st["ops"].append(dict(i=i, name=op.name))
+            if op.kind in ("kv_store", "attention"):
+                st["ring"] = min(st["ring"] or t["max_seq"], t["max_seq"])
+    return steps
+
+
+def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=None, cores=1, prefill_tile=0):
     """Write the C project into `out` (an existing, empty directory). Returns the manifest.
-    cores > 1: the model carries a pthreads pool (tsl_set_threads) that runs its matvecs."""
+    cores > 1: the model carries a pthreads pool (tsl_set_threads) that runs its matvecs.
+    prefill_tile > 0: tsl_prefill runs prompts in tiles of this many tokens (GEMM kernels)."""
     out = Path(out)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
@@ -200,7 +253,10 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
     ahash = arch_hash(prog.meta)
     threads = cores > 1
     int_ops = prog.meta.get("numerics") == "int"
-    runtime = RUNTIME + (INT_OPS if int_ops else []) + (THREADS if threads else [])
+    if int_ops:
+        prefill_tile = 0     # _prefill knows the float step's ops only: integer programs decode their prompts
+    runtime = RUNTIME + (INT_OPS if int_ops else []) + (THREADS if threads else []) + \
+        (GEMM if prefill_tile else []) + (GEMM_PAR if prefill_tile and threads else [])
     defines = [("TSL_VOCAB", prog.meta["vocab"]), ("TSL_DIM", prog.meta["dim"]),
                ("TSL_N_LAYERS", prog.meta["n_layers"]), ("TSL_MAX_SEQ", prog.meta["max_seq"]),
                ("TSL_N_OPS", len(prog.ops)), ("TSL_ARENA_BYTES", max(plan.arena_bytes, 16)),
@@ -209,8 +265,13 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
                ("TSL_WEIGHTS_VERSION", VERSION), ("TSL_ARCH_HASH", f"0x{ahash:08x}u"),
                ("TSL_KV_MIN_SLOTS", min([kv["slots"] for kv in prog.meta.get("kv_layers", [])] or
                                         [prog.meta["max_seq"]]))]   # the smallest sliding-window ring
+    if prefill_tile:
+        stride = (max(plan.arena_bytes, 16) + 15) // 16 * 16
+        defines += [("TSL_PREFILL_TILE", prefill_tile), ("TSL_PREFILL_STRIDE", stride),
+                    ("TSL_PREFILL_WORK_BYTES", prefill_tile * stride)]
     ctx = dict(version=__version__, source=Path(source).name, board=board, defines=defines,
-               ops=_calls(prog, plan, woff, threads), threads=threads, int_ops=int_ops, arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
+               ops=_calls(prog, plan, woff, threads), threads=threads, int_ops=int_ops,
+               prefill=_prefill(prog, plan, woff, threads) if prefill_tile else None, arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
                kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="tsl_weights.bin",
                note_gnu_stack=cc in ("cc", "gcc", "clang") or "linux" in cc)
     for tpl, dst in (("tsl_model.h.j2", "model/tsl_model.h"), ("tsl_model.c.j2", "model/tsl_model.c"),

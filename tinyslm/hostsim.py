@@ -25,6 +25,8 @@ int32_t tsl_check_weights(const uint8_t *weights, uint32_t n_bytes);
 int32_t tsl_reset(tsl_model *m);
 int32_t tsl_forward(tsl_model *m, int32_t token, int32_t pos, const float **logits);
 int32_t tsl_run_op(tsl_model *m, int32_t i, int32_t token, int32_t pos);
+int32_t tsl_prefill(tsl_model *m, const int32_t *tokens, int32_t n, int32_t pos0, uint8_t *work, const float **logits);
+size_t tsl_prefill_work_size(void);
 typedef int32_t (*tsl_token_fn)(void *user, int32_t token);
 typedef struct { int32_t max_tokens; float temperature; float top_p; uint64_t seed; int32_t eos; } tsl_generate_cfg;
 int32_t tsl_generate(tsl_model *m, const int32_t *prompt, int32_t n_prompt, const tsl_generate_cfg *cfg,
@@ -187,6 +189,26 @@ class HostModel:
 
     def step(self, token, pos):
         self._check(self.lib.tsl_forward(self.model, int(token), int(pos), self._lg), f"tsl_forward({token}, {pos})")
+        return np.frombuffer(self.ffi.buffer(self._lg[0], 4 * self.vocab), np.float32).copy()
+
+    def prefill(self, tokens, pos0=0):
+        """tokens at positions pos0.. through tsl_prefill (GEMM tiles; the decode loop where the
+        build has none): -> the last token's logits (a copy), as the last step's."""
+        tokens = [int(t) for t in tokens]
+        try:
+            fn = self.lib.tsl_prefill
+        except AttributeError:
+            fn = None
+        if fn is None or not tokens:
+            lg = None
+            for i, t in enumerate(tokens):
+                lg = self.step(t, pos0 + i)
+            return lg
+        if getattr(self, "_work", None) is None:
+            self._work_mem, self._work = self._aligned(self.lib.tsl_prefill_work_size(), "uint8_t")
+        ids = self.ffi.new("int32_t[]", tokens)
+        self._check(fn(self.model, ids, len(tokens), int(pos0), self._work, self._lg),
+                    f"tsl_prefill({len(tokens)} tokens at {pos0})")
         return np.frombuffer(self.ffi.buffer(self._lg[0], 4 * self.vocab), np.float32).copy()
 
     def run_op(self, i, token, pos):

@@ -63,7 +63,8 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     check_fit(B, prog, pl, model_path, weights, max_seq)                      # refuse what the board cannot hold
     with builddir.partial_dir(out) as tmp:                                    # .OUT.partial-*, removed on any failure
         man = codegen.generate(prog, pl, tmp, board, B.toolchain["cc"], B.toolchain["cflags"],
-                               B.toolchain.get("ar", "ar"), Path(model_path).resolve(), cores=B.cores)  # IR + plan -> C, weights blob, Makefile
+                               B.toolchain.get("ar", "ar"), Path(model_path).resolve(), cores=B.cores,
+                               prefill_tile=B.extra.get("prefill_tile", 0))  # IR + plan -> C, weights blob, Makefile
         if tok is not None:
             shutil.copy(tok.source_path, tmp / "tokenizer.json")
             cfg = Path(tok.source_path).with_name("tokenizer_config.json")        # its chat template, for `chat`

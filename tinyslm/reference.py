@@ -29,6 +29,14 @@ class Reference:
                 after_op(i, op)
         return self.buf["logits"].copy()
 
+    def prefill(self, tokens, pos0=0):
+        """tokens at positions pos0, pos0 + 1, ...: by definition the decode loop (what every C
+        tsl_prefill must reproduce, KV cache and last logits). Returns the last logits."""
+        lg = None
+        for i, t in enumerate(tokens):
+            lg = self.step(t, pos0 + i)
+        return lg
+
     # ---- one method per op kind, mirroring firmware/tsl_*.c ----
     def op_embed(self, op, a, token, pos):
         row = token if a["src"] == "token" else pos
