@@ -26,7 +26,7 @@ static inline void tsl_epilogue(const int32_t *acc, float sx, const float *ws, c
     }
 }
 
-/* The integer path's epilogue (tsl_imatvec_s8): v = tsl_requant_sat(acc[i], sx * wfx[i]) (+ bias[i]),
+/* The integer path's epilogue (tsl_imatvec_s8, tsl_imatvec_s4): v = tsl_requant_sat(acc[i], sx * wfx[i]) (+ bias[i]),
  * dst[i] = accumulate ? dst[i] + v : v, saturating to +-(2^31 - 1); sx, wfx[i] (mult, shift) pairs. */
 static inline void tsl_epilogue_q(const int32_t *acc, tsl_fx sx, const int32_t *wfx, const int32_t *bias,
                                   int32_t *dst, int32_t n, int32_t accumulate)

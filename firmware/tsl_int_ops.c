@@ -4,7 +4,7 @@
 #include "tsl_kernels.h"
 #include "tsl_epilogue.h"
 
-#define TSL_IROW_BLOCK 128      /* tsl_imatvec_s8: int32 accumulators on the stack, per block of rows */
+#define TSL_IROW_BLOCK 128      /* tsl_imatvec_s8/_s4: int32 accumulators on the stack, per block of rows */
 #define TSL_IQZ 22              /* fractional bits of a normalized value inside the norms */
 #define TSL_INX 4               /* extra fractional bits of the norms' deviations (x << 4, mean in Q20) */
 
@@ -130,6 +130,19 @@ void tsl_imatvec_s8(const int8_t *x, const int32_t *amax, const int8_t *w, const
     for (int32_t n0 = 0; n0 < N; n0 += TSL_IROW_BLOCK) {
         const int32_t nb = N - n0 < TSL_IROW_BLOCK ? N - n0 : TSL_IROW_BLOCK;
         tsl_matvec_s8_s32(x, w + (intptr_t)n0 * K, acc, nb, K);
+        tsl_epilogue_q(acc, sx, wfx + 2 * n0, bias ? bias + n0 : 0, dst + n0, nb, accumulate);
+    }
+}
+
+void tsl_imatvec_s4(const int8_t *x, const int32_t *amax, const uint8_t *w, const int8_t *gs, const int32_t *wfx,
+                    const int32_t *bias, int32_t *dst, int32_t N, int32_t K, int32_t accumulate)
+{
+    int32_t acc[TSL_IROW_BLOCK];
+    const tsl_fx sx = tsl_istep(*amax);
+    const int32_t G = K / TSL_S4_GROUP;
+    for (int32_t n0 = 0; n0 < N; n0 += TSL_IROW_BLOCK) {
+        const int32_t nb = N - n0 < TSL_IROW_BLOCK ? N - n0 : TSL_IROW_BLOCK;
+        tsl_matvec_s4_s32(x, w + (intptr_t)n0 * (K / 2), gs + (intptr_t)n0 * G, acc, nb, K);
         tsl_epilogue_q(acc, sx, wfx + 2 * n0, bias ? bias + n0 : 0, dst + n0, nb, accumulate);
     }
 }

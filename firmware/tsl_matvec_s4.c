@@ -731,6 +731,11 @@ __attribute__((noinline)) static void tsl_matvec_s4_acc(const int8_t *x, const u
 }
 
 
+void tsl_matvec_s4_s32(const int8_t *x, const uint8_t *w, const int8_t *gs, int32_t *dst, int32_t N, int32_t K)
+{
+    tsl_matvec_s4_acc(x, w, gs, dst, N, K);
+}
+
 #if defined(TSL_X86) || defined(TSL_NEON_ANY)
 #define TSL_ROW_BLOCK 512   /* int32 accumulators on the stack, per block of rows (x is rearranged per block) */
 #else

@@ -39,6 +39,8 @@ void tsl_inorm(const int32_t *x, const int32_t *g, int32_t gq, const int32_t *b,
                int32_t *y, int32_t n, int32_t layer);
 void tsl_imatvec_s8(const int8_t *x, const int32_t *amax, const int8_t *w, const int32_t *wfx,
                     const int32_t *bias, int32_t *dst, int32_t N, int32_t K, int32_t accumulate);
+void tsl_imatvec_s4(const int8_t *x, const int32_t *amax, const uint8_t *w, const int8_t *gs, const int32_t *wfx,
+                    const int32_t *bias, int32_t *dst, int32_t N, int32_t K, int32_t accumulate);
 void tsl_irope(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int16_t *cs, const int16_t *sn,
                int32_t interleaved);
 int32_t tsl_iattention_s8(const int32_t *q, const int8_t *kc, const int32_t *ks, const int8_t *vc,
@@ -63,7 +65,7 @@ def lib(tmp_path_factory):
     so = d / "t.so"
     subprocess.run(["cc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Werror", "-ffp-contract=off",
                     "-I", str(ROOT / "firmware"), "-o", str(so), str(d / "shim.c"),
-                    str(ROOT / "firmware" / "tsl_matvec_s8.c")], check=True)
+                    str(ROOT / "firmware" / "tsl_matvec_s8.c"), str(ROOT / "firmware" / "tsl_matvec_s4.c")], check=True)
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     L = ffi.dlopen(str(so))
@@ -227,6 +229,34 @@ def test_matvec_epilogue_against_float(lib):
         assert (np.abs(v - ref) <= 2 ** -20 * np.abs(ref) + 1.5).all()
 
 
+def test_matvec_s4_epilogue_c_equals_mirror(lib):
+    """int4 groups (nibbles at -8 and 7, group scales at +-127) then the integer epilogue: C (the host's
+    ISA path of tsl_matvec_s4_s32) == mirror; K = 256 + 32 reaches every path's chunk tail"""
+    from tinyslm.quantize import _pack_s4
+    ffi, L, p = lib
+    N, K = 300, 288
+    w4 = rng.integers(-8, 8, (N, K)).astype(np.int8)
+    w4[0], w4[1] = -8, 7
+    w = _pack_s4(w4)
+    gs = rng.integers(-127, 128, (N, K // 32)).astype(np.int8)
+    gs[0], gs[1] = -127, 127
+    wfx = lower_int.fx_rows(rng.uniform(1e-5, 1e-2, N))
+    x = rng.integers(-127, 128, K).astype(np.int8)
+    x[:32] = 127
+    amax = np.array([987654], np.int32)
+    bias = q16(rng.standard_normal(N))
+    acc = nx.matvec_s4_s32(x, w, gs, 32).astype(np.int64)
+    assert acc[0] == 8 * 127 * int(x.astype(np.int64).sum()) and acc[1] == 7 * 127 * int(x.astype(np.int64).sum())
+    st = ni.step(int(amax[0]))
+    for acc_mode, b in ((0, None), (1, bias)):
+        d0 = q16(rng.standard_normal(N))
+        d = d0.copy()
+        L.tsl_imatvec_s4(p(x, "int8_t"), p(amax, "int32_t"), p(w, "uint8_t"), p(gs, "int8_t"), p(wfx, "int32_t"),
+                         p(b, "int32_t"), p(d, "int32_t"), N, K, acc_mode)
+        v = nx.requant_sat(acc, *nx.fx_mul_rows(st, wfx)) + (0 if b is None else b)
+        assert np.array_equal(d, ni.sat32(v + (d0 if acc_mode else 0)))
+
+
 def test_softcap_against_float(lib):
     """cap * tanh(x / cap) through the sigmoid table: |y - float| <= 1e-4 cap + 2^-15; C == mirror"""
     ffi, L, p = lib
@@ -306,6 +336,12 @@ def builds(tmp_path_factory):
         compile_model(ROOT / "examples" / "tiny_llama.onnx", out[num], "host", 128, "int8", quiet=True, numerics=num)
     out["c3"] = d / "ex-c3"                        # the board's own choice: integer
     compile_model(ROOT / "examples" / "tiny_llama.onnx", out["c3"], "esp32c3", 32, "int8", quiet=True)
+    for num in ("float", "int"):
+        out[f"int4-{num}"] = d / f"ex4-{num}"
+        compile_model(ROOT / "examples" / "tiny_llama.onnx", out[f"int4-{num}"], "host", 128, "int4", quiet=True,
+                      numerics=num)
+    out["c3-int4"] = d / "ex4-c3"
+    compile_model(ROOT / "examples" / "tiny_llama.onnx", out["c3-int4"], "esp32c3", 32, "int4", quiet=True)
     return out
 
 
@@ -325,6 +361,14 @@ def test_example_reference_equals_host(builds):
                                           "i_attention", "i_glu", "i_dequant_sub", "i_to_f32"}
     assert man["model"]["numerics"] == "int"
     assert all(b.dtype != "f32" for n, b in prog.bufs.items() if n != "logits")
+
+
+def test_example_int4_reference_equals_host(builds):
+    """int4 weights on the integer step: tsl_matvec_s4_s32's sums, the int8 epilogue"""
+    man, prog, rep = _verify_host(builds["int4-int"], 12)
+    assert rep["steps"] == 12 and man["model"]["numerics"] == "int"
+    fmts = {o.attrs["fmt"] for o in prog.ops if o.kind == "i_matvec"}
+    assert "s4" in fmts and all(o.attrs["gs_w"] for o in prog.ops if o.kind == "i_matvec" and o.attrs["fmt"] == "s4")
 
 
 def test_gpt2_reference_equals_host(models, tmp_path):
@@ -397,9 +441,28 @@ def test_esp32c3_bit_exact_and_no_soft_float(builds, tmp_path):
     assert {"__mulsf3", "__addsf3"} <= float_calls          # the check can fail: the float step needs them
 
 
-def test_kld_guard(builds):
-    """mean KL(onnxruntime || build) of the integer step at most 1.5x the float step's, first 2
-    chunks of heldout.txt (the full table: benchmarks/bench_intpath.py)"""
+def test_esp32c3_int4_bit_exact(builds):
+    """the board's own numerics (integer) with int4 weights: bit-exact under qemu, tsl_imatvec_s4 on
+    the path and no soft-float routine reachable from tsl_forward"""
+    from tinyslm import targets
+    from tinyslm.pipeline import load_build
+    from tinyslm.verify import verify_target
+    B = load_board("esp32c3")
+    require_toolchain(B)
+    require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
+    man, prog = load_build(builds["c3-int4"])
+    assert man["model"]["numerics"] == "int"
+    verify_target(builds["c3-int4"], man, prog, B, [1, 2, 3], 6, log=lambda m: None)
+    elf = next((builds["c3-int4"] / ".tinyslm").rglob("verify.elf"))
+    calls = _reachable(targets.disassemble(B, elf), "tsl_forward")
+    assert "tsl_imatvec_s4" in calls and "tsl_matvec_s4_s32" in calls
+    assert not {f for f in calls if SOFT_FLOAT.match(f)}, sorted(f for f in calls if SOFT_FLOAT.match(f))
+
+
+@pytest.mark.parametrize("weights", ["int8", "int4"])
+def test_kld_guard(builds, weights):
+    """mean KL(onnxruntime || build) of the integer step at most 1.5x the float step's with the same
+    weights, first 2 chunks of heldout.txt (the full table: benchmarks/bench_intpath.py)"""
     import onnxruntime as ort
 
     from tinyslm.evaluate import host_logits, log_softmax, onnx_logits, text_chunks
@@ -411,7 +474,7 @@ def test_kld_guard(builds):
     sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
     kld = {}
     for num in ("float", "int"):
-        h = HostModel(builds[num])
+        h = HostModel(builds[num if weights == "int8" else f"int4-{num}"])
         ks = []
         for ids in chunks:
             ref = log_softmax(onnx_logits(sess, src, ids))
@@ -420,8 +483,9 @@ def test_kld_guard(builds):
     assert 0 < kld["int"] <= 1.5 * kld["float"], kld
 
 
-def test_unsupported_lowerings_are_one_line_errors(tmp_path):
-    r = tinyslm("compile", ROOT / "examples" / "tiny_llama.onnx", "-o", tmp_path / "b", "--weights", "int4",
-                "--numerics", "int")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and "int8 weights only" in r.stderr, r.stderr
+def test_int4_compiles_for_a_board_without_fpu(tmp_path):
+    """the command that worked before the integer step: int4 weights, the board's integer numerics"""
+    r = tinyslm("compile", ROOT / "examples" / "tiny_llama.onnx", "-o", tmp_path / "b", "--board", "esp32c3",
+                "--weights", "int4")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "tsl_imatvec_s4(" in "".join(f.read_text() for f in (tmp_path / "b" / "model").glob("*.c"))

@@ -158,8 +158,9 @@ def _int_call(op, t, a, w):
         lhs = f"*{a(op.outs[1])} = "
         fn, args = "tsl_iquant_s8", [a(op.ins[0]), a(op.outs[0]), t["n"]]
     elif k == "i_matvec":
-        fn, args = "tsl_imatvec_s8", [a(op.ins[0]), a(t["sx"]), w(t["w_w"]), w(t["wfx_w"]), w(t["bias_w"]),
-                                      a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
+        gs = [w(t["gs_w"])] if t.get("fmt") == "s4" else []
+        fn, args = f"tsl_imatvec_{t.get('fmt', 's8')}", [a(op.ins[0]), a(t["sx"]), w(t["w_w"]), *gs, w(t["wfx_w"]),
+                                                         w(t["bias_w"]), a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
     elif k == "i_rope":
         half = t["rot"] // 2
         fn, args = "tsl_irope", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"], w(t["cos_w"], f" + pos * {half}"),

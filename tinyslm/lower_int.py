@@ -6,13 +6,16 @@ lower_int(prog) -> a new Program whose every op is an i_* kernel of firmware/tsl
               activation scales, the KV cache's per-row scales) becomes one int32 word, the amax of
               what was quantized; `logits` stays float32, written from its Q16 twin `logits.q` by
               the last op (float bits made from integers: no float arithmetic)
-  weights     int8 tables and matrices as they are; each float scale array becomes (mult, shift)
+  weights     int8 tables, int8 and int4 matrices and int4 group scales as they are; each float
+              scale array (int4: the per-channel scale above the int8 group scales) becomes (mult, shift)
               pairs [N][2]; gains int32 at a per-norm power of two (attr gq), biases Q16; RoPE
               tables int16 Q15; activations a Q15 gate table (act(x) / x on [-16, 16), step 1/32)
   ops         one i_* op per float op, same buffers and order: the planner and the verifier see
               the same program shape
 Soft caps: cap * tanh(x / cap) = cap * (2 sigma(2x / cap) - 1) through the SiLU gate table (sigma).
-Not lowered (TslError naming the op): int4 weights.
+int4 matvecs: the int32 sums sum_g gs[n][g] * (w4[n][g] . x[g]) of tsl_matvec_s4_s32 (every ISA path
+the same), then the int8 epilogue with (mult, shift) of the per-channel scale.
+Not lowered (TslError naming the op): a constant activation scale.
 """
 import math
 
@@ -111,16 +114,17 @@ class _Lower:
         self.emit(op, "i_quant", n=a["n"])
 
     def matvec(self, op, a):
-        if a["fmt"] != "s8":
-            raise TslError(f"op {op.name}: the integer path takes int8 weights only (--weights int8)")
+        if a["fmt"] not in ("s8", "s4"):
+            raise TslError(f"op {op.name}: weight format {a['fmt']} has no integer lowering")
         if a["sx"] is None:
             raise TslError(f"op {op.name}: a constant activation scale has no integer lowering")
         bias = None
         if a["bias_w"] is not None:
             bias = self.w(a["bias_w"] + ".q", lambda: q16(self.src.weights[a["bias_w"]], f"op {op.name} bias"))
-        self.emit(op, "i_matvec", N=a["N"], K=a["K"], accumulate=a["accumulate"], sx=a["sx"],
+        s4 = dict(gs_w=self.keep(a["gs_w"])) if a["fmt"] == "s4" else {}
+        self.emit(op, "i_matvec", N=a["N"], K=a["K"], accumulate=a["accumulate"], sx=a["sx"], fmt=a["fmt"],
                   w_w=self.keep(a["w_w"]), wfx_w=self.w(a["ws_w"] + ".fx", lambda: fx_rows(self.src.weights[a["ws_w"]])),
-                  bias_w=bias)
+                  bias_w=bias, **s4)
 
     def rope(self, op, a):
         def q15(name):

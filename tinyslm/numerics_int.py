@@ -20,6 +20,7 @@ FX_INV127 = (1082196484, -6)             # fx_const(1 / 127)
 LOG2E_Q30 = 1549082005                   # round(log2(e) * 2^30)
 EXP2_Q30 = (14693065, 55531496, 259438920, 744070390, 1073745686)   # 2^f on [0, 1), degree 4, Horner (|err| < 4e-6)
 GATE_LO, GATE_LOG2_STEP, GATE_N = -16, 5, 1024    # gate tables: x in [-16, 16) in steps of 1/32, 1025 entries
+S4_GROUP = 32                            # TSL_S4_GROUP: int4 weights per int8 group scale (quantize.GROUP)
 EXP_FLOOR = -(32 << QS)                  # scores below max - 32 weigh e^-32: 0 in Q15
 
 

@@ -147,7 +147,12 @@ class Reference:
         self.buf[op.outs[1]][0] = amax
 
     def op_i_matvec(self, op, a, token, pos):
-        acc = nx.matvec_s8_s32(self.buf[op.ins[0]], self.W[a["w_w"]].reshape(a["N"], a["K"]))
+        x = self.buf[op.ins[0]]
+        if a.get("fmt") == "s4":
+            acc = nx.matvec_s4_s32(x, self.W[a["w_w"]].reshape(a["N"], -1), self.W[a["gs_w"]].reshape(a["N"], -1),
+                                   ni.S4_GROUP)
+        else:
+            acc = nx.matvec_s8_s32(x, self.W[a["w_w"]].reshape(a["N"], a["K"]))
         st = ni.step(int(self.buf[a["sx"]][0]))
         v = nx.requant_sat(acc, *nx.fx_mul_rows(st, self.W[a["wfx_w"]].reshape(-1, 2)))
         if a["bias_w"] is not None:
