@@ -50,6 +50,8 @@ FEATURES = {
     "gpt_neo": dict(num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]], window_size=8,
                     _scale={"q_proj": 3.0, "k_proj": 3.0}),
     "bloom": dict(n_layer=2, n_head=4),                                                  # ALiBi, per-head fused QKV
+    "falcon": dict(multi_query=True, new_decoder_architecture=False, bias=True),          # fused QKV, multi-query
+    "falcon_gqa": dict(model_type="falcon", new_decoder_architecture=True, num_kv_heads=2),  # fused per kv group
 }
 ALL = {**FAMILIES, **FEATURES}
 
@@ -110,13 +112,16 @@ def export_full(family, path, overrides=None, max_t=256, dynamo=True, opset=None
     return path
 
 
-def export_with_past(family, path):
+def export_with_past(family, path, dynamo=True):
     """The optimum layout: input_ids, attention_mask, position_ids, past_key_values.N.key/value
-    inputs; logits and present.N.key/value outputs."""
+    inputs; logits and present.N.key/value outputs. dynamo=False: by the TorchScript exporter with
+    dynamic_axes, as optimum itself exports."""
     import torch
     from transformers import DynamicCache
     m, cfg = _model(family)
     L, Hk = cfg.num_hidden_layers, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    if getattr(cfg, "multi_query", False) and not getattr(cfg, "new_decoder_architecture", True):
+        Hk = 1                                   # Falcon-7B's one k/v head (its config keeps num_kv_heads = heads)
     hs = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
     class WithPast(torch.nn.Module):
@@ -138,13 +143,19 @@ def export_with_past(family, path):
             *[torch.randn(1, Hk, P, hs) for _ in range(2 * L)])
     names = ["input_ids", "attention_mask", "position_ids"] + [f"past_key_values.{i}.{k}" for i in range(L)
                                                                for k in ("key", "value")]
-    Td, Pd, Sd = (torch.export.Dim(n, min=a, max=256) for n, a in (("T", 1), ("P", 1), ("S", 2)))
+    outs = ["logits"] + [f"present.{i}.{k}" for i in range(L) for k in ("key", "value")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(WithPast(m), args, str(path), input_names=names,
-                          output_names=["logits"] + [f"present.{i}.{k}" for i in range(L) for k in ("key", "value")],
-                          dynamic_shapes=({1: Td}, {1: Sd}, {1: Td}, tuple({2: Pd} for _ in range(2 * L))),
-                          opset_version=18, dynamo=True, external_data=False)
+        if dynamo:
+            Td, Pd, Sd = (torch.export.Dim(n, min=a, max=256) for n, a in (("T", 1), ("P", 1), ("S", 2)))
+            torch.onnx.export(WithPast(m), args, str(path), input_names=names, output_names=outs,
+                              dynamic_shapes=({1: Td}, {1: Sd}, {1: Td}, tuple({2: Pd} for _ in range(2 * L))),
+                              opset_version=18, dynamo=True, external_data=False)
+        else:
+            axes = {"input_ids": {1: "T"}, "attention_mask": {1: "S"}, "position_ids": {1: "T"},
+                    **{n: {2: "P"} for n in names[3:]}, "logits": {1: "T"}, **{n: {2: "S"} for n in outs[1:]}}
+            torch.onnx.export(WithPast(m), args, str(path), input_names=names, output_names=outs,
+                              dynamic_axes=axes, opset_version=17, dynamo=False)
     return path
 
 

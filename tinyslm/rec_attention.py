@@ -24,17 +24,22 @@ STOP = ("MatMul", "Gemm", "Einsum", "Softmax", "Shape", "Size")
 # ---- heads ----
 
 def fused_head_layout(g, out, N):
-    """(heads, 3 * head size) if a fused QKV output is split per head: reshaped to [.., heads, 3 * hs]
-    (NeoX) or [.., heads, 3, hs] (Bloom)."""
+    """(groups, c, head size) if a fused QKV output is split per group of heads: each group's rows are
+    c - 2 q heads, then one k and one v head. Reshaped to [.., heads, 3 * hs] (NeoX, c = 3),
+    [.., heads, 3, hs] (Bloom, c = 3) or [.., kv heads, q heads per kv head + 2, hs] (Falcon's new
+    decoder architecture, grouped heads)."""
     for n in g.consumers.get(out, []):
         if n.op_type == "Reshape":
-            shp = g.const(n.input[1])
-            if shp is not None and len(shp) >= 4 and int(shp[-2]) == 3 and int(shp[-3]) * 3 * int(shp[-1]) == N:
-                return int(shp[-3]), 3 * int(shp[-1])
+            # the reshaped value's shape at the probe (a computed or -1 shape too: TorchScript, static
+            # exports); only its trailing head dims are read, which do not change with the length
+            shp = np.shape(g.values[n.output[0]]) if n.output[0] in g.values else None
+            if shp is not None and len(shp) >= 4 and int(shp[-2]) >= 3 and \
+                    int(shp[-3]) * int(shp[-2]) * int(shp[-1]) == N and int(shp[-3]) > 0:
+                return int(shp[-3]), int(shp[-2]), int(shp[-1])
             if shp is not None and len(shp) >= 3:
                 c = int(shp[-1])
                 if 0 < c < N and N % c == 0 and c % 3 == 0:
-                    return N // c, c
+                    return N // c, 3, c // 3
         if n.op_type in SHAPE_ONLY + ("Add",):
             r = fused_head_layout(g, n.output[0], N)
             if r:
@@ -47,7 +52,7 @@ def head_size(g, qkv, where):
     if len(qkv) == 1:
         hc = fused_head_layout(g, qkv[0]["node"].output[0], qkv[0]["w"].shape[0])
         if hc:
-            return hc[1] // 3
+            return hc[2]
     for L in qkv:
         hs = _split_size(g, L["node"].output[0], L["w"].shape[0])
         if hs:
@@ -93,10 +98,15 @@ def qkv_hypotheses(g, qkv, hs, where):
     W, B, qi = qkv[0]["w"], qkv[0]["b"], qkv[0]["qi"]
     N = W.shape[0]
     hc = fused_head_layout(g, qkv[0]["node"].output[0], N)
-    if hc:                                  # rows [head][q | k | v][hs]: regroup as [q; k; v]
-        order = np.arange(N).reshape(hc[0], 3, hc[1] // 3).transpose(1, 0, 2).reshape(-1)
+    if hc:                                  # rows [group][q heads | k | v][hs]: regroup as [q; k; v]
+        G, c, hs_ = hc
+        rows = np.arange(N).reshape(G, c, hs_)
+        order = np.concatenate([rows[:, :c - 2].reshape(-1), rows[:, c - 2].reshape(-1), rows[:, c - 1].reshape(-1)])
         W, B, qi = W[order], (None if B is None else B[order]), _qslice(qi, order)
     sl = lambda a, b: _part(W[a:b], None if B is None else B[a:b], _qslice(qi, slice(a, b)))
+    if hc and hc[1] > 3:                    # grouped: G * (c - 2) q heads, G k and G v heads
+        nq, nk = G * (c - 2) * hs_, G * hs_
+        return [(sl(0, nq), sl(nq, nq + nk), sl(nq + nk, N))]
     hyps = []
     if N % 3 == 0:
         s = N // 3
