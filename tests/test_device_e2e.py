@@ -41,7 +41,7 @@ def board(request, build):
 
 
 def host_tokens(build, ids, n, temperature, top_p, seed):
-    from tinyslm.cli import generate
+    from tinyslm.generation import generate
     return generate(HostModel(build), ids, n, temperature, top_p, seed, 96, lambda t: None)
 
 

@@ -512,7 +512,7 @@ def test_run_streams_text_before_run_done(build, text_device):
 
 def test_token_printer_joins_a_character_split_across_tokens(capsys):
     from types import SimpleNamespace
-    from tinyslm.cli import _TokenPrinter
+    from tinyslm.generation import TokenPrinter as _TokenPrinter
     dev = SimpleNamespace(token_bytes=lambda ids: b"<%d>" % len(ids))
     emit = _TokenPrinter(None, SimpleNamespace(print_ids=False, prompt="x"), dev)
     emit(1, "aé".encode()[:2])

@@ -91,7 +91,7 @@ def expected(build):
 # ---- the C API on the host ----
 
 def test_c_generate_loop_equals_python(build):
-    from tinyslm.cli import generate
+    from tinyslm.generation import generate
     from tinyslm.hostsim import HostModel
     host = HostModel(build)
     for mt, temp, top_p, seed in ((20, 0.0, 1.0, 0), (30, 0.9, 0.95, 4), (500, 1.0, 1.0, 3)):

@@ -677,7 +677,8 @@ def test_default_retries_fit_a_damaged_link(app, ref):
     the clean answers (identify, a 20-token generation, a 12-step verify); the others a TslError
     from the device, never other tokens or hashes."""
     from fault_proxy import FaultProxy
-    from tinyslm.cli import _device, parser
+    from tinyslm.cli import parser
+    from tinyslm.cli_device import _device
     ref.init()
     ids, vids = [5, 6, 7], [(3 * i + 1) % VOCAB for i in range(12)]
     want, vwant = ref.generate(ids, 20, 0.8, 0.9, 11), ref.verify(vids, 0.8, 0.9, 11)

@@ -190,7 +190,7 @@ def test_cli_build_for_the_chip(build):
 # ---- under qemu's STM32F405 ----
 
 def host_tokens(build, ids, n, temperature, top_p, seed):
-    from tinyslm.cli import generate
+    from tinyslm.generation import generate
     return generate(HostModel(build), ids, n, temperature, top_p, seed, 64, lambda t: None)
 
 

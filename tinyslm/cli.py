@@ -1,93 +1,17 @@
 """tinyslm command line. Every user error ends in one line on stderr and exit status 2."""
 import argparse
-import math
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from . import __version__
+from .cli_common import EXAMPLE, ROOT, SEED, _finite, _ids, _int_in, _open, _progress, _prompt_ids, _tokenizer
+from .cli_device import (cmd_chat, cmd_emulate, cmd_flash, cmd_identify, cmd_load, cmd_run_device,
+                         cmd_verify_device)
 from .errors import TslError
+from .generation import TokenPrinter, generate
 from .units import MAX_SEQ, human_bytes
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "tiny_llama.onnx"
-
-
-def _ids(s):
-    try:
-        ids = [int(x) for x in s.replace(" ", "").split(",") if x != ""]
-    except ValueError:
-        raise TslError(f"--ids: expected comma-separated integers, got {s[:80]!r}") from None
-    if not ids:
-        raise TslError(f"--ids: no token ids in {s[:80]!r}")
-    return ids
-
-
-def _int_in(lo, hi, what=""):
-    """argparse type: an integer in [lo, hi]."""
-    def parse(s):
-        try:
-            v = int(s, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {s[:40]!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"{v} out of range: {what or f'{lo} to {hi}'}")
-        return v
-    return parse
-
-
-def _finite(lo=-math.inf, hi=math.inf):
-    """argparse type: a finite float in [lo, hi] (no nan, no inf)."""
-    def parse(s):
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {s[:40]!r}") from None
-        if not (math.isfinite(v) and lo <= v <= hi):
-            raise argparse.ArgumentTypeError(f"{s[:40]} is not a finite number in [{lo:g}, {hi:g}]")
-        return v
-    return parse
-
-
-SEED = _int_in(0, 2 ** 64 - 1, "a seed is 0 to 2^64-1")
-
-
-def _progress(done, total, what="step"):
-    if sys.stderr.isatty() or done == total:
-        print(f"\r  {what} {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
-
-
-def _open(out, threads=1):
-    from .builddir import load_build
-    from .hostsim import HostModel
-    man, prog = load_build(out)
-    return man, prog, HostModel(out, man, threads)
-
-
-def _tokenizer(out, required=True):
-    p = Path(out) / "tokenizer.json"
-    if p.is_file():
-        from .tokenizer import Tokenizer
-        return Tokenizer.from_file(p)
-    if required:
-        raise TslError(f"{out}: compiled without a tokenizer; pass --ids, or compile with --tokenizer")
-    return None
-
-
-def _prompt_ids(args, tok, vocab, max_seq=None):
-    if args.ids:
-        ids = _ids(args.ids)
-    else:
-        ids = ([tok.bos_id] if tok.bos_id is not None else []) + tok.encode(args.prompt)
-    bad = [i for i in ids if not 0 <= i < vocab]
-    if bad:
-        raise TslError(f"token id {bad[0]} out of range [0, {vocab})")
-    if not ids:
-        raise TslError("empty prompt")
-    if max_seq is not None and len(ids) > max_seq:
-        raise TslError(f"the prompt is {len(ids)} tokens, the build holds {max_seq} positions (--max-seq)")
-    return ids
 
 
 # ---- commands ----
@@ -136,73 +60,6 @@ def cmd_verify(a):
     return 0
 
 
-def generate(host, ids, max_tokens, temperature, top_p, seed, max_seq, on_token, eos=None):
-    """Prompt ids, then up to max_tokens sampled ids; on_token(id) for each generated one."""
-    host.reset()
-    smp = host.sampler(seed, temperature, top_p)
-    out, pos, nxt = [], 0, None
-    lg = host.prefill(ids[:max_seq], 0)          # the prompt in tiles where the build has tsl_prefill
-    nxt = host.sample(smp, lg)
-    pos = len(ids[:max_seq])
-    while len(out) < max_tokens:
-        out.append(nxt)
-        on_token(nxt)
-        if nxt == eos or pos >= max_seq:
-            break
-        lg = host.step(nxt, pos)
-        pos += 1
-        nxt = host.sample(smp, lg)
-    return out
-
-
-class _TokenPrinter:
-    """Streams generated tokens: text as soon as it is valid UTF-8 (after the prompt; a character
-    split across tokens waits for its last byte), or ids. With only a device's tokenizer (dev, no
-    local one) the text is the bytes each ITEM carries; a token whose bytes did not fit one (and
-    every one after it) is decoded by the device after the run, which reads nothing while it streams."""
-
-    def __init__(self, tok, a, dev=None):
-        self.tok, self.dev, self.pending, self.later = tok, dev, bytearray(), []
-        self.ids_only = a.print_ids or (tok is None and dev is None)
-        if not self.ids_only and a.prompt:
-            print(a.prompt, end="", flush=True)
-
-    def __call__(self, t, text=None):
-        if self.ids_only:
-            print(t, end=",", flush=True)
-            return
-        if self.tok is None:
-            if text is None or self.later:
-                self.later.append(t)
-            else:
-                self._put(text)
-            return
-        self._put(self.tok.token_bytes(t))
-
-    def _put(self, data):
-        self.pending.extend(data)
-        try:
-            print(self.pending.decode("utf-8"), end="", flush=True)
-            self.pending.clear()
-        except UnicodeDecodeError:
-            pass                    # a multi-byte character continues in the next token
-
-    def close(self):
-        if self.later:
-            self._put(self.dev.token_bytes(self.later))
-        print(self.pending.decode("utf-8", "replace"))
-
-
-class _DeviceTokenizer:
-    """The device's own tokenizer (IDENTITY's bos/eos, ENCODE) where the host has none."""
-
-    def __init__(self, dev, info):
-        self.dev, self.bos_id, self.eos_id = dev, info["bos_id"], info["eos_id"]
-
-    def encode(self, text):
-        return self.dev.encode(text)
-
-
 def cmd_run(a):
     if getattr(a, "port", None):
         return cmd_run_device(a)
@@ -211,7 +68,7 @@ def cmd_run(a):
     man, prog, host = _open(a.out, a.threads)
     tok = _tokenizer(a.out, required=not a.ids)
     ids = _prompt_ids(a, tok, man["model"]["vocab"], man["model"]["max_seq"])
-    emit = _TokenPrinter(tok, a)
+    emit = TokenPrinter(tok, a)
     t0 = time.time()
     out = generate(host, ids, a.max_tokens, a.temperature, a.top_p, a.seed, man["model"]["max_seq"], emit,
                    tok.eos_id if tok else None)
@@ -341,207 +198,6 @@ def cmd_build(a):
               f"/media/$USER/{drive} (or picotool load -x {res['uf2']})")
     if res["sizes"]:
         print("\n".join(image_report(res["sizes"], B)))
-
-
-def cmd_emulate(a):
-    from .boards import load_board
-    from .firmware import Emulation, build_firmware
-    B = load_board(a.board)
-    port = _tcp_port(a.serial)
-    elf = build_firmware(a.out, B.name, load_buffer=a.load_buffer)["elf"]
-    print(f"{B.name}: firmware running under {B.emulator['cmd'][0]}; UART on socket://127.0.0.1:{port} "
-          f"(Ctrl-C stops)", flush=True)
-    with Emulation(B, elf, port) as emu:
-        try:
-            rc = emu.wait()
-        except KeyboardInterrupt:
-            print(f"{B.name}: emulator stopped")
-            return 0
-    print(f"{B.name}: firmware exited with status {rc}")
-    return 0 if rc == 0 else 1
-
-
-def _tcp_port(spec):
-    s = spec[4:] if spec.startswith("tcp:") else spec
-    try:
-        port = int(s.rsplit(":", 1)[-1])
-    except ValueError:
-        raise TslError(f"--serial: expected tcp:PORT, got {spec!r}")
-    if not 0 < port < 65536:
-        raise TslError(f"--serial: port {port} out of range")
-    return port
-
-
-def cmd_flash(a):
-    from . import procs
-    from .boards import load_board
-    from .firmware import build_firmware, flash_plan, write_espidf_project
-    B = load_board(a.board)
-    if B.target.get("espidf_target"):
-        write_espidf_project(a.out, B)            # (re)writes OUT/espidf around the current sources
-    image = Path(a.image) if a.image else None
-    if image is not None and not image.is_file():
-        raise TslError(f"--image {image}: no such file")
-    if image is None and B.target.get("startup") and not B.emulated:
-        res = build_firmware(a.out, B.name, lambda m: print(m, file=sys.stderr))      # this build's image
-        image = res["uf2"] or res["bin"]
-    argv, steps = flash_plan(B, a.out, a.port, image, a.tool)
-    if argv is None:
-        print(f"{B.name}: not flashed: {steps}", file=sys.stderr)
-        return 1
-    print(" ".join(argv), flush=True)
-    if a.dry_run:
-        return 0
-    rc = procs.wait_any(procs.popen(argv, stdin=None))   # the tool shows its own progress and verifies
-    if rc:
-        raise TslError(f"{argv[0] if argv[0] != sys.executable else argv[2]} failed with status {rc}; {B.name} is not flashed")
-    print(f"{B.name}: flashed" + (f" over {a.port}" if a.port else ""))
-    return 0
-
-
-def _device(a):
-    import math
-    from .serialio import Device
-    if not (math.isfinite(a.timeout) and a.timeout > 0):
-        raise TslError(f"--timeout {a.timeout}: must be a positive number of seconds")
-    if a.baud <= 0:
-        raise TslError(f"--baud {a.baud}: must be positive")
-    return Device(a.port, baudrate=a.baud, timeout=a.timeout)
-
-
-def cmd_identify(a):
-    with _device(a) as dev:
-        info = dev.identify()
-    for k in ("board", "firmware", "model_hash", "weights_source", "weights_bytes", "arena_bytes", "kv_bytes",
-              "vocab", "max_seq", "n_ops", "cycles_unit", "tokenizer"):
-        print(f"  {k:<16} {info[k]}")
-
-
-def cmd_run_device(a):
-    from .device_run import generate, run_count
-    from .sampler import check_args
-    from .tokenizer import Tokenizer
-    check_args(a.seed, a.temperature, a.top_p, a.max_tokens)
-    tok, tok_file = None, None
-    if a.out:
-        tok = _tokenizer(a.out, required=False)
-        tok_file = Path(a.out) / "tokenizer.json"
-    elif a.tokenizer:
-        tok, tok_file = Tokenizer.from_file(a.tokenizer), Path(a.tokenizer)
-    with _device(a) as dev:
-        info = dev.identify()
-        if tok is None and not a.ids and not info["tok_encode"]:
-            raise TslError(f"{a.port}: the firmware has no tokenizer encoder"
-                           + (" and the build directory no tokenizer" if a.out else "")
-                           + "; pass --ids, or --tokenizer tokenizer.json")
-        if tok is not None and info["tokenizer_hash"]:
-            from .firmware import tokenizer_hash
-            if tokenizer_hash(tok_file.read_bytes()) != info["tokenizer_hash"]:
-                raise TslError(f"{tok_file}: not the tokenizer of the device's firmware (its hash is "
-                               f"{info['tokenizer']}); drop it to use the device's own")
-        dtok = _DeviceTokenizer(dev, info) if tok is None and not a.ids else None
-        ids = _prompt_ids(a, tok or dtok, info["vocab"])
-        run_count(info, len(ids), a.max_tokens)        # refused before the prompt is printed
-        emit = _TokenPrinter(tok, a, dev if tok is None and info["tok_decode"] else None)
-        eos = tok.eos_id if tok else info["eos_id"]
-        out, cycles = generate(dev, ids, a.max_tokens, a.temperature, a.top_p, a.seed, emit, eos)
-        emit.close()
-        run = dev.last_run or {}
-    from .report import token_rate
-    n = max(1, len(cycles))
-    print(f"[{info['board']}: {len(out)} tokens, prefill {run.get('prefill_cycles', '?')} {info['cycles_unit']}; "
-          f"{token_rate(sum(cycles) // n, info['cycles_unit'], info['board'])}]", file=sys.stderr)
-
-
-def cmd_chat(a):
-    from .chat import Conversation, DeviceSession, HostSession, Template, chat, load_template, min_slots
-    from .firmware import tokenizer_hash
-    from .sampler import check_args
-    check_args(a.seed, a.temperature, a.top_p, a.max_tokens)
-    tok = _tokenizer(a.out, required=True)
-    cfg = Path(a.config) if a.config else Path(a.out) / "tokenizer_config.json"
-    template = None
-    if a.config or cfg.is_file():
-        src, bos, eos = load_template(cfg)
-        template = Template(src, bos, eos, where=f"{cfg}: chat_template") if src else None
-    if template is None:
-        print("[no chat template: plain continuation]", file=sys.stderr)
-    interactive = sys.stdin.isatty()
-
-    def lines():
-        while True:
-            if interactive:
-                print("> ", end="", file=sys.stderr, flush=True)
-            try:
-                line = sys.stdin.readline()
-            except KeyboardInterrupt:
-                return
-            if not line:
-                return
-            yield line
-
-    def write(t):
-        print(t, end="", flush=True)
-
-    def note(t):
-        print(t, file=sys.stderr, flush=True)
-    if a.port:
-        from . import protocol as P
-        from .builddir import load_build
-        slots = min_slots(load_build(a.out)[0])          # where the device's KV cache is a ring
-        with _device(a) as dev:
-            info = dev.identify()
-            if info["vocab"] < tok.vocab_size:
-                raise TslError(f"{a.port}: the device's model has {info['vocab']} tokens, the build's tokenizer "
-                               f"{tok.vocab_size}: another model")
-            if info["tokenizer_hash"] and info["tokenizer_hash"] != tokenizer_hash(
-                    (Path(a.out) / "tokenizer.json").read_bytes()):
-                raise TslError(f"{a.out}: its tokenizer is not the device's ({info['tokenizer']})")
-            # a turn's prompt: at most MAX_IDS ids in one run request (Conversation keeps 16 for the answer)
-            limit = min(info["max_seq"], P.MAX_IDS + min(a.max_tokens, 16))
-            conv = Conversation(tok, template, limit, a.max_tokens, a.system)
-            chat(DeviceSession(dev, slots), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
-        return
-    man, prog, host = _open(a.out)
-    conv = Conversation(tok, template, man["model"]["max_seq"], a.max_tokens, a.system)
-    chat(HostSession(host, man["model"]["max_seq"], min_slots(man)), conv, lines(), write, a.temperature, a.top_p, a.seed, note)
-
-
-def cmd_verify_device(a, man, prog, prompt, steps):
-    from .verify import compare_hashes, op_regions, token_sequence
-    ref = token_sequence(prog, prompt, steps)
-    with _device(a) as dev:
-        info = dev.identify()
-        if f"0x{info['arch_hash']:08x}" != man["arch_hash"]:
-            raise TslError(f"{a.port}: the device runs another model (arch hash 0x{info['arch_hash']:08x}, "
-                           f"build {man['arch_hash']}); flash or `tinyslm load` this build first")
-        print(f"  running {steps} steps on {info['board']} over {a.port}", flush=True)
-        res = dev.verify_steps(ref[0])
-        regions = op_regions(man, prog)
-        compare_hashes(prog, man, ref[0], ref[1:], res["logits"], res["tokens"], res["kv"],
-                       lambda step: dict(enumerate(dev.op_hashes(step, regions))), " on the device")
-    from .report import token_rate
-    print(f"OK {info['board']}: {steps} steps bit-exact on the device (logits, tokens, KV cache); "
-          f"{token_rate(sum(res['cycles']) // max(1, steps), info['cycles_unit'], info['board'])}", flush=True)
-
-
-def cmd_load(a):
-    from .builddir import load_build
-    man, _ = load_build(a.out)
-    blob = (Path(a.out) / "model" / "tsl_weights.bin").read_bytes()
-    with _device(a) as dev:
-        info = dev.identify()
-        if f"0x{info['arch_hash']:08x}" != man["arch_hash"]:
-            raise TslError(f"{a.port}: the device's model has another architecture (0x{info['arch_hash']:08x}, "
-                           f"build {man['arch_hash']}); loading needs the same shapes: flash instead")
-        if info["load_capacity"] < len(blob):
-            raise TslError(f"{a.port}: the firmware's load buffer holds {human_bytes(info['load_capacity'])}, the "
-                           f"weights are {human_bytes(len(blob))}; {info['board']} cannot take new weights at run "
-                           f"time: flash instead, or build the firmware with --load-buffer")
-        t0 = time.time()
-        dev.load_weights(blob, progress=lambda d, t: _progress(d, t, "bytes"))
-        info = dev.identify()
-    print(f"loaded {len(blob)} B in {time.time() - t0:.1f}s; device model {info['model_hash']} ({info['weights_source']})")
 
 
 def cmd_demo(a):

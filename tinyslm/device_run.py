@@ -1,5 +1,5 @@
 """Generation on a device over the serial protocol, with the host build's semantics
-(cli.generate): the prompt, then up to max_tokens sampled ids, ending after the end-of-sequence
+(generation.generate): the prompt, then up to max_tokens sampled ids, ending after the end-of-sequence
 token or when the positions reach max_seq. What the protocol and the device cannot carry is
 refused here in one line, before anything is sent."""
 from . import protocol as P

@@ -26,7 +26,7 @@ def build(out):
 
 def greedy(out):
     """-> (ids from the C host build, ids from the reference), prompt excluded."""
-    from tinyslm.cli import generate
+    from tinyslm.generation import generate
     from tinyslm.hostsim import HostModel
     from tinyslm.pipeline import load_build
     from tinyslm.reference import Reference
