@@ -14,7 +14,7 @@ import jinja2
 import numpy as np
 
 from . import __version__
-from .ir import C_TYPES, DTYPES
+from .ir import C_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "codegen_templates"

@@ -167,7 +167,7 @@ def export(folder, out):
         def forward(self, input_ids):
             return self.m(input_ids=input_ids, use_cache=False).logits
 
-    print(f"  exporting (torch.onnx dynamo, opset 18, external data)", flush=True)
+    print("  exporting (torch.onnx dynamo, opset 18, external data)", flush=True)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(Logits(model), (torch.zeros((1, 8), dtype=torch.int64),), str(Path(out) / "model.onnx"),
