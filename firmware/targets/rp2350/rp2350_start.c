@@ -8,9 +8,8 @@
  * No boot2 stage: the boot ROM sets up XIP itself. tests/test_rp2350.py parses this block out of
  * the built image.
  *
- * Cycle counter (TSL_CYCLES_TARGET in targets/tsl_platform.h): the Cortex-M33's DWT CYCCNT,
- * widened to 64 bits by the SysTick interrupt every 2^24 cycles. Its unit string names the clock
- * reached and, short of the PLL, why ("dwt cycles@11MHz (XOSC did not start)"). */
+ * Cycle counter: ../tsl_cortexm_cycles.h (the Cortex-M33's DWT CYCCNT, widened by SysTick); its unit
+ * string names the clock reached and, short of the PLL, why ("dwt cycles@11MHz (XOSC did not start)"). */
 #include <stdint.h>
 #include "rp2350.h"
 
@@ -22,12 +21,6 @@ uint64_t tsl_cycles(void);
 
 #define SCB_CPACR TSL_REG(0xE000ED88u)
 #define SCB_VTOR TSL_REG(0xE000ED08u)
-#define DEMCR TSL_REG(0xE000EDFCu)
-#define DWT_CTRL TSL_REG(0xE0001000u)
-#define DWT_CYCCNT TSL_REG(0xE0001004u)
-#define SYST_CSR TSL_REG(0xE000E010u)
-#define SYST_RVR TSL_REG(0xE000E014u)
-#define SYST_CVR TSL_REG(0xE000E018u)
 
 /* PICOBIN block items (datasheet 5.9.3, "minimum viable image metadata" 5.9.5.1) */
 #define PICOBIN_BLOCK_MARKER_START 0xFFFFDED3u
@@ -64,24 +57,7 @@ __attribute__((section(".vectors"), used)) static const struct {
 
 static tsl_rp2350_clocks clocks;
 static const char *clock_problem;   /* 0: at the rated clock */
-static char unit[64];
-static uint8_t cycles_on;
-static uint32_t dwt_last, dwt_high;
-
-static char *put(char *p, const char *s)
-{
-    while (*s && p < unit + sizeof unit - 1) *p++ = *s++;
-    return p;
-}
-
-static char *put_u(char *p, uint32_t v)
-{
-    char d[10];
-    int n = 0;
-    do d[n++] = (char)('0' + v % 10u); while ((v /= 10u) && n < 10);
-    while (n && p < unit + sizeof unit - 1) *p++ = d[--n];
-    return p;
-}
+#include "../tsl_cortexm_cycles.h"
 
 void Reset_Handler(void)
 {
@@ -100,34 +76,4 @@ void Reset_Handler(void)
     for (;;) __asm volatile("wfi");
 }
 
-void tsl_cycles_init(void)
-{
-    if (cycles_on) return;
-    DEMCR |= 1u << 24;                                     /* TRCENA */
-    DWT_CYCCNT = 0;
-    DWT_CTRL |= 1u;                                        /* CYCCNTENA */
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 7u;                                         /* enable, interrupt on wrap, CPU clock */
-    char *p = put(unit, "dwt cycles@");                    /* "dwt cycles@150MHz" */
-    p = put(put_u(p, clocks.sys / 1000000u), "MHz");
-    if (clock_problem) p = put(put(put(p, " ("), clock_problem), ")");
-    *p = 0;
-    cycles_on = 1;
-}
-
-const char *tsl_cycles_unit(void) { return unit; }
-
-uint64_t tsl_cycles(void)
-{
-    uint32_t primask;
-    __asm volatile("mrs %0, primask\n cpsid i" : "=r"(primask)::"memory");
-    const uint32_t now = DWT_CYCCNT;
-    if (now < dwt_last) dwt_high++;
-    dwt_last = now;
-    const uint64_t r = ((uint64_t)dwt_high << 32) | now;
-    __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
-    return r;
-}
-
-void SysTick_Handler(void) { (void)tsl_cycles(); }     /* sees every 2^32 wrap of CYCCNT */
+void tsl_cycles_init(void) { tsl_cm_cycles_start(clocks.sys, " (", clock_problem); }

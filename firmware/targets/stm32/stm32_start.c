@@ -30,26 +30,16 @@ uint64_t tsl_cycles(void);
 
 #define SCB_CPACR TSL_REG(0xE000ED88u)
 #define SCB_VTOR TSL_REG(0xE000ED08u)
-#define SCB_ICSR TSL_REG(0xE000ED04u)
 #define SCB_CCR TSL_REG(0xE000ED14u)
 #define SCB_CCSIDR TSL_REG(0xE000ED80u)
 #define SCB_CSSELR TSL_REG(0xE000ED84u)
 #define SCB_ICIALLU TSL_REG(0xE000EF50u)
 #define SCB_DCISW TSL_REG(0xE000EF60u)
-#define DEMCR TSL_REG(0xE000EDFCu)
-#define DWT_CTRL TSL_REG(0xE0001000u)
-#define DWT_CYCCNT TSL_REG(0xE0001004u)
-#define DWT_LAR TSL_REG(0xE0001FB0u)
-#define SYST_CSR TSL_REG(0xE000E010u)
-#define SYST_RVR TSL_REG(0xE000E014u)
-#define SYST_CVR TSL_REG(0xE000E018u)
 
 static tsl_stm32_clocks clocks;
 static const char *clock_problem;   /* 0: at the rated clock */
-static char unit[64];
-static uint8_t cycles_on, use_dwt;
-static volatile uint32_t systick_wraps;
-static uint32_t dwt_last, dwt_high;
+#define TSL_CM_DWT_UNLOCK                                  /* the Cortex-M7's DWT software lock */
+#include "../tsl_cortexm_cycles.h"
 
 void Reset_Handler(void);
 void SysTick_Handler(void);
@@ -89,21 +79,6 @@ static void caches_on(void)
 }
 #endif
 
-static char *put(char *p, const char *s)
-{
-    while (*s && p < unit + sizeof unit - 1) *p++ = *s++;
-    return p;
-}
-
-static char *put_u(char *p, uint32_t v)
-{
-    char d[10];
-    int n = 0;
-    do d[n++] = (char)('0' + v % 10u); while ((v /= 10u) && n < 10);
-    while (n && p < unit + sizeof unit - 1) *p++ = d[--n];
-    return p;
-}
-
 void Reset_Handler(void)
 {
     SCB_VTOR = (uint32_t)vectors;
@@ -135,53 +110,4 @@ void Reset_Handler(void)
 #endif
 }
 
-void tsl_cycles_init(void)
-{
-    if (cycles_on) return;
-    DEMCR |= 1u << 24;                                     /* TRCENA */
-    DWT_LAR = 0xC5ACCE55u;                                 /* unlock (Cortex-M7) */
-    DWT_CYCCNT = 0;
-    DWT_CTRL |= 1u;                                        /* CYCCNTENA */
-    const uint32_t a = DWT_CYCCNT;
-    for (volatile int i = 0; i < 16; i++) {
-    }
-    use_dwt = !(DWT_CTRL & (1u << 25)) && DWT_CYCCNT != a; /* NOCYCCNT clear, and it moved */
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 7u;                                         /* enable, interrupt on wrap, CPU clock */
-    char *p = put(unit, use_dwt ? "dwt cycles@" : "systick cycles@");   /* "dwt cycles@180MHz" */
-    p = put(put_u(p, clocks.sysclk / 1000000u), "MHz");
-    if (clock_problem) p = put(put(put(p, " (HSI: "), clock_problem), ")");
-    *p = 0;
-    cycles_on = 1;
-}
-
-const char *tsl_cycles_unit(void) { return unit; }
-
-uint64_t tsl_cycles(void)
-{
-    if (use_dwt) {
-        uint32_t primask;
-        __asm volatile("mrs %0, primask\n cpsid i" : "=r"(primask)::"memory");
-        const uint32_t now = DWT_CYCCNT;
-        if (now < dwt_last) dwt_high++;
-        dwt_last = now;
-        const uint64_t r = ((uint64_t)dwt_high << 32) | now;
-        __asm volatile("msr primask, %0" ::"r"(primask) : "memory");
-        return r;
-    }
-    uint32_t w, v, pending;
-    do {
-        w = systick_wraps;
-        v = SYST_CVR;
-        pending = SCB_ICSR & (1u << 26);                   /* PENDSTSET: a wrap not yet counted */
-    } while (w != systick_wraps);
-    if (pending && v >= 0x800000u) w++;                    /* it came before v was read */
-    return ((uint64_t)w << 24) + (0xFFFFFFu - v);
-}
-
-void SysTick_Handler(void)
-{
-    systick_wraps++;
-    if (use_dwt) (void)tsl_cycles();                       /* sees every 2^32 wrap of CYCCNT */
-}
+void tsl_cycles_init(void) { tsl_cm_cycles_start(clocks.sysclk, " (HSI: ", clock_problem); }
