@@ -87,17 +87,25 @@ class Reference:
         out[:] = nx.epilogue(acc, sx, self.W[a["ws_w"]], bias, out if a["accumulate"] else None)
 
     def op_rope(self, op, a, token, pos):
+        self._rope(op, a, pos, nx.rope)
+
+    def _rope(self, op, a, pos, rope):
+        """rope(v, ...) with row `pos` of the op's cos/sin tables: float (numerics) or Q15 (numerics_int)"""
         half = a["rot"] // 2
         cs, sn = self.W[a["cos_w"]].reshape(-1, half)[pos], self.W[a["sin_w"]].reshape(-1, half)[pos]
         v = self.buf[op.outs[0]]
-        v[:] = nx.rope(v, a["n_heads"], a["hs"], a["rot"], cs, sn, a["interleaved"])
+        v[:] = rope(v, a["n_heads"], a["hs"], a["rot"], cs, sn, a["interleaved"])
 
     def op_kv_store(self, op, a, token, pos):
+        self._kv_store(op, a, pos, nx.quant_dynamic)
+
+    def _kv_store(self, op, a, pos, quant):
+        """each head's row through quant -> (int8 row, scale), into ring slot pos % max_seq"""
         H, hs, S = a["n_heads"], a["hs"], a["max_seq"]
         x = self.buf[op.ins[0]].reshape(H, hs)
         cache, scale = self.buf[op.outs[0]].reshape(H, S, hs), self.buf[op.outs[1]].reshape(H, S)
         for h in range(H):
-            cache[h, pos % S], scale[h, pos % S] = nx.quant_dynamic(x[h])
+            cache[h, pos % S], scale[h, pos % S] = quant(x[h])
 
     def op_attention(self, op, a, token, pos):
         Hk, hs, S = a["n_kv"], a["hs"], a["max_seq"]
@@ -161,17 +169,10 @@ class Reference:
         out[:] = ni.sat32(out.astype(np.int64) + v) if a["accumulate"] else v
 
     def op_i_rope(self, op, a, token, pos):
-        half = a["rot"] // 2
-        cs, sn = self.W[a["cos_w"]].reshape(-1, half)[pos], self.W[a["sin_w"]].reshape(-1, half)[pos]
-        v = self.buf[op.outs[0]]
-        v[:] = ni.rope(v, a["n_heads"], a["hs"], a["rot"], cs, sn, a["interleaved"])
+        self._rope(op, a, pos, ni.rope)
 
     def op_i_kv_store(self, op, a, token, pos):
-        H, hs, S = a["n_heads"], a["hs"], a["max_seq"]
-        x = self.buf[op.ins[0]].reshape(H, hs)
-        cache, scale = self.buf[op.outs[0]].reshape(H, S, hs), self.buf[op.outs[1]].reshape(H, S)
-        for h in range(H):
-            cache[h, pos % S], scale[h, pos % S] = ni.quant(x[h])
+        self._kv_store(op, a, pos, ni.quant)
 
     def op_i_attention(self, op, a, token, pos):
         Hk, hs, S = a["n_kv"], a["hs"], a["max_seq"]
