@@ -109,9 +109,12 @@ def cmd_logits(a):
 def cmd_info(a):
     from .boards import list_boards, load_board
     from .builddir import load_build
-    from .report import build_info, fit_table, ram_need
-    man, _ = load_build(a.out)
+    from .report import build_info, fit_table, per_token, ram_need
+    man, prog = load_build(a.out)
     print("\n".join(build_info(man, a.all)))
+    print()
+    board = load_board(man["board"]) if man["board"] in list_boards() else None
+    print("\n".join(per_token(prog, board)))
     print()
     print("\n".join(fit_table(man["weights"]["bytes"], ram_need(man), [load_board(n) for n in list_boards()])))
     print(f"\npicture of the memory plan: {Path(a.out).resolve() / 'memory.svg'}")

@@ -37,6 +37,27 @@ def build_info(man, show_all=False):
     return L
 
 
+def per_token(prog, board=None):
+    """-> lines: what one decoded token reads and computes: the matvec weights it streams (each
+    matvec op reads its weights, row and group scales and bias once; the MLP's residual pass reads
+    them again), their MACs, and the KV cache read at full context; with the board's peak DRAM
+    bandwidth (boards/<name>.toml dram_bytes_per_s), the bound that streaming puts on tokens/s."""
+    mv = [o for o in prog.ops if o.kind == "matvec"]
+    wbytes = sum(prog.weights[o.attrs[k]].nbytes for o in mv for k in ("w_w", "ws_w", "gs_w", "bias_w")
+                 if o.attrs.get(k))
+    macs = sum(o.attrs["N"] * o.attrs["K"] for o in mv)
+    kv = sum(b.nbytes for b in prog.bufs.values() if b.kind == "kv")
+    L = ["Per decoded token",
+         f"  {'matvec weights streamed (' + str(len(mv)) + ' matvec ops)':<50} {hb(wbytes):>10}",
+         f"  {'matvec MACs':<50} {macs / 1e6:>8.2f} M",
+         f"  {'KV cache read at the last position':<50} {hb(kv):>10}"]
+    bw = board.extra.get("dram_bytes_per_s", 0) if board is not None else 0
+    if bw:
+        L.append(f"  at {bw / 1e9:g} GB/s peak DRAM bandwidth ({board.name}): at most "
+                 f"{bw / (wbytes + kv):,.0f} tokens/s at the last position, {bw / wbytes:,.0f} with an empty cache")
+    return L
+
+
 def kv_rows(m):
     """Lines per layer when sliding windows make some layers' KV caches rings of their window."""
     kvl = m.get("kv_layers", [])
