@@ -18,6 +18,10 @@ int32_t tsl_s4_acc_arm(TSL_S4_ACC_ARGS);          /* tsl_matvec_s4_arm.c */
 #endif
 #if defined(TSL_NEON_ANY)
 int32_t tsl_s4_acc_neon(TSL_S4_ACC_ARGS);         /* tsl_matvec_s4_neon.c */
+#define TSL_NEON_S4_KC 1024   /* x chunk rearranged on the stack (KC bytes); also keeps 16 * sums < 2^31 */
+/* x[0:kc] (kc % 32 == 0) -> xr, ceil(kc / 128) blocks of 128 bytes (the layout of the comment in
+ * tsl_matvec_s4_neon.c; also read by tsl_gemm_s4.c) */
+void tsl_neon_s4_prep(const int8_t *x, int32_t kc, int8_t *xr);
 #endif
 #if defined(TSL_X86)
 int32_t tsl_s4_acc_x86(TSL_S4_ACC_ARGS);          /* tsl_matvec_s4_x86.c */

@@ -10,10 +10,8 @@
  * once per chunk: xr[block][2r + h][4i + t] = x[32i + 8r + 2t + h]. The last G % 4 groups make a
  * part block: their weights and scales loaded alone (lane loads, nothing past the row is read),
  * the missing groups' x zero. */
-#define TSL_NEON_S4_KC 1024   /* x chunk rearranged on the stack (KC bytes); also keeps 16 * sums < 2^31 */
 
-/* x[0:kc] (kc % 32 == 0) -> xr, ceil(kc / 128) blocks */
-static void tsl_neon_s4_prep(const int8_t *x, int32_t kc, int8_t *xr)
+void tsl_neon_s4_prep(const int8_t *x, int32_t kc, int8_t *xr)
 {
     int8_t xp[128];
     for (int32_t c = 0; c < kc; c += 128, x += 128, xr += 128) {
