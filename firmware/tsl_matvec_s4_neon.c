@@ -105,13 +105,31 @@ static int32_t tsl_neon_s4_row(const uint8_t *w, const int8_t *gs, const int8_t 
 #define TSL_S4_BLOCK_END "saddlp v21.4s, v21.8h\n saddlp v22.4s, v22.8h\n addp v21.4s, v21.4s, v22.4s\n"
 #define TSL_S4_BACK ""
 #endif
-#define TSL_S4_MATH(t) TSL_S4_BLOCK_START                                                      \
+#define TSL_S4_CORE(t, widen) TSL_S4_BLOCK_START                                               \
     TSL_S4_NIB("v16", "v0", "v1", "smull") TSL_S4_NIB("v17", "v2", "v3", "smlal")               \
     TSL_S4_NIB("v18", "v4", "v5", "smlal") TSL_S4_NIB("v19", "v6", "v7", "smlal")               \
-    TSL_S4_BLOCK_END "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n mla " t ".4s, v21.4s, v20.4s\n"
-#define TSL_S4_ROW(w, g, t) "ld4 {v16.4s-v19.4s}, [%[" w "]], #64\n ldr s20, [%[" g "]], #4\n" TSL_S4_MATH(t)
+    TSL_S4_BLOCK_END widen "mla " t ".4s, v21.4s, v20.4s\n"
+#define TSL_S4_MATH(t) TSL_S4_CORE(t, "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n")
+/* A full block of four rows: their 16 scales in v29 by lanes, widened twice (v30: rows 0-1, v29:
+ * rows 2-3), then each row's four to v20 by one SXTL. */
+#define TSL_S4_LD(w) "ld4 {v16.4s-v19.4s}, [%[" w "]], #64\n"
+#define TSL_S4_QUAD_FULL "ldr s29, [%[g0]], #4\n ld1 {v29.s}[1], [%[g1]], #4\n ld1 {v29.s}[2], [%[g2]], #4\n"   \
+    "ld1 {v29.s}[3], [%[g3]], #4\n sxtl v30.8h, v29.8b\n sxtl2 v29.8h, v29.16b\n"                            \
+    TSL_S4_LD("w0") TSL_S4_CORE("v24", "sxtl v20.4s, v30.4h\n") TSL_S4_LD("w1") TSL_S4_CORE("v25", "sxtl2 v20.4s, v30.8h\n") \
+    TSL_S4_LD("w2") TSL_S4_CORE("v26", "sxtl v20.4s, v29.4h\n") TSL_S4_LD("w3") TSL_S4_CORE("v27", "sxtl2 v20.4s, v29.8h\n")
 #define TSL_S4_ROW1(w, g, t) "ld4 {v16.s-v19.s}[0], [%[" w "]]\n ldr b20, [%[" g "]]\n" TSL_S4_MATH(t)
+#if defined(TSL_NEON_DOTPROD)
+/* Two groups: the halves of v16 | v17 and v18 | v19 in one register each (x zipped alike, once per
+ * four rows), so 4 SDOTs give lanes (g0, g1, g0, g1), scaled by (s0, s1, s0, s1). */
+#define TSL_S4_X2 "zip1 v0.2d, v0.2d, v2.2d\n zip1 v1.2d, v1.2d, v3.2d\n zip1 v4.2d, v4.2d, v6.2d\n zip1 v5.2d, v5.2d, v7.2d\n"
+#define TSL_S4_ROW2(w, g, t) "ld4 {v16.2s-v19.2s}, [%[" w "]]\n ldr h20, [%[" g "]]\n"                 \
+    "zip1 v16.2d, v16.2d, v17.2d\n zip1 v18.2d, v18.2d, v19.2d\n movi v21.4s, #0\n"                     \
+    TSL_S4_NIB("v16", "v0", "v1", "") TSL_S4_NIB("v18", "v4", "v5", "")                                    \
+    "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n dup v20.2d, v20.d[0]\n mla " t ".4s, v21.4s, v20.4s\n"
+#else
+#define TSL_S4_X2 ""
 #define TSL_S4_ROW2(w, g, t) "ld4 {v16.2s-v19.2s}, [%[" w "]]\n ldr h20, [%[" g "]]\n" TSL_S4_MATH(t)
+#endif
 #define TSL_S4_ROW3(w, g, t) "ld4 {v16.2s-v19.2s}, [%[" w "]], #32\n ld4 {v16.s-v19.s}[2], [%[" w "]]\n" \
     "ldr h20, [%[" g "]], #2\n ld1 {v20.b}[2], [%[" g "]]\n" TSL_S4_MATH(t)
 #define TSL_S4_QUAD(ROW) ROW("w0", "g0", "v24") ROW("w1", "g1", "v25") ROW("w2", "g2", "v26") ROW("w3", "g3", "v27")
@@ -132,7 +150,7 @@ static void tsl_a64_s4_rows4(const uint8_t *w, const int8_t *g, int64_t ws, int6
         "cbz %[cnt], 3f\n"
         "2:\n"
         "ld1 {v0.16b-v3.16b}, [%[xp]], #64\n ld1 {v4.16b-v7.16b}, [%[xp]], #64\n"
-        TSL_S4_QUAD(TSL_S4_ROW)
+        TSL_S4_QUAD_FULL
         "subs %[cnt], %[cnt], #1\n b.ne 2b\n"
         "3:\n"
         "cbz %[left], 6f\n"
@@ -140,7 +158,7 @@ static void tsl_a64_s4_rows4(const uint8_t *w, const int8_t *g, int64_t ws, int6
         "cmp %[left], #2\n b.lt 4f\n b.eq 5f\n"
         TSL_S4_QUAD(TSL_S4_ROW3) "b 6f\n"
         "4:\n" TSL_S4_QUAD(TSL_S4_ROW1) "b 6f\n"
-        "5:\n" TSL_S4_QUAD(TSL_S4_ROW2)
+        "5:\n" TSL_S4_X2 TSL_S4_QUAD(TSL_S4_ROW2)
         "6:\n"
         "addp v24.4s, v24.4s, v25.4s\n addp v26.4s, v26.4s, v27.4s\n addp v24.4s, v24.4s, v26.4s\n"
         TSL_S4_BACK
@@ -152,14 +170,17 @@ static void tsl_a64_s4_rows4(const uint8_t *w, const int8_t *g, int64_t ws, int6
           [xp] "=&r"(xp), [cnt] "=&r"(cnt)
         : [ws] "r"(ws), [gss] "r"(gss), [xr] "r"(xr), [nb] "r"(nb), [left] "r"(left), [first] "r"(first)
         : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21", "v22",
-          "v23", "v24", "v25", "v26", "v27", "v28", "v31", "cc", "memory");
+          "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31", "cc", "memory");
 }
 #undef TSL_S4_NIB
 #undef TSL_S4_BLOCK_START
 #undef TSL_S4_BLOCK_END
 #undef TSL_S4_BACK
 #undef TSL_S4_MATH
-#undef TSL_S4_ROW
+#undef TSL_S4_CORE
+#undef TSL_S4_LD
+#undef TSL_S4_QUAD_FULL
+#undef TSL_S4_X2
 #undef TSL_S4_ROW1
 #undef TSL_S4_ROW2
 #undef TSL_S4_ROW3
