@@ -24,7 +24,9 @@
  * and a part block of left (0..3) groups, already shifted back (>> 4, exact). Per block: one LD4 of
  * the row's 64 weight bytes and its 4 scales, the 8 nibble vectors each unpacked once (SHL / AND)
  * into v21 / v22 for the 4 tokens' SDOTs (block sums v24-v27, x of two r at a time in v0-v15),
- * then the widened scales into the token sums v28-v31: 60 instructions per 512 MACs. */
+ * then the widened scales into the token sums v28-v31: 60 instructions per 512 MACs. A part block
+ * of 2 groups (K % 128 == 64) zips the halves of v16 | v17 and v18 | v19, its x zipped alike by
+ * tsl_s4_zip2: 4 x 8 SDOTs with lanes (g0, g1, g0, g1), scaled by (s0, s1, s0, s1). */
 #define TSL_T4_HALF(p, q)                                                                     \
     "shl v21.16b, " p ".16b, #4\n and v22.16b, " p ".16b, v23.16b\n"                           \
     "sdot v24.4s, v21.16b, v0.16b\n sdot v24.4s, v22.16b, v1.16b\n"                           \
@@ -38,11 +40,11 @@
     "sdot v27.4s, v21.16b, v14.16b\n sdot v27.4s, v22.16b, v15.16b\n"
 #define TSL_T4_X "ld1 {v0.16b-v3.16b}, [%[p0]], #64\n ld1 {v4.16b-v7.16b}, [%[p1]], #64\n"            \
     "ld1 {v8.16b-v11.16b}, [%[p2]], #64\n ld1 {v12.16b-v15.16b}, [%[p3]], #64\n"
+#define TSL_T4_MLA "mla v28.4s, v24.4s, v20.4s\n mla v29.4s, v25.4s, v20.4s\n"                         \
+    "mla v30.4s, v26.4s, v20.4s\n mla v31.4s, v27.4s, v20.4s\n"
 #define TSL_T4_BLOCK "movi v24.4s, #0\n movi v25.4s, #0\n movi v26.4s, #0\n movi v27.4s, #0\n"        \
     TSL_T4_X TSL_T4_HALF("v16", "v17") TSL_T4_X TSL_T4_HALF("v18", "v19")                      \
-    "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n"                                                    \
-    "mla v28.4s, v24.4s, v20.4s\n mla v29.4s, v25.4s, v20.4s\n"                                      \
-    "mla v30.4s, v26.4s, v20.4s\n mla v31.4s, v27.4s, v20.4s\n"
+    "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n" TSL_T4_MLA
 static void tsl_a64_s4_tok4(const uint8_t *w, const int8_t *g, int64_t ws, int64_t gss, const int8_t *xr,
                             int64_t xs, int64_t nb, int64_t left, int32_t *out, int64_t nrows)
 {
@@ -67,6 +69,10 @@ static void tsl_a64_s4_tok4(const uint8_t *w, const int8_t *g, int64_t ws, int64
         "ldr h20, [%[gp]], #2\n ld1 {v20.b}[2], [%[gp]]\n b 7f\n"
         "4:\n ld4 {v16.s-v19.s}[0], [%[wp]]\n ldr b20, [%[gp]]\n b 7f\n"
         "5:\n ld4 {v16.2s-v19.2s}, [%[wp]]\n ldr h20, [%[gp]]\n"
+        "zip1 v16.2d, v16.2d, v17.2d\n zip1 v17.2d, v18.2d, v19.2d\n"
+        "movi v24.4s, #0\n movi v25.4s, #0\n movi v26.4s, #0\n movi v27.4s, #0\n"
+        TSL_T4_X TSL_T4_HALF("v16", "v17")
+        "sxtl v20.8h, v20.8b\n sxtl v20.4s, v20.4h\n dup v20.2d, v20.d[0]\n" TSL_T4_MLA "b 6f\n"
         "7:\n"
         TSL_T4_BLOCK
         "6:\n"
@@ -83,6 +89,19 @@ static void tsl_a64_s4_tok4(const uint8_t *w, const int8_t *g, int64_t ws, int64
 #undef TSL_T4_HALF
 #undef TSL_T4_X
 #undef TSL_T4_BLOCK
+#undef TSL_T4_MLA
+
+/* The part block of 2 groups at xr (e0 o0 e1 o1 e2 o2 e3 o3, 16 bytes each, lanes 0-1 used) ->
+ * the low halves paired: (e0|e1) (o0|o1) (e2|e3) (o2|o3), 64 bytes. */
+static void tsl_s4_zip2(int8_t *xr)
+{
+    int8x16_t v[8];
+    for (int32_t i = 0; i < 8; i++) v[i] = vld1q_s8(xr + 16 * i);
+    vst1q_s8(xr, vcombine_s8(vget_low_s8(v[0]), vget_low_s8(v[2])));
+    vst1q_s8(xr + 16, vcombine_s8(vget_low_s8(v[1]), vget_low_s8(v[3])));
+    vst1q_s8(xr + 32, vcombine_s8(vget_low_s8(v[4]), vget_low_s8(v[6])));
+    vst1q_s8(xr + 48, vcombine_s8(vget_low_s8(v[5]), vget_low_s8(v[7])));
+}
 
 /* acc[t * RB4 + n] = sum_g gs[n][g] * (w4[n][g] . x[t][g]), n < N <= RB4, t < 4 (x[t] may repeat) */
 static void tsl_gemm_s4_tok4(const uint8_t *w, const int8_t *gs, const int8_t *const *x, int32_t N, int32_t K,
@@ -94,7 +113,10 @@ static void tsl_gemm_s4_tok4(const uint8_t *w, const int8_t *gs, const int8_t *c
     for (int32_t t = 0; t < 4; t++) for (int32_t n = 0; n < N; n++) acc[t * TSL_GEMM_S4_RB4 + n] = 0;
     for (int32_t c = 0; c < K; c += TSL_NEON_S4_KC) {
         const int32_t kc = K - c < TSL_NEON_S4_KC ? K - c : TSL_NEON_S4_KC;
-        for (int32_t t = 0; t < 4; t++) tsl_neon_s4_prep(x[t] + c, kc, xr[t]);
+        for (int32_t t = 0; t < 4; t++) {
+            tsl_neon_s4_prep(x[t] + c, kc, xr[t]);
+            if (kc % 128 == 2 * TSL_S4_GROUP) tsl_s4_zip2(xr[t] + kc / 128 * 128);
+        }
         if (N > 0) tsl_a64_s4_tok4(w + c / 2, gs + c / TSL_S4_GROUP, K / 2, G, xr[0], TSL_NEON_S4_KC, kc / 128,
                         (kc % 128) / TSL_S4_GROUP, out, N);
         for (int32_t n = 0; n < N; n++)
