@@ -84,11 +84,13 @@ static int32_t tsl_neon_s4_row(const uint8_t *w, const int8_t *gs, const int8_t 
 /* Rows in fours, the hot loop of the AArch64 int4 paths: for q < nq, acc[4q + j] = (first ? 0 :
  * acc[4q + j]) + the tsl_neon_s4_row sum of row 4q + j (rows ws weight bytes and gss scales apart;
  * ws = gss = 0 repeats one row), nb full blocks and a part block of left (0..3) groups from w, g.
- * Per block: x in v0-v7 (two 4-register loads for four rows), then per row an LD4 of its 64 weight
- * bytes (v16-v19), its 4 scales (s20), the 8 nibble vectors each unpacked by one SHL or AND
- * (dotprod: 22 instructions per 128 MACs) or SHL + SSHR / SSHR and two SMULL/SMLAL (plain NEON)
- * into the block sum v21, times the widened scales into the row sums v24-v27. A part block loads
- * its groups by lanes (lanes of missing groups meet zero x). */
+ * Per block: x in v0-v7 (two 4-register loads for four rows), the four rows' scales, then per row
+ * an LD4 of its 64 weight bytes (v16-v19), the 8 nibble vectors each unpacked by one SHL or AND
+ * (dotprod: 90 instructions per 4 x 128 MACs, of which 64 are the unpacks and SDOTs) or SHL + SSHR
+ * / SSHR and two SMULL/SMLAL (plain NEON) into the block sum v21, times the widened scales (v20)
+ * into the row sums v24-v27. A part block loads its groups by lanes (lanes of missing groups meet
+ * zero x). What is left above the SDOT floor per row and block: the LD4, the zeroing of v21, the
+ * MLA and the scales' SXTL (with 4-row scale loads): the group scales, not the nibbles. */
 #if defined(TSL_NEON_DOTPROD)
 #define TSL_S4_NIB(p, xe, xo, mul)                                                             \
     "shl v23.16b, " p ".16b, #4\n and " p ".16b, " p ".16b, v31.16b\n"                         \
