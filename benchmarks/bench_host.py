@@ -114,12 +114,14 @@ int main(int argc, char **argv)
 def bench_kernels():
     """ns of CPU time per MAC of the int8 and int4 matvecs, per shape and TSL_HOST_SIMD path."""
     from tinyslm import targets
+    from tinyslm.codegen import MATVEC_S4
     from tinyslm.boards import load_board
     fw = ROOT / "firmware"
     with tempfile.TemporaryDirectory() as td:
         src = Path(td) / "bench_matvec.c"
         src.write_text(KERNEL_SRC)
-        exe = targets.build(load_board("host"), [src, fw / "tsl_matvec_s8.c", fw / "tsl_matvec_s4.c"], [fw],
+        kern = [fw / "tsl_matvec_s8.c", *[fw / s for s in MATVEC_S4 if s.endswith(".c")]]
+        exe = targets.build(load_board("host"), [src, *kern], [fw],
                             Path(td) / "b", name="bench_matvec", extra_cflags=["-std=gnu99"])
         flags = cpu_flags()
         rows = []

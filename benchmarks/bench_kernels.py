@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinyslm import targets  # noqa: E402
+from tinyslm.codegen import MATVEC_S4  # noqa: E402
 from tinyslm.boards import list_boards, load_board  # noqa: E402
 from tinyslm.errors import TslError  # noqa: E402
 
@@ -108,7 +109,8 @@ FIRMWARE = ROOT / "firmware"
 def measure(board, workdir, portable):
     src = Path(workdir) / "bench.c"
     src.write_text(SRC % dict(N=N, K=K, T=T, HS=HS, H=H, CALIB=CALIB))
-    kern = [FIRMWARE / f for f in ("tsl_matvec_s8.c", "tsl_matvec_s4.c", "tsl_attention_s8.c", "tsl_elementwise_f32.c")]
+    kern = [FIRMWARE / f for f in ("tsl_matvec_s8.c", *[s for s in MATVEC_S4 if s.endswith(".c")], "tsl_attention_s8.c",
+                                    "tsl_elementwise_f32.c")]
     exe = targets.build(board, [src, *kern], [FIRMWARE], Path(workdir) / ("portable" if portable else "simd"),
                         defines={"TSL_PORTABLE": None} if portable else None, name="bench")
     rc, out = targets.run(board, exe, timeout=600, icount=True)

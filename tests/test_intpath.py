@@ -21,6 +21,7 @@ from tinyslm import lower_int
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
 from tinyslm.boards import list_boards, load_board
+from tinyslm.codegen import MATVEC_S4
 
 SHIM = r"""
 #include "tsl_int_ops.c"
@@ -65,7 +66,8 @@ def lib(tmp_path_factory):
     so = d / "t.so"
     subprocess.run(["cc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Werror", "-ffp-contract=off",
                     "-I", str(ROOT / "firmware"), "-o", str(so), str(d / "shim.c"),
-                    str(ROOT / "firmware" / "tsl_matvec_s8.c"), str(ROOT / "firmware" / "tsl_matvec_s4.c")], check=True)
+                    str(ROOT / "firmware" / "tsl_matvec_s8.c"),
+                    *[str(ROOT / "firmware" / f) for f in MATVEC_S4 if f.endswith(".c")]], check=True)
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     L = ffi.dlopen(str(so))
