@@ -179,8 +179,9 @@ def test_damaged_build_is_one_line(build, what, how, capfd):
         p.write_bytes(b"{}")
     elif what == ".tinyslm/BUILD":
         p.write_bytes(data.replace(b"format 1", b"format 9"))
-    else:
-        p.write_bytes(data.replace(b"4", b"5", 1))
+    else:                          # one digit of the model's fields (not the source path, which names the checkout)
+        i = data.find(b'"model"') + 1 if what == "manifest.json" else 0
+        p.write_bytes(data[:i] + data[i:].replace(b"4", b"5", 1))
     for args in (["info", build], ["verify", build], ["run", build, "--ids", "1,2"],
                  ["load", build, "--port", "socket://127.0.0.1:9"], ["emulate", build, "--board", "mps2-an386"],
                  ["build", build, "--board", "mps2-an386"]):
