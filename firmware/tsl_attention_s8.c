@@ -6,6 +6,41 @@
 static inline int32_t tsl_p16(int32_t p) { return p >= -32768 && p <= 32767 ? p : 0; }
 #endif
 
+#if defined(TSL_X86)
+/* AVX2, lanes i < i0 = hs & ~7: per position, 8 int8 values widened to int32 (VPMOVSXBD) times the
+ * broadcast weight (VPMULLD: |p * v| <= 32768 * 128, exact), 32 lanes per pass where they fit. */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_pv(const int32_t *p, const int8_t *v, int32_t T, int32_t hs, int32_t *a)
+{
+#define TSL_AVX2_LD8(q) _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q)))
+    const int32_t i0 = hs & ~7;
+    int32_t i = 0;
+    for (; i + 32 <= i0; i += 32) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        const int8_t *vt = v + i;
+        for (int32_t t = 0; t < T; t++, vt += hs) {
+            const __m256i pt = _mm256_set1_epi32(p[t]);
+            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(TSL_AVX2_LD8(vt), pt));
+            a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(TSL_AVX2_LD8(vt + 8), pt));
+            a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(TSL_AVX2_LD8(vt + 16), pt));
+            a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(TSL_AVX2_LD8(vt + 24), pt));
+        }
+        _mm256_storeu_si256((__m256i *)(a + i), a0);
+        _mm256_storeu_si256((__m256i *)(a + i + 8), a1);
+        _mm256_storeu_si256((__m256i *)(a + i + 16), a2);
+        _mm256_storeu_si256((__m256i *)(a + i + 24), a3);
+    }
+    for (; i < i0; i += 8) {
+        __m256i a0 = _mm256_setzero_si256();
+        const int8_t *vt = v + i;
+        for (int32_t t = 0; t < T; t++, vt += hs)
+            a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(TSL_AVX2_LD8(vt), _mm256_set1_epi32(p[t])));
+        _mm256_storeu_si256((__m256i *)(a + i), a0);
+    }
+#undef TSL_AVX2_LD8
+    return i0;
+}
+#endif
+
 /* a[i] = sum_t p[t] * v[t * hs + i], i < hs, t < T: v int8 [T][hs], p the Q15 weights (int32).
  * The ISA paths cover lanes i < i0 (several lanes at once, positions in the inner loop); the
  * portable loop does the rest. Integer sums: exact in any order. */
@@ -77,6 +112,8 @@ static void tsl_pv_s32(const int32_t *p, const int8_t *v, int32_t T, int32_t hs,
         }
         for (int32_t j = 0; j < 8; j++) vst1q_s32(a + i + 4 * j, c[j]);
     }
+#elif defined(TSL_X86)
+    if (tsl_x86_level() >= TSL_X86_AVX2) i0 = tsl_avx2_pv(p, v, T, hs, a);
 #endif
     /* Portable loop over the remaining lanes (all of them on the portable path). */
     if (i0 < hs) {
@@ -89,10 +126,10 @@ static void tsl_pv_s32(const int32_t *p, const int8_t *v, int32_t T, int32_t hs,
     }
 }
 
-float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
-                       const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
-                       int32_t max_seq, int32_t pos, float scale, float softcap, const float *alibi,
-                       int8_t *qq, float *sc, int32_t *pw, int32_t *acc, float *ch)
+float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc, const float *vs,
+                             int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq, int32_t pos, float scale,
+                             float softcap, const float *alibi, int32_t h0, int32_t h1, int8_t *qq, float *sc,
+                             int32_t *pw, int32_t *acc, float *ch)
 {
     const int32_t group = n_heads / n_kv;
     /* A ring of max_seq slots, position t in slot t % max_seq: the last T positions are visible,
@@ -100,7 +137,7 @@ float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const 
     const int32_t T = pos + 1 < max_seq ? pos + 1 : max_seq;
     const int32_t t0 = (pos + 1 - T) % max_seq;
     float amax = 0.0f;
-    for (int32_t h = 0; h < n_heads; h++) {
+    for (int32_t h = h0; h < h1; h++) {
         const intptr_t g = h / group;
         const int8_t *k = kc + g * max_seq * hs;
         const int8_t *v = vc + g * max_seq * hs;
@@ -136,11 +173,27 @@ float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const 
         const float m = (float)amx * ch[h];
         amax = m > amax ? m : amax;
     }
-    /* Requantize all heads to one int8 scale. */
-    for (int32_t h = 0; h < n_heads; h++) {
+    return amax;
+}
+
+void tsl_attention_out_s8(const int32_t *acc, const float *ch, float amax, int8_t *out, int32_t hs, int32_t h0,
+                          int32_t h1)
+{
+    for (int32_t h = h0; h < h1; h++) {
         int32_t mult = 0, shift = 0;
         if (amax > 0.0f) tsl_multiplier((ch[h] * 127.0f) / amax, &mult, &shift);
         for (int32_t i = 0; i < hs; i++) out[h * hs + i] = tsl_requant_s8(acc[h * hs + i], mult, shift);
     }
+}
+
+float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                       const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
+                       int32_t max_seq, int32_t pos, float scale, float softcap, const float *alibi,
+                       int8_t *qq, float *sc, int32_t *pw, int32_t *acc, float *ch)
+{
+    const float amax = tsl_attention_heads_s8(q, kc, ks, vc, vs, n_heads, n_kv, hs, max_seq, pos, scale, softcap,
+                                              alibi, 0, n_heads, qq, sc, pw, acc, ch);
+    /* Requantize all heads to one int8 scale. */
+    tsl_attention_out_s8(acc, ch, amax, out, hs, 0, n_heads);
     return amax / 127.0f;
 }
