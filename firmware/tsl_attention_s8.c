@@ -41,6 +41,86 @@ TSL_TARGET_AVX2 static int32_t tsl_avx2_pv(const int32_t *p, const int8_t *v, in
 }
 #endif
 
+#if defined(TSL_NEON_ANY)
+/* c[4j..4j+3] += w * the 16 int8 values at x + 16j, widened to int16 (SMLAL by element: lane r of w) */
+#define TSL_PV_BLK(x, j, w, r)                                                                          \
+    do {                                                                                                \
+        const int8x16_t b_ = vld1q_s8((x) + 16 * (j));                                                  \
+        const int16x8_t lo_ = vmovl_s8(vget_low_s8(b_)), hi_ = vmovl_s8(vget_high_s8(b_));             \
+        c[4 * (j)] = vmlal_lane_s16(c[4 * (j)], vget_low_s16(lo_), w, r);                               \
+        c[4 * (j) + 1] = vmlal_lane_s16(c[4 * (j) + 1], vget_high_s16(lo_), w, r);                      \
+        c[4 * (j) + 2] = vmlal_lane_s16(c[4 * (j) + 2], vget_low_s16(hi_), w, r);                       \
+        c[4 * (j) + 3] = vmlal_lane_s16(c[4 * (j) + 3], vget_high_s16(hi_), w, r);                      \
+    } while (0)
+#define TSL_PV_ROW(x, w, r)                                                                             \
+    do {                                                                                                \
+        TSL_PV_BLK(x, 0, w, r);                                                                         \
+        if (nb == 4) {                                                                                  \
+            TSL_PV_BLK(x, 1, w, r); TSL_PV_BLK(x, 2, w, r); TSL_PV_BLK(x, 3, w, r);                     \
+        }                                                                                               \
+    } while (0)
+/* a[16j + l] = sum_t sat16(p[t]) * v[t * hs + 16j + l], j < nb (4 or 1, a constant after inlining),
+ * l < 16; positions 4 at a time (one SQXTN of 4 weights), the last T % 4 one by one. */
+static inline __attribute__((always_inline)) void tsl_neon_pv_pass(const int32_t *p, const int8_t *v, int32_t T,
+                                                                   int32_t hs, int32_t *a, const int32_t nb)
+{
+    int32x4_t c[16];
+    for (int32_t j = 0; j < 16; j++) c[j] = vdupq_n_s32(0);
+    int32_t t = 0;
+    for (; t + 4 <= T; t += 4) {
+        const int16x4_t w = vqmovn_s32(vld1q_s32(p + t));
+        const int8_t *vt = v + (intptr_t)t * hs;
+        TSL_PV_ROW(vt, w, 0);
+        TSL_PV_ROW(vt + hs, w, 1);
+        TSL_PV_ROW(vt + 2 * hs, w, 2);
+        TSL_PV_ROW(vt + 3 * hs, w, 3);
+    }
+    for (; t < T; t++) {
+        const int16x4_t w = vqmovn_s32(vdupq_n_s32(p[t]));
+        TSL_PV_ROW(v + (intptr_t)t * hs, w, 0);
+    }
+    vst1q_s32(a, c[0]); vst1q_s32(a + 4, c[1]); vst1q_s32(a + 8, c[2]); vst1q_s32(a + 12, c[3]);
+    if (nb == 4)
+        for (int32_t j = 4; j < 16; j++) vst1q_s32(a + 4 * j, c[j]);
+}
+#undef TSL_PV_ROW
+#undef TSL_PV_BLK
+#endif
+
+#if defined(TSL_NEON_ANY)
+/* tsl_exp_neg on 4 lanes: the same operations in the same order per lane (no FMA: separate
+ * VMUL and VADD under -ffp-contract=off) */
+static inline float32x4_t tsl_neon_exp_neg(float32x4_t x)
+{
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    x = vbslq_f32(vcgtq_f32(x, zero), zero, x);
+    const uint32x4_t under = vcltq_f32(x, vdupq_n_f32(-87.0f));
+    const float32x4_t t = vmulq_f32(x, vdupq_n_f32(1.44269504f));
+    int32x4_t n = vcvtq_s32_f32(t);                                          /* trunc toward 0 */
+    n = vaddq_s32(n, vreinterpretq_s32_u32(vcgtq_f32(vcvtq_f32_s32(n), t)));  /* floor: -1 where (float)n > t */
+    const float32x4_t f = vsubq_f32(t, vcvtq_f32_s32(n));
+    float32x4_t p = vdupq_n_f32(1.5403530e-4f);
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.3333558e-3f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(9.6181291e-3f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(5.5504109e-2f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(2.4022651e-1f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(6.9314718e-1f));
+    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f));
+    p = vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n, vdupq_n_s32(127)), 23)));
+    return vbslq_f32(under, zero, p);
+}
+
+/* tsl_round_f32 on 4 lanes (|v| < 2^31) */
+static inline int32x4_t tsl_neon_round(float32x4_t v)
+{
+    const int32x4_t i = vcvtq_s32_f32(v);
+    const float32x4_t f = vsubq_f32(v, vcvtq_f32_s32(i));
+    const int32x4_t up = vreinterpretq_s32_u32(vcgeq_f32(f, vdupq_n_f32(0.5f)));     /* -1 or 0 */
+    const int32x4_t dn = vreinterpretq_s32_u32(vcleq_f32(f, vdupq_n_f32(-0.5f)));
+    return vaddq_s32(vsubq_s32(i, up), dn);
+}
+#endif
+
 /* a[i] = sum_t p[t] * v[t * hs + i], i < hs, t < T: v int8 [T][hs], p the Q15 weights (int32).
  * The ISA paths cover lanes i < i0 (several lanes at once, positions in the inner loop); the
  * portable loop does the rest. Integer sums: exact in any order. */
@@ -91,27 +171,30 @@ static void tsl_pv_s32(const int32_t *p, const int8_t *v, int32_t T, int32_t hs,
         if (tsl_p16(p[t]) != p[t])
             for (int32_t i = 0; i < i0; i++) a[i] += p[t] * (int32_t)v[(intptr_t)t * hs + i];
 #elif defined(TSL_NEON_ANY)
-    /* 32 lanes: int8 values widened to int16, SMLAL by the weight as int16; a weight outside int16
-     * (p = 32768) is applied as two halves */
-    i0 = hs & ~31;
-    for (int32_t i = 0; i < i0; i += 32) {
-        int32x4_t c[8];
-        for (int32_t j = 0; j < 8; j++) c[j] = vdupq_n_s32(0);
-        const int8_t *vt = v + i;
-        for (int32_t t = 0; t < T; t++, vt += hs) {
-            const int16x8_t w0 = vmovl_s8(vld1_s8(vt)), w1 = vmovl_s8(vld1_s8(vt + 8));
-            const int16x8_t w2 = vmovl_s8(vld1_s8(vt + 16)), w3 = vmovl_s8(vld1_s8(vt + 24));
-            for (int32_t pt = p[t]; pt != 0;) {
-                const int16_t ph = (int16_t)(pt > 32767 ? 32767 : pt < -32768 ? -32768 : pt);
-                c[0] = vmlal_n_s16(c[0], vget_low_s16(w0), ph); c[1] = vmlal_high_n_s16(c[1], w0, ph);
-                c[2] = vmlal_n_s16(c[2], vget_low_s16(w1), ph); c[3] = vmlal_high_n_s16(c[3], w1, ph);
-                c[4] = vmlal_n_s16(c[4], vget_low_s16(w2), ph); c[5] = vmlal_high_n_s16(c[5], w2, ph);
-                c[6] = vmlal_n_s16(c[6], vget_low_s16(w3), ph); c[7] = vmlal_high_n_s16(c[7], w3, ph);
-                pt -= ph;
-            }
-        }
-        for (int32_t j = 0; j < 8; j++) vst1q_s32(a + i + 4 * j, c[j]);
+    /* 16 lanes per block, 4 blocks per pass where they fit; 4 positions per step, their weights
+     * saturated to int16 (SQXTN) and applied by SMLAL by element to the values widened to int16. A
+     * weight outside int16 (p = 32768: one position holds all the weight) adds the rest afterwards. */
+    i0 = hs & ~15;
+    for (int32_t i = 0; i < i0;) {
+        const int32_t nb = i0 - i >= 64 ? 4 : 1;
+        if (nb == 4) tsl_neon_pv_pass(p, v + i, T, hs, a + i, 4);
+        else tsl_neon_pv_pass(p, v + i, T, hs, a + i, 1);
+        i += 16 * nb;
     }
+    int32x4_t lo = vdupq_n_s32(0), hi = lo;
+    int32_t t4 = 0;
+    for (; t4 + 4 <= T; t4 += 4) {
+        lo = vminq_s32(lo, vld1q_s32(p + t4));
+        hi = vmaxq_s32(hi, vld1q_s32(p + t4));
+    }
+    int32_t outside = vminvq_s32(lo) < -32768 || vmaxvq_s32(hi) > 32767;
+    for (; t4 < T; t4++) outside |= p[t4] < -32768 || p[t4] > 32767;
+    if (i0 > 0 && outside)
+        for (int32_t t = 0; t < T; t++) {
+            const int32_t r = p[t] - (p[t] > 32767 ? 32767 : p[t] < -32768 ? -32768 : p[t]);
+            if (r)
+                for (int32_t i = 0; i < i0; i++) a[i] += r * (int32_t)v[(intptr_t)t * hs + i];
+        }
 #elif defined(TSL_X86)
     if (tsl_x86_level() >= TSL_X86_AVX2) i0 = tsl_avx2_pv(p, v, T, hs, a);
 #endif
@@ -147,7 +230,26 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
         /* Scores: one int8 matvec over the cached keys, then their float scale, cap and bias. */
         tsl_matvec_s8_s32(qq, k, pw, T, hs);
         float mx = 0.0f;
-        for (int32_t t = 0; t < T; t++) {
+        int32_t t = 0;
+#if defined(TSL_NEON_ANY)
+        /* 4 slots at a time, the same two products per slot; per lane the max kept unless a score is
+         * strictly greater, as below (the max is then the same value; only the sign of a zero maximum
+         * can differ, and e = exp(s - mx) is the same for either sign). */
+        if (!(softcap > 0.0f) && !alibi && T >= 4) {
+            const float32x4_t sq4 = vdupq_n_f32(sq);
+            float32x4_t m4 = vdupq_n_f32(0.0f);
+            for (; t + 4 <= T; t += 4) {
+                const float32x4_t s4 = vmulq_f32(vmulq_f32(vcvtq_f32_s32(vld1q_s32(pw + t)), vld1q_f32(kss + t)), sq4);
+                vst1q_f32(sc + t, s4);
+                m4 = t == 0 ? s4 : vbslq_f32(vcgtq_f32(s4, m4), s4, m4);
+            }
+            float ml[4];
+            vst1q_f32(ml, m4);
+            mx = ml[0];
+            for (int32_t l = 1; l < 4; l++) mx = ml[l] > mx ? ml[l] : mx;
+        }
+#endif
+        for (; t < T; t++) {
             sc[t] = ((float)pw[t] * kss[t]) * sq;
             if (softcap > 0.0f) sc[t] = softcap * tsl_tanh(sc[t] / softcap);
             if (alibi) sc[t] = sc[t] + alibi[h] * (float)(-((pos - t) % max_seq));
@@ -155,20 +257,53 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
         }
         /* Softmax numerators; the value scales folded in; Q15 weights. */
         float E = 0.0f, W = 0.0f;
+#if defined(TSL_NEON_ANY)
+        /* per slot, 4 at a time: e_t (its bits in pw[t]) and w_t = e_t * vs[t] (in sc[t]); then the
+         * sums in position order */
+        t = 0;
+        for (const float32x4_t mx4 = vdupq_n_f32(mx); t + 4 <= T; t += 4) {
+            const float32x4_t e4 = tsl_neon_exp_neg(vsubq_f32(vld1q_f32(sc + t), mx4));
+            vst1q_s32(pw + t, vreinterpretq_s32_f32(e4));
+            vst1q_f32(sc + t, vmulq_f32(e4, vld1q_f32(vss + t)));
+        }
+        for (; t < T; t++) {
+            const float e = tsl_exp_neg(sc[t] - mx);
+            pw[t] = (int32_t)tsl_f32_bits(e);
+            sc[t] = e * vss[t];
+        }
+        for (int32_t j = 0, t = t0; j < T; j++, t = (t + 1 == max_seq) ? 0 : t + 1) {
+            E = E + tsl_bits_f32((uint32_t)pw[t]);
+            W = W + sc[t];
+        }
+#else
         for (int32_t j = 0, t = t0; j < T; j++, t = (t + 1 == max_seq) ? 0 : t + 1) {
             const float e = tsl_exp_neg(sc[t] - mx);
             E = E + e;
             sc[t] = e * vss[t];
             W = W + sc[t];
         }
+#endif
         const float inv = W > 0.0f ? 32768.0f / W : 0.0f;
-        for (int32_t t = 0; t < T; t++) pw[t] = tsl_round_f32(sc[t] * inv);
+        t = 0;
+#if defined(TSL_NEON_ANY)
+        for (const float32x4_t inv4 = vdupq_n_f32(inv); t + 4 <= T; t += 4)
+            vst1q_s32(pw + t, tsl_neon_round(vmulq_f32(vld1q_f32(sc + t), inv4)));
+#endif
+        for (; t < T; t++) pw[t] = tsl_round_f32(sc[t] * inv);
 
         /* Weighted values, accumulated in position order. */
         int32_t *a = acc + h * hs;
         int32_t amx = 0;
         tsl_pv_s32(pw, v, T, hs, a);
-        for (int32_t i = 0; i < hs; i++) amx = (a[i] > amx ? a[i] : (-a[i] > amx ? -a[i] : amx));
+        int32_t i = 0;
+#if defined(TSL_NEON_ANY)
+        if (hs >= 4) {                  /* |a| < 2^23: no overflow in the absolute value */
+            int32x4_t m4 = vdupq_n_s32(0);
+            for (; i + 4 <= hs; i += 4) m4 = vmaxq_s32(m4, vabsq_s32(vld1q_s32(a + i)));
+            amx = vmaxvq_s32(m4);
+        }
+#endif
+        for (; i < hs; i++) amx = (a[i] > amx ? a[i] : (-a[i] > amx ? -a[i] : amx));
         ch[h] = W / (32768.0f * E);
         const float m = (float)amx * ch[h];
         amax = m > amax ? m : amax;
