@@ -121,6 +121,91 @@ static inline int32x4_t tsl_neon_round(float32x4_t v)
 }
 #endif
 
+#if defined(TSL_X86)
+/* The float steps of a head on 8 slots at a time (AVX2, no FMA in the target: the same operations
+ * in the same order per slot as the scalar code); each returns the slots it covered, a multiple of 8. */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_scores(const int32_t *pw, const float *kss, float sq, float *sc, int32_t T,
+                                               float *mx)
+{
+    const __m256 sq8 = _mm256_set1_ps(sq);
+    __m256 m8 = _mm256_setzero_ps();
+    int32_t t = 0;
+    for (; t + 8 <= T; t += 8) {
+        const __m256 s8 = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(pw + t))),
+                                                      _mm256_loadu_ps(kss + t)), sq8);
+        _mm256_storeu_ps(sc + t, s8);
+        m8 = t == 0 ? s8 : _mm256_blendv_ps(m8, s8, _mm256_cmp_ps(s8, m8, _CMP_GT_OQ));
+    }
+    float ml[8];
+    _mm256_storeu_ps(ml, m8);
+    *mx = ml[0];
+    for (int32_t l = 1; l < 8; l++) *mx = ml[l] > *mx ? ml[l] : *mx;
+    return t;
+}
+
+TSL_TARGET_AVX2 static __m256 tsl_avx2_exp_neg(__m256 x)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    x = _mm256_blendv_ps(x, zero, _mm256_cmp_ps(x, zero, _CMP_GT_OQ));
+    const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+    const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504f));
+    __m256i n = _mm256_cvttps_epi32(t);
+    n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(_mm256_cvtepi32_ps(n), t, _CMP_GT_OQ)));
+    const __m256 f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(n));
+    __m256 p = _mm256_set1_ps(1.5403530e-4f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.3333558e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(9.6181291e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(5.5504109e-2f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(2.4022651e-1f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(6.9314718e-1f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f));
+    p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23)));
+    return _mm256_blendv_ps(p, zero, under);
+}
+
+/* e_t = tsl_exp_neg(sc[t] - mx) (its bits into pw[t]), sc[t] = e_t * vs[t] */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_numerators(float *sc, const float *vss, float mx, int32_t *pw, int32_t T)
+{
+    const __m256 mx8 = _mm256_set1_ps(mx);
+    int32_t t = 0;
+    for (; t + 8 <= T; t += 8) {
+        const __m256 e8 = tsl_avx2_exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + t), mx8));
+        _mm256_storeu_si256((__m256i *)(pw + t), _mm256_castps_si256(e8));
+        _mm256_storeu_ps(sc + t, _mm256_mul_ps(e8, _mm256_loadu_ps(vss + t)));
+    }
+    return t;
+}
+
+/* pw[t] = tsl_round_f32(sc[t] * inv) */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_round(const float *sc, float inv, int32_t *pw, int32_t T)
+{
+    const __m256 inv8 = _mm256_set1_ps(inv);
+    int32_t t = 0;
+    for (; t + 8 <= T; t += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(sc + t), inv8);
+        const __m256i i = _mm256_cvttps_epi32(v);
+        const __m256 f = _mm256_sub_ps(v, _mm256_cvtepi32_ps(i));
+        const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ));
+        const __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(-0.5f), _CMP_LE_OQ));
+        _mm256_storeu_si256((__m256i *)(pw + t), _mm256_add_epi32(_mm256_sub_epi32(i, up), dn));
+    }
+    return t;
+}
+
+/* max |a[i]| over i < hs & ~7 (|a| < 2^23) */
+TSL_TARGET_AVX2 static int32_t tsl_avx2_absmax(const int32_t *a, int32_t hs, int32_t *amx)
+{
+    __m256i m8 = _mm256_setzero_si256();
+    int32_t i = 0;
+    for (; i + 8 <= hs; i += 8) m8 = _mm256_max_epi32(m8, _mm256_abs_epi32(_mm256_loadu_si256((const __m256i *)(a + i))));
+    __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(m8), _mm256_extracti128_si256(m8, 1));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4E));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xB1));
+    *amx = _mm_cvtsi128_si32(m4);
+    return i;
+}
+#endif
+
 /* a[i] = sum_t p[t] * v[t * hs + i], i < hs, t < T: v int8 [T][hs], p the Q15 weights (int32).
  * The ISA paths cover lanes i < i0 (several lanes at once, positions in the inner loop); the
  * portable loop does the rest. Integer sums: exact in any order. */
@@ -248,6 +333,9 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
             mx = ml[0];
             for (int32_t l = 1; l < 4; l++) mx = ml[l] > mx ? ml[l] : mx;
         }
+#elif defined(TSL_X86)
+        const int avx2 = tsl_x86_level() >= TSL_X86_AVX2;
+        if (avx2 && !(softcap > 0.0f) && !alibi && T >= 8) t = tsl_avx2_scores(pw, kss, sq, sc, T, &mx);
 #endif
         for (; t < T; t++) {
             sc[t] = ((float)pw[t] * kss[t]) * sq;
@@ -257,15 +345,19 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
         }
         /* Softmax numerators; the value scales folded in; Q15 weights. */
         float E = 0.0f, W = 0.0f;
-#if defined(TSL_NEON_ANY)
-        /* per slot, 4 at a time: e_t (its bits in pw[t]) and w_t = e_t * vs[t] (in sc[t]); then the
-         * sums in position order */
+#if defined(TSL_NEON_ANY) || defined(TSL_X86)
+        /* per slot, 4 or 8 at a time: e_t (its bits in pw[t]) and w_t = e_t * vs[t] (in sc[t]); then
+         * the sums in position order */
         t = 0;
+#if defined(TSL_NEON_ANY)
         for (const float32x4_t mx4 = vdupq_n_f32(mx); t + 4 <= T; t += 4) {
             const float32x4_t e4 = tsl_neon_exp_neg(vsubq_f32(vld1q_f32(sc + t), mx4));
             vst1q_s32(pw + t, vreinterpretq_s32_f32(e4));
             vst1q_f32(sc + t, vmulq_f32(e4, vld1q_f32(vss + t)));
         }
+#else
+        if (avx2) t = tsl_avx2_numerators(sc, vss, mx, pw, T);
+#endif
         for (; t < T; t++) {
             const float e = tsl_exp_neg(sc[t] - mx);
             pw[t] = (int32_t)tsl_f32_bits(e);
@@ -288,6 +380,8 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
 #if defined(TSL_NEON_ANY)
         for (const float32x4_t inv4 = vdupq_n_f32(inv); t + 4 <= T; t += 4)
             vst1q_s32(pw + t, tsl_neon_round(vmulq_f32(vld1q_f32(sc + t), inv4)));
+#elif defined(TSL_X86)
+        if (avx2) t = tsl_avx2_round(sc, inv, pw, T);
 #endif
         for (; t < T; t++) pw[t] = tsl_round_f32(sc[t] * inv);
 
@@ -302,6 +396,8 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
             for (; i + 4 <= hs; i += 4) m4 = vmaxq_s32(m4, vabsq_s32(vld1q_s32(a + i)));
             amx = vmaxvq_s32(m4);
         }
+#elif defined(TSL_X86)
+        if (avx2) i = tsl_avx2_absmax(a, hs, &amx);
 #endif
         for (; i < hs; i++) amx = (a[i] > amx ? a[i] : (-a[i] > amx ? -a[i] : amx));
         ch[h] = W / (32768.0f * E);
