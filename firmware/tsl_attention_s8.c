@@ -209,7 +209,7 @@ TSL_TARGET_AVX2 static int32_t tsl_avx2_absmax(const int32_t *a, int32_t hs, int
 /* a[i] = sum_t p[t] * v[t * hs + i], i < hs, t < T: v int8 [T][hs], p the Q15 weights (int32).
  * The ISA paths cover lanes i < i0 (several lanes at once, positions in the inner loop); the
  * portable loop does the rest. Integer sums: exact in any order. */
-static void tsl_pv_s32(const int32_t *p, const int8_t *v, int32_t T, int32_t hs, int32_t *a)
+static void tsl_attention_pv_s32(const int32_t *p, const int8_t *v, int32_t T, int32_t hs, int32_t *a)
 {
     int32_t i0 = 0;
 #if defined(TSL_ARM_MVE)
@@ -388,7 +388,7 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
         /* Weighted values, accumulated in position order. */
         int32_t *a = acc + h * hs;
         int32_t amx = 0;
-        tsl_pv_s32(pw, v, T, hs, a);
+        tsl_attention_pv_s32(pw, v, T, hs, a);
         int32_t i = 0;
 #if defined(TSL_NEON_ANY)
         if (hs >= 4) {                  /* |a| < 2^23: no overflow in the absolute value */
