@@ -87,6 +87,16 @@ float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const 
                        const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs,
                        int32_t max_seq, int32_t pos, float scale, float softcap, const float *alibi,
                        int8_t *qq, float *sc, int32_t *pw, int32_t *acc, float *ch);
+/* The two halves of tsl_attention_s8 (what tsl_par_attention_s8 splits over threads): heads
+ * [h0, h1) -> acc[h], ch[h], returning max over them of max|acc[h]| * ch[h] (0 for none; scratch
+ * qq, sc, pw as above, one set per concurrent range); then out[h] for h in [h0, h1) at the scale
+ * amax / 127 (amax: the max over all heads). */
+float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, const int8_t *vc, const float *vs,
+                             int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq, int32_t pos, float scale,
+                             float softcap, const float *alibi, int32_t h0, int32_t h1, int8_t *qq, float *sc,
+                             int32_t *pw, int32_t *acc, float *ch);
+void tsl_attention_out_s8(const int32_t *acc, const float *ch, float amax, int8_t *out, int32_t hs, int32_t h0,
+                          int32_t h1);
 
 /* x[i] = x[i] + y[i] (a post-normed branch joining the stream) */
 void tsl_add_f32(float *x, const float *y, int32_t n);

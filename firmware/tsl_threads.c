@@ -303,3 +303,59 @@ void tsl_par_glu_f32(tsl_pool *p, const float *g, const float *u, float *h, int3
     tsl_job j = {part_glu, g, u, NULL, NULL, NULL, h, 0.0f, n, 0, act, 0, {0}, NULL};
     run_job(p, &j, 0);
 }
+
+/* ---- attention, as ranges of heads ---- */
+
+typedef struct {
+    const float *q, *ks, *vs, *alibi;
+    const int8_t *kc, *vc;
+    int8_t *out, *qq;
+    float *sc, *ch;
+    int32_t *pw, *acc;
+    int32_t n_heads, n_kv, hs, max_seq, pos, hp;    /* hp: heads per part */
+    float scale, softcap, amax;
+    float part_amax[TSL_POOL_MAX_THREADS];
+} tsl_att_job;
+
+static void part_att_heads(void *ctx, int32_t part)
+{
+    tsl_att_job *j = (tsl_att_job *)ctx;
+    const int32_t h0 = part * j->hp, h1 = h0 + j->hp < j->n_heads ? h0 + j->hp : j->n_heads;
+    if (h0 < h1)
+        j->part_amax[part] = tsl_attention_heads_s8(j->q, j->kc, j->ks, j->vc, j->vs, j->n_heads, j->n_kv, j->hs,
+                                                    j->max_seq, j->pos, j->scale, j->softcap, j->alibi, h0, h1,
+                                                    j->qq + (size_t)part * (size_t)j->hs,
+                                                    j->sc + (size_t)part * (size_t)j->max_seq,
+                                                    j->pw + (size_t)part * (size_t)j->max_seq, j->acc, j->ch);
+}
+
+static void part_att_out(void *ctx, int32_t part)
+{
+    tsl_att_job *j = (tsl_att_job *)ctx;
+    const int32_t h0 = part * j->hp, h1 = h0 + j->hp < j->n_heads ? h0 + j->hp : j->n_heads;
+    if (h0 < h1) tsl_attention_out_s8(j->acc, j->ch, j->amax, j->out, j->hs, h0, h1);
+}
+
+float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                           const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq,
+                           int32_t pos, float scale, float softcap, const float *alibi, int8_t *qq, float *sc,
+                           int32_t *pw, int32_t *acc, float *ch, int32_t slices)
+{
+    const int32_t T = pos + 1 < max_seq ? pos + 1 : max_seq;
+    const int64_t most = (int64_t)n_heads * T * 2 * hs / TSL_POOL_MIN_MACS;
+    int32_t n = tsl_pool_threads(p);
+    n = slices < n ? slices : n;
+    n = n_heads < n ? n_heads : n;
+    n = most < n ? (int32_t)most : n;
+    if (n <= 1)
+        return tsl_attention_s8(q, kc, ks, vc, vs, out, n_heads, n_kv, hs, max_seq, pos, scale, softcap, alibi, qq, sc,
+                                pw, acc, ch);
+    tsl_att_job j = {q, ks, vs, alibi, kc, vc, out, qq, sc, ch, pw, acc, n_heads, n_kv, hs, max_seq, pos, 0,
+                     scale, softcap, 0.0f, {0}};
+    j.hp = (n_heads + n - 1) / n;
+    const int32_t parts = (n_heads + j.hp - 1) / j.hp;
+    tsl_pool_run(p, part_att_heads, &j, parts);
+    for (int32_t i = 0; i < parts; i++) j.amax = j.part_amax[i] > j.amax ? j.part_amax[i] : j.amax;
+    tsl_pool_run(p, part_att_out, &j, parts);
+    return j.amax / 127.0f;
+}

@@ -58,6 +58,15 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
                            const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                            int32_t accumulate);
 
+/* tsl_attention_s8 over the pool: ranges of heads, part i on scratch slice i (qq [slices][hs],
+ * sc and pw [slices][max_seq]; acc and ch are per head already), at most `slices` parts and one per
+ * TSL_POOL_MIN_MACS of q.K and p.V MACs; amax is the max of the parts' maxima (exact), then each
+ * part requantizes its heads. Every head is the serial kernel's, so the bytes are the same. */
+float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                           const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq,
+                           int32_t pos, float scale, float softcap, const float *alibi, int8_t *qq, float *sc,
+                           int32_t *pw, int32_t *acc, float *ch, int32_t slices);
+
 /* The elementwise ops of tsl_kernels.h over the pool: ranges of elements; the quantizer's amax is a
  * max over the parts' maxima (exact: the same value as one pass), then each part rounds its range. */
 float tsl_par_quant_dynamic_f32(tsl_pool *p, const float *x, int8_t *q, int32_t n);

@@ -49,7 +49,8 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         log(f"expected mean KLD from the float model {kld:.6f} (numpy simulation on "
             f"{sum(len(c) for c in chunks[:4])} calibration tokens)", quiet)
         del fspec
-    prog = quantize.quantize(spec, max_seq, weights, activations, mlp_residual, formats, prequant)  # float model -> integer IR
+    prog = quantize.quantize(spec, max_seq, weights, activations, mlp_residual, formats, prequant,
+                             B.cores)                                         # float model -> integer IR
     del spec                                                                  # its float weights: no longer needed
     if (numerics or lower_int.numerics_for(B)) == "int":
         prog = lower_int.lower_int(prog)                                      # float ops -> integer-only ops (no FPU)

@@ -128,12 +128,15 @@ def honour_s4(qi):
     return _pack_s4(q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
 
 
-def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True, formats=None, prequant=None):
+def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True, formats=None, prequant=None,
+             threads=1):
     """-> Program for one decode step of `spec` with a static KV cache of max_seq positions.
     activations: int8, or int8x2 (every norm output also sent a second time as its int8
     rounding error, as the MLP product always is with mlp_residual). formats: matvec name ->
     s8 | s4, overriding `weights` per tensor (mixed); prequant: matvec name -> its quantized
-    weights in that format, (int8, scale) or (packed int4, group scales, scale) (calibrate.py)."""
+    weights in that format, (int8, scale) or (packed int4, group scales, scale) (calibrate.py).
+    threads: the cores decode may split attention over (heads); its scratch qq, sc, pw holds one
+    slice per thread, min(threads, heads) of them (attr slices)."""
     formats, prequant = formats or {}, prequant or {}
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
     if spec.mask_checked and max_seq > spec.mask_checked:
@@ -281,12 +284,13 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         P.op("kv_store", p + "store_k", [k], [kc, ks], li, n_heads=Hk, hs=hs, max_seq=S)
         P.op("kv_store", p + "store_v", [v], [vc, vs], li, n_heads=Hk, hs=hs, max_seq=S)
         att, att_s = P.buf(p + "att", "s8", H * hs), P.buf(p + "att.s", "f32", 1)
+        sl = min(threads, H)               # scratch slices: one per thread of tsl_par_attention_s8
         scratch = [P.buf(p + n, t, sz, "scratch") for n, t, sz in
-                   (("att.qq", "s8", hs), ("att.sc", "f32", S), ("att.pw", "s32", S),
+                   (("att.qq", "s8", sl * hs), ("att.sc", "f32", sl * S), ("att.pw", "s32", sl * S),
                     ("att.acc", "s32", H * hs), ("att.ch", "f32", H))]
         scale = spec.attn_scale if L.attn_scale is None else L.attn_scale
         P.op("attention", p + "attn", [q, kc, ks, vc, vs], [att, att_s] + scratch, li,
-             n_heads=H, n_kv=Hk, hs=hs, max_seq=S, scale=float(np.float32(scale)), softcap=float(np.float32(L.softcap)),
+             n_heads=H, n_kv=Hk, hs=hs, max_seq=S, slices=sl, scale=float(np.float32(scale)), softcap=float(np.float32(L.softcap)),
              alibi_w=None if L.alibi is None else P.weight(p + "alibi", L.alibi.astype(np.float32)))
         if spec.parallel:       # the MLP reads the block input: normalize it before wo adds to x
             hin = norm(p + "ffn_norm", L.ffn_norm, x, li)
