@@ -22,9 +22,41 @@ import numpy as np
 from .errors import TslError
 from .ir import Program
 from .model import kv_slots, layer_freqs, rope_tables
-from .numerics import ACTS
+from .numerics import ACTS, butterflies, sign_bits
 
 GROUP = 32            # int4 group length along K
+ROT_SEED = 13         # the rotation's sign table: rot_signs(K, ROT_SEED), stored with the weights
+ROT_MAX_BLOCK = 1 << 12
+ROT_MIN_BLOCK = 8     # K with a smaller power-of-two factor: not rotated
+
+
+def rot_block(K):
+    """The rotation's block at an input of K: the largest power of two dividing K (at most
+    ROT_MAX_BLOCK), or 0 below ROT_MIN_BLOCK (no rotation there)."""
+    b = min(K & -K, ROT_MAX_BLOCK)
+    return b if b >= ROT_MIN_BLOCK else 0
+
+
+def rot_signs(K, seed=ROT_SEED):
+    """The sign table of D at an input of K: uint8 [ceil(K / 8)], bit i (LSB first) = the low bit of a
+    splitmix32-style hash of (seed, i). Pure integer arithmetic: the same bits on every numpy."""
+    z = (np.uint64(seed) * np.uint64(0x9E3779B9) + np.arange(K, dtype=np.uint64) * np.uint64(0x85EBCA6B)) & np.uint64(0xFFFFFFFF)
+    for sh, m in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        z = ((z ^ (z >> np.uint64(sh))) * np.uint64(m)) & np.uint64(0xFFFFFFFF)
+    z ^= z >> np.uint64(16)
+    return np.packbits((z & np.uint64(1)).astype(np.uint8), bitorder="little")
+
+
+def rotate_rows(x, block, bits):
+    """float64 rows x [..., K] -> H D x per row (what the fwht op computes, in float64)"""
+    x = np.asarray(x, np.float64)
+    return butterflies(np.where(sign_bits(bits, x.shape[-1]), -x, x), block)
+
+
+def rotate_cols(w, block, bits):
+    """w [N, K] reading x -> W D H / block [N, K] (float64), reading H D x: the same product, since
+    D = D^-1, H = H^T and H H^T = block * I."""
+    return rotate_rows(w, block, bits) / block
 
 
 ROW_BLOCK = 1 << 22    # elements per block of rows quantized at once: float64 temporaries stay ~32 MiB
@@ -128,12 +160,15 @@ def honour_s4(qi):
     return _pack_s4(q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
 
 
-def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True, formats=None, prequant=None):
+def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True, formats=None, prequant=None,
+             rotate=False):
     """-> Program for one decode step of `spec` with a static KV cache of max_seq positions.
     activations: int8, or int8x2 (every norm output also sent a second time as its int8
     rounding error, as the MLP product always is with mlp_residual). formats: matvec name ->
     s8 | s4, overriding `weights` per tensor (mixed); prequant: matvec name -> its quantized
-    weights in that format, (int8, scale) or (packed int4, group scales, scale) (calibrate.py)."""
+    weights in that format, (int8, scale) or (packed int4, group scales, scale) (calibrate.py; with
+    rotate, w_down's made from calibrate's rotated columns). rotate: the MLP product goes through the
+    fwht op (H D x, numerics.fwht) before its int8 quantizer, and w_down reads it rotated."""
     formats, prequant = formats or {}, prequant or {}
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
     if spec.mask_checked and max_seq > spec.mask_checked:
@@ -256,7 +291,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
     for f in first:                         # the first table ahead of the layers (weight order as before)
         rope_w(f)
     wfmt = "s4" if weights == "int4" else "s8"
-    kv_layers = []
+    kv_layers, rotated = [], []
     for li, L in enumerate(spec.layers):
         p = f"l{li}."
         b = L.bias.get
@@ -303,9 +338,19 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
             P.op("glu", p + "glu", [gate, up], [mid], li, n=F, act=ACTS[spec.act])
         else:
             P.op("act", p + "act", [up], [mid], li, n=F, act=ACTS[spec.act])
-        # The MLP product is the one activation with heavy tails: with mlp_residual its int8
+        # The MLP product is the one activation with heavy tails: with rotate, a randomized Hadamard
+        # rotation spreads them over its blocks before the int8 quantizer; with mlp_residual its int8
         # rounding error is quantized again and sent through the same weights (about 16 bits).
-        branch_out(p + "mlp_out", p + "w_down", L.w_down, act_in(p + "mid", mid, F, li, mlp_residual), li, b("down"),
+        w_down = L.w_down
+        if rotate and rot_block(F) and not qw("down"):        # the graph's int8 w_down is honoured as it is
+            nb = rot_block(F)
+            signs = P.weights.get(f"rot{F}.signs")
+            signs = f"rot{F}.signs" if signs is not None else P.weight(f"rot{F}.signs", rot_signs(F))
+            P.op("fwht", p + "mid.fwht", [mid], [mid], li, n=F, block=nb, signs_w=signs)
+            rotated.append(dict(layer=li, site="mid", block=nb))
+            if p + "w_down" not in prequant:
+                w_down = rotate_cols(w_down, nb, P.weights[signs])
+        branch_out(p + "mlp_out", p + "w_down", w_down, act_in(p + "mid", mid, F, li, mlp_residual), li, b("down"),
                    L.post_ffn_norm, L.mlp_mul, wfmt, qw("down"))
     fin = norm("final_norm", spec.final_norm, x, -1)
     matvec("lm_head", spec.tok_emb if spec.tied else spec.lm_head, fin, "logits", -1, spec.lm_head_bias,
@@ -315,5 +360,6 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
     P.meta = dict(graph_weights={k: len(v) for k, v in graph_weights.items()},
                   family=spec.family, vocab=V, dim=D, n_layers=spec.n_layers, n_heads=H,
                   n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights, activations=activations,
-                  act=spec.act, pos=spec.pos, n_params=spec.n_params(), kv_layers=kv_layers, int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
+                  act=spec.act, pos=spec.pos, n_params=spec.n_params(), kv_layers=kv_layers,
+                  rotate=dict(seed=ROT_SEED, sites=rotated) if rotated else None, int4_group=GROUP, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
     return P
