@@ -153,7 +153,7 @@ def test_rotation_changes_only_what_it_says(example, builds, tmp_path):
     """off: no fwht op, no sign table, no tsl_fwht_f32.c; on: the same program plus one fwht per
     layer, one sign table, and w_down's weights (only those) different"""
     from tinyslm.pipeline import compile_model, load_build
-    compile_model(example, tmp_path / "off", "host", 64, "int8", quiet=True, mlp_residual=False)
+    compile_model(example, tmp_path / "off", "host", 64, "int8", quiet=True, mlp_residual=False, rotate=False)
     man0, p0 = load_build(tmp_path / "off")
     man1, p1 = load_build(builds["float"])
     assert man0["model"]["rotate"] is None and not (tmp_path / "off" / "runtime" / "tsl_fwht_f32.c").exists()
@@ -176,13 +176,20 @@ def test_calibrated_rotated_build_equals_reference(example, tmp_path, monkeypatc
     assert rep["steps"] == 8 and man["model"]["rotate"]
 
 
-def test_cli_rotate_and_info(example, tmp_path):
+@pytest.mark.parametrize("args, on", [(["--mlp-passes", "1"], True), ([], False), (["--rotate", "on"], True),
+                                      (["--mlp-passes", "1", "--rotate", "off"], False)])
+def test_cli_rotate_and_info(example, tmp_path, args, on):
+    """--rotate auto (the default): on where the MLP product is quantized once"""
     r = subprocess.run([sys.executable, "-m", "tinyslm", "compile", str(example), "-o", str(tmp_path / "b"),
-                        "--max-seq", "32", "--rotate", "on", "--mlp-passes", "1"], capture_output=True, text=True, cwd=ROOT)
+                        "--max-seq", "32", *args], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "tinyslm", "info", str(tmp_path / "b")], capture_output=True, text=True,
                        cwd=ROOT)
-    assert "rotation: on, the MLP product of 4 layers" in r.stdout and "blocks of 32" in r.stdout
+    assert ("rotation: on, the MLP product of 4 layers" in r.stdout and "blocks of 32" in r.stdout) == on
+    assert ("rotation: off" in r.stdout) != on
+
+
+def test_cli_rotate_refused(example, tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinyslm", "compile", str(example), "-o", str(tmp_path / "c"),
                         "--rotate", "sideways"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "--rotate" in r.stderr and "Traceback" not in r.stderr
