@@ -111,7 +111,7 @@ def builds(example, tmp_path_factory):
     d = tmp_path_factory.mktemp("rot")
     out = {}
     for name, opts in (("float", dict(numerics="float")), ("int", dict(numerics="int")),
-                       ("float2", dict(numerics="float", mlp_residual=True))):
+                       ("float2", dict(numerics="float", mlp_residual=True)), ("int2", dict(numerics="int", mlp_residual=True))):
         out[name] = d / name
         compile_model(example, out[name], "host", 64, "int8", quiet=True, rotate=True,
                       mlp_residual=opts.pop("mlp_residual", False), **opts)
@@ -126,7 +126,7 @@ def _verify_host(build, steps=12):
     return man, prog, verify_host(prog, HostModel(build, man), [1, 2, 3], steps)
 
 
-@pytest.mark.parametrize("name, kind", [("float", "fwht"), ("int", "i_fwht"), ("float2", "fwht")])
+@pytest.mark.parametrize("name, kind", [("float", "fwht"), ("int", "i_fwht"), ("float2", "fwht"), ("int2", "i_fwht")])
 def test_rotated_build_equals_reference(builds, name, kind):
     man, prog, rep = _verify_host(builds[name])
     assert rep["steps"] == 12
@@ -135,6 +135,15 @@ def test_rotated_build_equals_reference(builds, name, kind):
     assert man["model"]["rotate"]["sites"][0] == dict(layer=0, site="mid", block=32)
     src = (builds[name] / "model" / "tsl_model.c").read_text()
     assert ("tsl_fwht_f32(" in src) == (kind == "fwht") and ("tsl_ifwht(" in src) == (kind == "i_fwht")
+    if kind == "i_fwht":        # the halved rotation: w_down's row scales (both passes) times the block, exactly
+        from tinyslm.lower_int import fx_rows
+        from tinyslm.pipeline import load_build
+        down = [o for o in prog.ops if o.kind == "i_matvec" and o.name.startswith("l0.w_down")]
+        assert len(down) == (2 if name == "int2" else 1)
+        _, fprog = load_build(builds["float2" if name == "int2" else "float"])
+        ws = fprog.weights["l0.w_down.ws"].astype(np.float64)
+        for o in down:
+            assert o.attrs["wfx_w"] == "l0.w_down.ws.fx32" and (prog.weights[o.attrs["wfx_w"]] == fx_rows(ws * 32)).all()
 
 
 @pytest.mark.parametrize("threads", [1, 2])
