@@ -35,13 +35,23 @@ STORED = [   # issue 13, llama.cpp from the llama-cpp-python sdist, every positi
     ("llama.cpp Q4_0 (stored)", 0.608, 11.0469, 0.01574, 0.1245, 0.9097),
     ("llama.cpp Q4_K_M (stored)", 0.773, 10.9579, 0.00334, 0.0272, 0.9586),
 ]
-VARIANTS = [   # row, compile options
+VARIANTS = [   # row, compile options (rotate: the MLP product's Hadamard rotation; default: with 1 pass)
     ("tinyslm int8, MLP 2 passes", dict(weights="int8")),
+    ("tinyslm int8, MLP 1 pass", dict(weights="int8", mlp_residual=False, rotate=False)),
+    ("tinyslm int8, MLP 1 pass, rotated", dict(weights="int8", mlp_residual=False, rotate=True)),
+    ("tinyslm int8, MLP 2 passes, rotated", dict(weights="int8", rotate=True)),
     ("tinyslm int8, MLP 2 passes, calibrated", dict(weights="int8", calibrate="default")),
-    ("tinyslm int8, MLP 1 pass, calibrated", dict(weights="int8", calibrate="default", mlp_residual=False)),
+    ("tinyslm int8, MLP 1 pass, calibrated", dict(weights="int8", calibrate="default", mlp_residual=False,
+                                                   rotate=False)),
+    ("tinyslm int8, MLP 1 pass, rotated, calibrated", dict(weights="int8", calibrate="default", mlp_residual=False,
+                                                            rotate=True)),
+    ("tinyslm int8, MLP 2 passes, rotated, calibrated", dict(weights="int8", calibrate="default", rotate=True)),
     ("tinyslm int4", dict(weights="int4")),
+    ("tinyslm int4, rotated", dict(weights="int4", rotate=True)),
     ("tinyslm int4, calibrated", dict(weights="int4", calibrate="default")),
+    ("tinyslm int4, rotated, calibrated", dict(weights="int4", calibrate="default", rotate=True)),
     ("tinyslm mixed, calibrated", dict(weights="mixed", calibrate="default")),
+    ("tinyslm mixed, rotated, calibrated", dict(weights="mixed", calibrate="default", rotate=True)),
 ]
 GOALS = {"int8": (0.00012, 1.07), "int4": (0.0079, 0.62), "mixed": (0.0033, 0.70)}
 

@@ -38,6 +38,19 @@ int32_t tsl_iquant_s8(const int32_t *x, int8_t *q, int32_t n)
     return amax;
 }
 
+void tsl_ifwht(int32_t *x, int32_t n, int32_t block, const uint8_t *signs)
+{
+    for (int32_t i = 0; i < n; i++)
+        if ((signs[i >> 3] >> (i & 7)) & 1) x[i] = -x[i];
+    for (int32_t h = 1; h < block; h <<= 1)
+        for (int32_t j0 = 0; j0 < n; j0 += 2 * h)
+            for (int32_t j = j0; j < j0 + h; j++) {
+                const int64_t a = x[j], b = x[j + h];
+                x[j] = (int32_t)((a + b + 1) >> 1);
+                x[j + h] = (int32_t)((a - b + 1) >> 1);
+            }
+}
+
 void tsl_idequant_sub(int32_t *x, const int8_t *q, const int32_t *amax, int32_t n)
 {
     const tsl_fx st = tsl_istep(*amax);

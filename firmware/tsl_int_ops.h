@@ -23,6 +23,9 @@ extern "C" {
 
 /* q[i] = clamp(round(x[i] * 127 / amax), +-127); returns amax (q = 0 if amax == 0). */
 int32_t tsl_iquant_s8(const int32_t *x, int8_t *q, int32_t n);
+/* x <- H D x / block (tinyslm/numerics_int.py fwht; signs and order as tsl_fwht_f32 in tsl_fwht.h),
+ * each butterfly halved, (a + b + 1) >> 1 and (a - b + 1) >> 1 in int64: |result| <= max |x|. */
+void tsl_ifwht(int32_t *x, int32_t n, int32_t block, const uint8_t *signs);
 /* x[i] -= q[i] * (*amax / 127) */
 void tsl_idequant_sub(int32_t *x, const int8_t *q, const int32_t *amax, int32_t n);
 /* dst[i] = (accumulate ? dst[i] : 0) + requant(table[row][i], fx[row]), fx: scale * 2^TSL_IQ */

@@ -16,6 +16,10 @@ quantize better, and the integer weights themselves (GPTQ), in the formats the k
    its per-row scale (max |w| / 127 after a clipping search); int4 picks each 32-group's signed int8
    scale when the group is reached, with the same search as quantize.quant_rows_s4.
    Measured and not kept: act-order with static groups (int4 KLD 0.01166 vs 0.01162 in order).
+4. With rotate (quantize.py's fwht of the MLP product), the smoothing search simulates the rotated
+   product, and GPTQ quantizes w_down's rotated columns W D H / n (quantize.rotate_cols) under the
+   rotated Gram matrix (H D) X^T X (H D)^T: what the build computes. The sites record the unrotated
+   product; rotation is applied to their statistics where they are read.
 The embedding (and the LM head tied to it) stays plain int8 per row. Weights the ONNX graph carries
 as integers (qgraph) are neither smoothed nor re-quantized.
 """
@@ -189,14 +193,21 @@ def _smooth_scales(site, ws, alpha):
     return s / np.exp(np.log(s).mean())
 
 
-def _site_error(site, ws, s, fmt):
-    """Squared output error of Q(x / s) . Q(W * s)^T against x . W^T on the site's row sample."""
-    from .quantize import quant_rows_s4, unpack_s4
+def _rotation(rotate, K):
+    """-> (block, sign bits) of quantize's rotation at an input of K, or None (not rotated)"""
+    from .quantize import rot_block, rot_signs
+    return (rot_block(K), rot_signs(K)) if rotate and rot_block(K) else None
+
+
+def _site_error(site, ws, s, fmt, rot=None):
+    """Squared output error of Q(R x / s) . Q(W * s R^-1)^T against x . W^T on the site's row sample
+    (R: the rotation, or none)."""
+    from .quantize import quant_rows_s4, rotate_cols, rotate_rows, unpack_s4
     x = site.sample
     err = 0.0
-    xq = qdq_rows(x / s)
+    xq = qdq_rows(x / s if rot is None else rotate_rows(x / s, *rot))
     for w in ws:
-        ww = w * s[None, :]
+        ww = w * s[None, :] if rot is None else rotate_cols(w * s[None, :], *rot)
         if fmt == "s4":
             p, gs, rs = quant_rows_s4(ww, "calibrate")
             wq = unpack_s4(p).astype(np.float64) * np.repeat(gs.astype(np.float64), 32, 1) * rs[:, None]
@@ -206,19 +217,21 @@ def _site_error(site, ws, s, fmt):
     return err
 
 
-def _choose(site, ws, fmt):
+def _choose(site, ws, fmt, rot=None):
     best = None
     for a in ALPHAS:
         s = np.ones_like(site.amax) if a == 0 else _smooth_scales(site, ws, a)
-        e = _site_error(site, ws, s, fmt)
+        e = _site_error(site, ws, s, fmt, rot)
         if best is None or e < best[0]:
             best = (e, a, s)
     return best[1], best[2]
 
 
-def calibrate(spec, chunks, formats, log=None):
+def calibrate(spec, chunks, formats, log=None, rotate=False):
     """-> (spec', {matvec name: quantized weights}, notes): spec' is spec with the smoothing folded
-    in (float-equivalent); formats: matvec name -> s8 | s4 (what quantize will emit)."""
+    in (float-equivalent, unrotated); formats: matvec name -> s8 | s4 (what quantize will emit);
+    rotate: as quantize's (w_down's quantized weights are then of its rotated columns)."""
+    from .quantize import rotate_cols, rotate_rows
     spec = copy.deepcopy(spec)
     for n, f in formats.items():
         K = _weight(spec, n).shape[1]
@@ -232,7 +245,7 @@ def calibrate(spec, chunks, formats, log=None):
         fmt = lambda n: formats.get(p + n, "s8")        # noqa: E731
         graph = set(L.qw)
         if L.w_gate is not None and not graph & {"up", "down"}:
-            a, s = _choose(S["mid"], [L.w_down], fmt("w_down"))
+            a, s = _choose(S["mid"], [L.w_down], fmt("w_down"), _rotation(rotate, L.w_down.shape[1]))
             L.w_up = L.w_up / s[:, None]
             if "up" in L.bias:
                 L.bias["up"] = L.bias["up"] / s
@@ -247,9 +260,13 @@ def calibrate(spec, chunks, formats, log=None):
             w = getattr(L, name)
             if w is None or key in L.qw:
                 continue
+            rot = _rotation(rotate and site == "mid", w.shape[1])
             if site not in factors:
-                factors[site] = inverse_factor(S[site].gram)
-            quant[p + name] = gptq(w, factors[site], formats.get(p + name, "s8"))
+                g = S[site].gram
+                if rot is not None:                     # (H D) G (H D)^T: G symmetric, rows then columns
+                    g = rotate_rows(rotate_rows(g, *rot).T, *rot)
+                factors[site] = inverse_factor(g)
+            quant[p + name] = gptq(w if rot is None else rotate_cols(w, *rot), factors[site], formats.get(p + name, "s8"))
     if log:
         log(f"calibrated on {sum(len(c) for c in chunks)} tokens: GPTQ on {len(quant)} matvecs, MLP product "
             "smoothing exponents " + ", ".join(f"{n} {a:g}" for n, a in notes))
@@ -265,24 +282,38 @@ def dequant(qw):
     return unpack_s4(q).astype(np.float64) * np.repeat(gs.astype(np.float64), 32, 1) * ws.astype(np.float64)[:, None]
 
 
-def kld_sim(ref_spec, spec, chunks, formats, prequant=None, float_rest=False, mlp_residual=True, refs=None):
+def kld_sim(ref_spec, spec, chunks, formats, prequant=None, float_rest=False, mlp_residual=True, refs=None,
+            rotate=False):
     """Mean KL(float || quantized) per position over the chunks, both sides model.forward in float64:
     ref_spec as it is (or refs, its log-probabilities per chunk); spec with its matvec weights in
     `formats` (prequant's, else rounded to nearest) and the embedding int8 per row, activations int8
     per token (the MLP product about 16-bit with mlp_residual). float_rest: only the `formats`
-    tensors are quantized, nothing else. A numpy simulation of the build, not the build itself."""
+    tensors are quantized, nothing else. rotate: as quantize's (w_down rotated, the MLP product too).
+    A numpy simulation of the build, not the build itself."""
     from .evaluate import log_softmax
-    from .quantize import quant_rows_s4
+    from .quantize import quant_rows_s4, rotate_cols, rotate_rows
     prequant = prequant or {}
     deq = {}
+    rots = [None if "down" in L.qw or L.w_down is None else _rotation(rotate, L.w_down.shape[1]) for L in spec.layers]
     for name, f in formats.items():
         w = _weight(spec, name)
+        rot = rots[int(name.split(".")[0][1:])] if name.endswith(".w_down") else None
+        wr = w if rot is None else rotate_cols(w, *rot)
         deq[id(w)] = dequant(prequant[name]) if name in prequant else \
-            dequant(quant_rows_s4(w, name)) if f == "s4" else qdq_rows(np.asarray(w, np.float64))
+            dequant(quant_rows_s4(wr, name)) if f == "s4" else qdq_rows(np.asarray(wr, np.float64))
+    for L, rot in zip(spec.layers, rots):
+        if rot is not None and id(L.w_down) not in deq:
+            deq[id(L.w_down)] = rotate_cols(L.w_down, *rot) if float_rest else qdq_rows(rotate_cols(L.w_down, *rot))
     same = lambda v: v                                              # noqa: E731
     W = (lambda w: deq.get(id(w), w)) if float_rest else (lambda w: deq[id(w)] if id(w) in deq else qdq_rows(w))
     A = same if float_rest else qdq_rows
-    M = same if float_rest else (lambda v: qdq_rows(v, 16 if mlp_residual else 8))
+    mq = same if float_rest else (lambda v: qdq_rows(v, 16 if mlp_residual else 8))
+    calls = [0]
+
+    def M(v):                                                       # layer by layer, the MLP product as quantized
+        rot = rots[calls[0] % len(rots)]
+        calls[0] += 1
+        return mq(v if rot is None else rotate_rows(v, *rot))
     refs = refs or float_logprobs(ref_spec, chunks)
     k = []
     for ids, ref in zip(chunks, refs):

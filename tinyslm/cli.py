@@ -26,7 +26,8 @@ def cmd_compile(a):
     print(f"tinyslm {__version__}: compiling {a.model} for {board}", flush=True)
     compile_model(a.model, a.out, board, a.max_seq, a.weights, a.tokenizer, activations=a.activations,
                   calibrate=a.calibrate or (a.weights == "mixed" and "default") or None, fit=bool(a.fit),
-                  mlp_residual=a.mlp_passes == 2, numerics=a.numerics)
+                  mlp_residual=a.mlp_passes == 2, numerics=a.numerics,
+                  rotate=None if a.rotate == "auto" else a.rotate == "on")
 
 
 def cmd_verify(a):
@@ -272,6 +273,11 @@ def parser():
     s.add_argument("--mlp-passes", type=int, choices=[1, 2], default=2,
                    help="2 (default): the MLP product also goes through the down projection as its int8 rounding "
                         "error (+22%% MACs on the example); 1: once")
+    s.add_argument("--rotate", choices=["auto", "on", "off"], default="auto",
+                   help="on: the MLP product goes through a randomized Walsh-Hadamard rotation (blocks of the largest "
+                        "power of two dividing the hidden size, signs stored with the weights) before its int8 "
+                        "quantizer, and the down projection reads it rotated (folded into its weights): about half "
+                        "the KLD of one MLP pass; off: quantized as it is; auto (default): on with --mlp-passes 1")
     s.add_argument("--numerics", choices=["float", "int"], default=None,
                    help="float32 activations, or the integer-only step (default: int where the board lists no fpu-sp/fpu-dp)")
     s.set_defaults(fn=cmd_compile)

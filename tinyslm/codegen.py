@@ -28,6 +28,7 @@ RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_epilogue.h", "t
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
 INT_OPS = ["tsl_int_ops.h", "tsl_int_ops.c"]      # programs lowered by lower_int: the integer-only step
+FWHT = ["tsl_fwht.h", "tsl_fwht_f32.c"]          # float programs with fwht ops (quantize's rotate)
 THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the worker pool
 GEMM = ["tsl_gemm.h", "tsl_gemm_s8.c", "tsl_gemm_s4.c"]   # boards with a prefill_tile: tsl_prefill
 GEMM_PAR = ["tsl_gemm_par.h", "tsl_gemm_par.c"]        # both: the prefill kernels on the pool
@@ -44,6 +45,8 @@ def arch_hash(meta):
     arch = {k: meta[k] for k in keys}
     if meta.get("numerics", "float") != "float":     # another blob layout (float builds: hash as before)
         arch["numerics"] = meta["numerics"]
+    if meta.get("rotate"):                   # the rotation's sign tables: another blob layout
+        arch["rotate"] = meta["rotate"]
     rings = [kv["slots"] for kv in meta.get("kv_layers", []) if kv["slots"] != meta["max_seq"]]
     if rings:                               # sliding windows: the cache layout per layer
         arch["kv_slots"] = [kv["slots"] for kv in meta["kv_layers"]]
@@ -132,6 +135,8 @@ def _calls(prog, plan, woff, threads=False):
             fn, args = "tsl_glu_f32", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], t["act"]]
         elif k == "act":
             fn, args = "tsl_act_f32", [a(op.ins[0]), a(op.outs[0]), t["n"], t["act"]]
+        elif k == "fwht":
+            fn, args = "tsl_fwht_f32", [a(op.outs[0]), t["n"], t["block"], w(t["signs_w"])]
         else:
             raise AssertionError(k)
         if threads and fn in POOL_OPS:
@@ -181,6 +186,8 @@ def _int_call(op, t, a, w):
         fn, args = "tsl_iglu", [a(op.ins[0]), a(op.ins[1]), a(op.outs[0]), t["n"], w(t["gate_w"])]
     elif k == "i_act":
         fn, args = "tsl_iact", [a(op.ins[0]), a(op.outs[0]), t["n"], w(t["gate_w"])]
+    elif k == "i_fwht":
+        fn, args = "tsl_ifwht", [a(op.outs[0]), t["n"], t["block"], w(t["signs_w"])]
     elif k == "i_to_f32":
         fn, args = "tsl_ito_f32", [a(op.ins[0]), a(op.outs[0], "uint32_t"), t["n"]]
     else:
@@ -258,7 +265,8 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
     int_ops = prog.meta.get("numerics") == "int"
     if int_ops:
         prefill_tile = 0     # _prefill knows the float step's ops only: integer programs decode their prompts
-    runtime = RUNTIME + (INT_OPS if int_ops else []) + (THREADS if threads else []) + \
+    fwht = any(op.kind == "fwht" for op in prog.ops)
+    runtime = RUNTIME + (INT_OPS if int_ops else []) + (FWHT if fwht else []) + (THREADS if threads else []) + \
         (GEMM if prefill_tile else []) + (GEMM_PAR if prefill_tile and threads else [])
     defines = [("TSL_VOCAB", prog.meta["vocab"]), ("TSL_DIM", prog.meta["dim"]),
                ("TSL_N_LAYERS", prog.meta["n_layers"]), ("TSL_MAX_SEQ", prog.meta["max_seq"]),
@@ -273,7 +281,7 @@ def generate(prog, plan, out, board, cc, cflags, ar="ar", source="", tokenizer=N
         defines += [("TSL_PREFILL_TILE", prefill_tile), ("TSL_PREFILL_STRIDE", stride),
                     ("TSL_PREFILL_WORK_BYTES", prefill_tile * stride)]
     ctx = dict(version=__version__, source=Path(source).name, board=board, defines=defines,
-               ops=_calls(prog, plan, woff, threads), threads=threads, int_ops=int_ops,
+               ops=_calls(prog, plan, woff, threads), threads=threads, int_ops=int_ops, fwht=fwht,
                prefill=_prefill(prog, plan, woff, threads) if prefill_tile else None, arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound,
                kv_bytes=plan.kv_bytes, nbytes=len(blob), blob="tsl_weights.bin",
                note_gnu_stack=cc in ("cc", "gcc", "clang") or "linux" in cc)

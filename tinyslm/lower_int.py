@@ -12,6 +12,9 @@ lower_int(prog) -> a new Program whose every op is an i_* kernel of firmware/tsl
               tables int16 Q15; activations a Q15 gate table (act(x) / x on [-16, 16), step 1/32)
   ops         one i_* op per float op, same buffers and order: the planner and the verifier see
               the same program shape
+Rotation (quantize's fwht): tsl_ifwht halves each butterfly, so its output is H D x / block, not
+H D x; the row scales of the matvecs reading it (through quant, and dequant_sub's residual) are
+multiplied by block (exact: a power of two) to read the same product.
 Soft caps: cap * tanh(x / cap) = cap * (2 sigma(2x / cap) - 1) through the SiLU gate table (sigma).
 int4 matvecs: the int32 sums sum_g gs[n][g] * (w4[n][g] . x[g]) of tsl_matvec_s4_s32 (every ISA path
 the same), then the int8 epilogue with (mult, shift) of the per-channel scale.
@@ -56,6 +59,7 @@ class _Lower:
         self.src = prog
         self.P = Program(meta=dict(prog.meta, numerics="int", int_q=ni.Q), bufs={}, ops=[], weights={})
         self.made = {}
+        self.rot = {}        # buffer -> block: an f32 activation rotated by i_fwht, or its int8 quantization
 
     def w(self, name, make):
         """a derived weight, made once per name"""
@@ -111,7 +115,13 @@ class _Lower:
         self.emit(op, "i_add", n=a["n"])
 
     def quant(self, op, a):
+        if op.ins[0] in self.rot:
+            self.rot[op.outs[0]] = self.rot[op.ins[0]]
         self.emit(op, "i_quant", n=a["n"])
+
+    def fwht(self, op, a):
+        self.rot[op.outs[0]] = a["block"]
+        self.emit(op, "i_fwht", n=a["n"], block=a["block"], signs_w=self.keep(a["signs_w"]))
 
     def matvec(self, op, a):
         if a["fmt"] not in ("s8", "s4"):
@@ -122,9 +132,11 @@ class _Lower:
         if a["bias_w"] is not None:
             bias = self.w(a["bias_w"] + ".q", lambda: q16(self.src.weights[a["bias_w"]], f"op {op.name} bias"))
         s4 = dict(gs_w=self.keep(a["gs_w"])) if a["fmt"] == "s4" else {}
+        blk = self.rot.get(op.ins[0], 1)                # the input's halved rotation: rows read block times it
+        wfx = self.w(a["ws_w"] + (f".fx{blk}" if blk > 1 else ".fx"),
+                     lambda: fx_rows(np.asarray(self.src.weights[a["ws_w"]], np.float64) * blk))
         self.emit(op, "i_matvec", N=a["N"], K=a["K"], accumulate=a["accumulate"], sx=a["sx"], fmt=a["fmt"],
-                  w_w=self.keep(a["w_w"]), wfx_w=self.w(a["ws_w"] + ".fx", lambda: fx_rows(self.src.weights[a["ws_w"]])),
-                  bias_w=bias, **s4)
+                  w_w=self.keep(a["w_w"]), wfx_w=wfx, bias_w=bias, **s4)
 
     def rope(self, op, a):
         def q15(name):

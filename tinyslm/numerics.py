@@ -128,6 +128,36 @@ def softcap(x, cap):
     return (f32(cap) * tanh(np.asarray(x, f32) / f32(cap))).astype(f32)
 
 
+# ---- the randomized block Walsh-Hadamard rotation (firmware/tsl_fwht_f32.c) ----
+# y = H D x: D the signs of a stored bit table (bit i of byte i / 8, least significant first: 1 negates
+# x_i), H block-diagonal Sylvester Hadamard matrices of `block` (a power of two) entries, unnormalized.
+# H = H^T and H H^T = block * I, so a weight W reading x reads y as W D H / block (quantize.rotate_cols).
+
+def sign_bits(bits, n):
+    """packed sign table uint8 [ceil(n / 8)] -> bool [n], True: negated"""
+    return np.unpackbits(np.asarray(bits, np.uint8), bitorder="little")[:n].astype(bool)
+
+
+def butterflies(v, block):
+    """Unnormalized Walsh-Hadamard butterflies along the last axis, in blocks of `block`, in the
+    order of tsl_fwht_f32: stages h = 1, 2, 4, ..., block / 2; at each, x[j], x[j + h] <-
+    x[j] + x[j + h], x[j] - x[j + h] for j with bit h clear. One add or subtract per element and
+    stage, in v's dtype (float32: the spec's bits; float64: the compiler's folding)."""
+    sh = v.shape
+    h = 1
+    while h < block:
+        v = v.reshape(-1, 2, h)
+        v = np.stack([v[:, 0] + v[:, 1], v[:, 0] - v[:, 1]], axis=1)
+        h *= 2
+    return v.reshape(sh)
+
+
+def fwht(x, block, bits):
+    """tsl_fwht_f32: x float32 [n] -> H D x, float32 add/sub only (n a multiple of block)."""
+    x = np.asarray(x, f32)
+    return butterflies(np.where(sign_bits(bits, x.shape[-1]), -x, x).astype(f32), block)
+
+
 # ---- float kernels (tsl_norm_f32.c, tsl_elementwise_f32.c) ----
 
 def quant_dynamic(x):

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .numerics import I32, fx_mul, fx_mul_rows, fx_norm, fx_recip, requant_sat
+from .numerics import I32, fx_mul, fx_mul_rows, fx_norm, fx_recip, requant_sat, sign_bits
 
 Q = 16                                   # TSL_IQ: fractional bits of every int32 activation
 QS = 20                                  # TSL_IQS: fractional bits of the attention scores
@@ -50,6 +50,20 @@ def quant(x):
 def dequant_sub(x, q, amax):
     """tsl_idequant_sub: x - q * step(amax)"""
     return sat32(np.asarray(x, np.int64) - requant_sat(q, *step(amax)))
+
+
+def fwht(x, block, bits):
+    """tsl_ifwht: the rotation of numerics.fwht on Q16 words, each butterfly halved and rounded half
+    up, (a + b + 1) >> 1 and (a - b + 1) >> 1 (int64 sums): y ~= H D x / block, and |y| <= max |x|,
+    so the words never overflow. quantize's weights read H D x / block, as they do here."""
+    x = np.asarray(x, np.int64)
+    v = np.where(sign_bits(bits, x.shape[-1]), -x, x)
+    h = 1
+    while h < block:
+        v = v.reshape(-1, 2, h)
+        v = np.stack([(v[:, 0] + v[:, 1] + 1) >> 1, (v[:, 0] - v[:, 1] + 1) >> 1], axis=1)
+        h *= 2
+    return v.reshape(x.shape)
 
 
 def embed(table_row, fx_row):

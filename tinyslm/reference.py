@@ -123,6 +123,10 @@ class Reference:
     def op_act(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = nx.act(self.buf[op.ins[0]], a["act"])
 
+    def op_fwht(self, op, a, token, pos):
+        x = self.buf[op.outs[0]]
+        x[:] = nx.fwht(x, a["block"], self.W[a["signs_w"]])
+
     # ---- the integer-only step (lower_int.py), mirroring firmware/tsl_int_ops.c ----
     def op_i_embed(self, op, a, token, pos):
         row, n = (token if a["src"] == "token" else pos), a["n"]
@@ -189,6 +193,10 @@ class Reference:
 
     def op_i_act(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = ni.gate_apply(self.buf[op.ins[0]], None if a["gate_w"] is None else self.W[a["gate_w"]])
+
+    def op_i_fwht(self, op, a, token, pos):
+        x = self.buf[op.outs[0]]
+        x[:] = ni.fwht(x, a["block"], self.W[a["signs_w"]])
 
     def op_i_to_f32(self, op, a, token, pos):
         self.buf[op.outs[0]][:] = ni.to_f32(self.buf[op.ins[0]])

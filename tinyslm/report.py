@@ -14,7 +14,7 @@ def build_info(man, show_all=False):
     L = [f"{man.get('source_name') or man['source'].rsplit('/', 1)[-1]}: {m['family']} model for board {man['board']}",
          f"  {m['n_layers']} layers, dim {m['dim']}, heads {m['n_heads']} (kv {m['n_kv_heads']}) x {m['head_dim']}, "
          f"ffn {m['hidden']}, vocab {m['vocab']}, max_seq {m['max_seq']}, weights {m['weights']}, "
-         f"{m['n_params'] / 1e6:.2f} M params", "", "Flash (read-only data)"]
+         f"{m['n_params'] / 1e6:.2f} M params", rotation_line(m), "", "Flash (read-only data)"]
     tensors = sorted(man["weights"]["tensors"].items(), key=lambda kv: kv[1]["offset"])
     rows = [(n, t["dtype"], "x".join(map(str, t["shape"])),
              int(np.prod(t["shape"], dtype=np.int64)) * np.dtype(t["dtype"]).itemsize) for n, t in tensors]
@@ -56,6 +56,16 @@ def per_token(prog, board=None):
         L.append(f"  at {bw / 1e9:g} GB/s peak DRAM bandwidth ({board.name}): at most "
                  f"{bw / (wbytes + kv):,.0f} tokens/s at the last position, {bw / wbytes:,.0f} with an empty cache")
     return L
+
+
+def rotation_line(m):
+    """compile --rotate, as the manifest records it"""
+    r = m.get("rotate")
+    if not r:
+        return "  rotation: off (the MLP product is quantized as it is)"
+    blocks = sorted({s["block"] for s in r["sites"]})
+    return (f"  rotation: on, the MLP product of {len(r['sites'])} layers through a randomized Walsh-Hadamard "
+            f"rotation before int8 (blocks of {', '.join(map(str, blocks))}, sign seed {r['seed']})")
 
 
 def kv_rows(m):
