@@ -13,21 +13,25 @@ both score the second half of each chunk. Without a build, llama.cpp's rows are 
 in issue 13 (measured there on every position), marked "stored".
 """
 import argparse
-import json
 import math
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from tinyslm.evaluate import (host_logits, log_softmax, onnx_logits, text_chunks,  # noqa: E402
-                              write_llamacpp_base)
+import llamacpp_gguf  # noqa: E402
+from tinyslm.errors import TslError  # noqa: E402
+from tinyslm.evaluate import (evaluate_against_llamacpp, host_logits, log_softmax, onnx_logits,  # noqa: E402
+                              text_chunks, write_llamacpp_base)
 
 EXAMPLE = ROOT / "examples" / "tiny_llama.onnx"
 STORED = [   # issue 13, llama.cpp from the llama-cpp-python sdist, every position of BOS + 255 chunks
@@ -53,6 +57,7 @@ VARIANTS = [   # row, compile options (rotate: the MLP product's Hadamard rotati
     ("tinyslm mixed, calibrated", dict(weights="mixed", calibrate="default")),
     ("tinyslm mixed, rotated, calibrated", dict(weights="mixed", calibrate="default", rotate=True)),
 ]
+QUANTS = ["Q8_0", "Q4_0", "Q4_K_M"]     # llama-quantize types, default (no importance matrix)
 GOALS = {"int8": (0.00012, 1.07), "int4": (0.0079, 0.62), "mixed": (0.0033, 0.70)}
 
 
@@ -64,23 +69,28 @@ def build(tmp, name, opts):
 
 
 def score(out, chunks, refs):
-    """-> row dict of one build on all positions of the chunks, against onnxruntime's log-probs."""
+    """-> row dict of one tinyslm build on all positions of the chunks, against onnxruntime's log-probs."""
     from tinyslm.hostsim import HostModel
     from tinyslm.pipeline import load_build
     man, prog = load_build(out)
     host = HostModel(out, man, 1)
+    r = metrics([host_logits(host, ids) for ids in chunks], chunks, refs)
+    macs = sum(o.attrs["N"] * o.attrs["K"] for o in prog.ops if o.kind == "matvec")
+    return dict(r, bpw=man["weights"]["bytes"] / man["model"]["n_params"], macs=macs)
+
+
+def metrics(logits, chunks, refs):
+    """perplexity, KLD from refs (mean, p99) and same top-1 over every position of the chunks."""
     nll, top, kld, n = 0.0, 0, [], 0
-    for ids, ref in zip(chunks, refs):
-        lp = log_softmax(host_logits(host, ids))
+    for lg, ids, ref in zip(logits, chunks, refs):
+        lp = log_softmax(lg)
         nxt = np.asarray(ids[1:])
         nll -= lp[:-1][np.arange(len(nxt)), nxt].sum()
         kld.append((np.exp(ref) * (ref - lp)).sum(1))
         top += int((lp.argmax(1) == ref.argmax(1)).sum())
         n += len(nxt)
     k = np.maximum(np.concatenate(kld), 0)
-    macs = sum(o.attrs["N"] * o.attrs["K"] for o in prog.ops if o.kind == "matvec")
-    return dict(bpw=man["weights"]["bytes"] / man["model"]["n_params"], ppl=math.exp(nll / n), kld=k.mean(),
-                p99=np.percentile(k, 99), top1=top / len(k), macs=macs)
+    return dict(ppl=math.exp(nll / n), kld=k.mean(), p99=np.percentile(k, 99), top1=top / len(k))
 
 
 def print_table(title, rows, own_macs):
@@ -106,60 +116,65 @@ def goals(rows, own_macs):
 
 # ------------------------------------------------------------------ llama.cpp side
 
-def hf_checkpoint(spec, tok_dir, out):
-    """The float ModelSpec as a Hugging Face Llama folder (safetensors, config, tokenizer) for
-    llama.cpp's convert_hf_to_gguf.py."""
-    import shutil
-
-    from safetensors.numpy import save_file
-    out.mkdir(parents=True, exist_ok=True)
-    t = {"model.embed_tokens.weight": spec.tok_emb, "model.norm.weight": spec.final_norm.g}
-    for i, L in enumerate(spec.layers):
-        p = f"model.layers.{i}."
-        t.update({p + "self_attn.q_proj.weight": L.wq, p + "self_attn.k_proj.weight": L.wk,
-                  p + "self_attn.v_proj.weight": L.wv, p + "self_attn.o_proj.weight": L.wo,
-                  p + "mlp.gate_proj.weight": L.w_gate, p + "mlp.up_proj.weight": L.w_up,
-                  p + "mlp.down_proj.weight": L.w_down, p + "input_layernorm.weight": L.attn_norm.g,
-                  p + "post_attention_layernorm.weight": L.ffn_norm.g})
-    save_file({k: np.ascontiguousarray(v, np.float32) for k, v in t.items()}, str(out / "model.safetensors"))
-    theta = float(spec.inv_freq[1]) ** (-spec.rotary_dim / 2.0)
-    cfg = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=spec.vocab, hidden_size=spec.dim,
-               intermediate_size=spec.hidden, num_hidden_layers=spec.n_layers, num_attention_heads=spec.n_heads,
-               num_key_value_heads=spec.n_kv_heads, head_dim=spec.head_dim, rms_norm_eps=float(spec.final_norm.eps),
-               rope_theta=round(theta, 3), max_position_embeddings=256, tie_word_embeddings=True, hidden_act="silu",
-               bos_token_id=0, eos_token_id=1, torch_dtype="float32")
-    (out / "config.json").write_text(json.dumps(cfg, indent=1))
-    shutil.copy(tok_dir / "tokenizer.json", out / "tokenizer.json")
-    (out / "tokenizer_config.json").write_text(json.dumps(dict(bos_token="<|bos|>", eos_token="<|eos|>",
-                                                               add_bos_token=True, tokenizer_class="PreTrainedTokenizerFast")))
-    return out
+def llamacpp_ggufs(llama, spec, tmp):
+    """-> (host bin folder, {F32, Q8_0, Q4_0, Q4_K_M: GGUF path}) of the example."""
+    bindir, conv = llamacpp_gguf.find(llama)
+    if not (bindir / "llamacpp_decode").is_file() or not (bindir / "llama-perplexity").is_file():
+        raise TslError(f"{llama}: llamacpp_decode or llama-perplexity missing (sh benchmarks/build_llamacpp.sh {llama})")
+    hf = llamacpp_gguf.hf_checkpoint(spec, Path(tmp) / "example")
+    return bindir, llamacpp_gguf.to_gguf(conv, bindir, hf, tmp, QUANTS)
 
 
-def llamacpp_rows(llama, spec, chunks, refs, tmp, n_params):
-    """-> rows measured by llama-perplexity against the float model's log-probs (second halves), and the
-    path of the base file."""
-    tmp = Path(tmp)
-    bin_ = llama / "build" / "bin"
-    conv = next(llama.glob("llama_cpp_python-*/vendor/llama.cpp/convert_hf_to_gguf.py"))
-    hf = hf_checkpoint(spec, EXAMPLE.parent, tmp / "hf")
-    f32 = tmp / "f32.gguf"
-    env = dict(__import__("os").environ, PYTHONPATH=str(conv.parent / "gguf-py"))
-    subprocess.run([sys.executable, str(conv), str(hf), "--outtype", "f32", "--outfile", str(f32)], check=True,
-                   env=env, capture_output=True, text=True)
+def llamacpp_every_position(bindir, ggufs, chunks, refs, tmp, n_params):
+    """-> rows of llama.cpp's formats on every position, scored like tinyslm's (metrics): each
+    chunk's logits from one batch of llamacpp_decode."""
+    S, V = len(chunks[0]), refs[0].shape[1]
+    ids = Path(tmp) / "chunks.i32"
+    # a short last chunk is padded: causal attention keeps the padding out of the positions before it
+    np.asarray([c + [0] * (S - len(c)) for c in chunks], "<i4").tofile(ids)
+    rows = []
+    for q, g in ggufs.items():
+        lg = Path(tmp) / f"{q}.f32"
+        r = subprocess.run([str(bindir / "llamacpp_decode"), str(g), str(S), str(ids), str(lg)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise TslError(f"llamacpp_decode {q} failed: {r.stderr.strip()[-400:]}")
+        lgs = np.fromfile(lg, "<f4").reshape(len(chunks), S, V)
+        rows.append((f"llama.cpp {q}", dict(metrics([x[:len(c)] for x, c in zip(lgs, chunks)], chunks, refs),
+                                            bpw=llamacpp_gguf.weight_bytes(g) / n_params)))
+        lg.unlink()
+    return rows
+
+
+def llamacpp_protocol(bindir, ggufs, chunks, raw, tmp, n_params):
+    """-> rows measured by llama-perplexity --kl-divergence against the float model's log-probs
+    (second halves of the chunks), and the path of the base file."""
     S = len(chunks[0])
     full = [c for c in chunks if len(c) == S]
-    base = tmp / "float.kld"
-    write_llamacpp_base(base, S, full, np.stack(refs[:len(full)]))
+    base = Path(tmp) / "float.kld"
+    write_llamacpp_base(base, S, full, np.stack(raw[:len(full)]))
     rows = []
-    for q in ("Q8_0", "Q4_0", "Q4_K_M"):
-        g = tmp / f"{q}.gguf"
-        subprocess.run([str(bin_ / "llama-quantize"), str(f32), str(g), q], check=True, capture_output=True)
-        r = subprocess.run([str(bin_ / "llama-perplexity"), "-m", str(g), "--kl-divergence-base", str(base),
-                            "--kl-divergence", "-c", str(S), "-b", str(S), "-t", "2"], capture_output=True, text=True)
-        txt = r.stdout + r.stderr
-        num = lambda pat: float(re.search(pat, txt).group(1))   # noqa: E731
-        rows.append((f"llama.cpp {q}", dict(bpw=g.stat().st_size / n_params, ppl=num(r"Mean PPL\(Q\)\s*:\s*([\d.]+)"),
-                                            kld=num(r"Mean\s+KLD:\s*([-\d.e]+)"), p99=num(r"99\.0%\s+KLD:\s*([-\d.e]+)"),
+    for q, g in ggufs.items():
+        # llama.cpp's logger thread may lose the last lines at exit (its common_log_main leaks the
+        # logger unflushed): run again until the statistics are there
+        for _ in range(4):
+            r = subprocess.run([str(bindir / "llama-perplexity"), "-m", str(g), "--kl-divergence-base", str(base),
+                                "--kl-divergence", "-c", str(S), "-b", str(S), "-t", "2"], capture_output=True,
+                               text=True)
+            txt = r.stdout + r.stderr
+            if r.returncode:
+                raise TslError(f"llama-perplexity {q} failed: {txt.strip()[-400:]}")
+            if "Same top p:" in txt:
+                break
+        else:
+            raise TslError(f"llama-perplexity {q}: four runs ended without their statistics")
+
+        def num(pat):
+            return float(re.search(pat, txt).group(1))
+        rows.append((f"llama.cpp {q}", dict(bpw=llamacpp_gguf.weight_bytes(g) / n_params,
+                                            ppl=num(r"Mean PPL\(Q\)\s*:\s*([\d.]+)"),
+                                            kld=num(r"Mean\s+KLD:\s*([-\d.e]+)"),
+                                            p99=num(r"99\.0%\s+KLD:\s*([-\d.e]+)"),
                                             top1=num(r"Same top p:\s*([\d.]+)") / 100)))
     return rows, base
 
@@ -176,13 +191,15 @@ def main():
     tok = Tokenizer.from_file(EXAMPLE.with_name("tokenizer.json"))
     chunks = text_chunks(tok.encode((ROOT / "examples" / "data" / "heldout.txt").read_text())[:a.tokens], 256, tok.bos_id)
     sess = ort.InferenceSession(str(EXAMPLE), providers=["CPUExecutionProvider"])
-    raw = [onnx_logits(sess, EXAMPLE, c) for c in chunks]
+    raw = [onnx_logits(sess, EXAMPLE, c).astype(np.float32) for c in chunks]
     refs = [log_softmax(r) for r in raw]
-    spec = frontend.frontend(str(EXAMPLE))
+    spec = frontend.frontend(str(EXAMPLE), log=lambda m: None)
     own = spec.n_params()
     own_macs = sum(w.size for L in spec.layers for w in (L.wq, L.wk, L.wv, L.wo, L.w_up, L.w_gate, L.w_down)) + spec.tok_emb.size
     n = sum(len(c) for c in chunks)
-    print(f"bundled example ({spec.n_params()} weights), {a.tokens} held-out tokens in {len(chunks)} chunks of BOS + 255, "
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
+    print(f"bundled example ({own} weights), the first {a.tokens} held-out tokens in {len(chunks)} chunks of BOS + 255, "
           f"{n} positions; KLD from the float model in onnxruntime")
     rows, builds = [], {}
     with tempfile.TemporaryDirectory(prefix="tinyslm-quality-") as tmp:
@@ -190,31 +207,27 @@ def main():
             builds[name] = build(tmp, name, opts)
             rows.append((name, score(builds[name], chunks, refs)))
             print(f"  measured {name}", flush=True)
-        llama = Path(a.llamacpp)
-        have = (llama / "build" / "bin" / "llama-perplexity").is_file()
-        table1 = list(rows)
-        if not have:
-            table1 += [(k, dict(bpw=b, ppl=p, kld=m, p99=q, top1=t)) for k, b, p, m, q, t in STORED]
-        print_table("Table 1: every position" + ("" if have else " (llama.cpp rows stored from issue 13: no llama.cpp "
-                                                  f"build in {llama}; benchmarks/build_llamacpp.sh builds one)"),
-                    table1, own_macs)
+        try:
+            bindir, ggufs = llamacpp_ggufs(a.llamacpp, spec, tmp)
+            lrows = llamacpp_every_position(bindir, ggufs, chunks, refs, tmp, own)
+        except TslError as e:
+            bindir = None
+            print(f"llama.cpp: {e}; its rows below are the figures stored in issue 13")
+            lrows = [(k, dict(bpw=b, ppl=p, kld=m, p99=q, top1=t)) for k, b, p, m, q, t in STORED]
+        print_table("Table 1: every position (llama.cpp's rows " + ("measured now, F32 = the GGUF conversion itself"
+                                                                   if bindir else "STORED from issue 13") + ")",
+                    rows + lrows, own_macs)
         goals(rows, own_macs)
-        if have:
-            from tinyslm.evaluate import evaluate_against_llamacpp
-            try:
-                lrows, base = llamacpp_rows(llama, spec, chunks, [r.astype(np.float32) for r in raw], tmp, own)
-            except (subprocess.CalledProcessError, AttributeError, StopIteration) as e:
-                err = getattr(e, "stderr", "") or str(e)
-                print(f"\nllama.cpp side failed: {str(err).strip().splitlines()[-1:]}")
-                return
-            t2 = list(lrows)
-            for name, out in builds.items():
-                r = evaluate_against_llamacpp(out, base, quiet=True)
-                k = next(x for x in r if "tinyslm" in x)
-                t2.append((name, dict(bpw=r[k]["bytes_per_weight"], ppl=r[k]["ppl"], kld=r[k]["kld_mean"],
-                                      p99=r[k]["kld_p99"], top1=r[k]["top1"], macs=r[k]["macs"])))
-            print_table("Table 2: llama.cpp's protocol (second half of each chunk, llama-perplexity --kl-divergence "
-                        "and tinyslm eval --against llama.cpp on one base file of the float model)", t2, own_macs)
+        if not bindir:
+            return
+        lrows, base = llamacpp_protocol(bindir, ggufs, chunks, raw, tmp, own)
+        for name, out in builds.items():
+            r = evaluate_against_llamacpp(out, base, quiet=True)
+            k = next(x for x in r if "tinyslm" in x)
+            lrows.append((name, dict(bpw=r[k]["bytes_per_weight"], ppl=r[k]["ppl"], kld=r[k]["kld_mean"],
+                                     p99=r[k]["kld_p99"], top1=r[k]["top1"], macs=r[k]["macs"])))
+        print_table("Table 2: llama.cpp's protocol (second half of each full chunk, llama-perplexity --kl-divergence "
+                    "and tinyslm eval --against llama.cpp on one base file of the float model)", lrows, own_macs)
 
 
 if __name__ == "__main__":
