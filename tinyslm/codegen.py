@@ -22,7 +22,7 @@ FIRMWARE = ROOT / "firmware"
 MAGIC, VERSION, HEADER = 0x574C5354, 1, 32      # "TSLW"
 NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.uint16): "uint16_t", np.dtype(np.int16): "int16_t",
         np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float"}
-RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_epilogue.h", "tsl_matvec_s8.c", "tsl_matvec_s4.c",
+RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_vec_f32.h", "tsl_epilogue.h", "tsl_matvec_s8.c", "tsl_matvec_s4.c",
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
 INT_OPS = ["tsl_int_ops.h", "tsl_int_ops.c"]      # programs lowered by lower_int: the integer-only step
