@@ -113,28 +113,37 @@ TSL_VEC_FN int32_t tsl_act_vec(const float *x, const float *u, float *y, int32_t
 }
 #endif
 
-float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n)
+float tsl_absmax_f32(const float *x, int32_t n)
 {
     float amax = 0.0f;
     int32_t i = 0;
 #if defined(TSL_VEC_F32)
-    const int vec = TSL_VEC_ON;
-    if (vec) i = tsl_quant_amax_vec(x, n, &amax);
+    if (TSL_VEC_ON) i = tsl_quant_amax_vec(x, n, &amax);
 #endif
     for (; i < n; i++) {
         const float a = x[i] >= 0.0f ? x[i] : -x[i];
         amax = a > amax ? a : amax;
     }
+    return amax;
+}
+
+void tsl_quant_mul_f32(const float *x, float s, int8_t *q, int32_t n)
+{
+    int32_t i = 0;
+#if defined(TSL_VEC_F32)
+    if (TSL_VEC_ON) i = tsl_quant_vec(x, q, n, s);
+#endif
+    for (; i < n; i++) q[i] = tsl_quant_f32(x[i] * s);
+}
+
+float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n)
+{
+    const float amax = tsl_absmax_f32(x, n);
     if (amax == 0.0f) {
-        for (i = 0; i < n; i++) q[i] = 0;
+        for (int32_t i = 0; i < n; i++) q[i] = 0;
         return 0.0f;
     }
-    const float inv = 127.0f / amax;
-    i = 0;
-#if defined(TSL_VEC_F32)
-    if (vec) i = tsl_quant_vec(x, q, n, inv);
-#endif
-    for (; i < n; i++) q[i] = tsl_quant_f32(x[i] * inv);
+    tsl_quant_mul_f32(x, 127.0f / amax, q, n);
     return amax / 127.0f;
 }
 

@@ -90,8 +90,8 @@ def make_cases(seed=1):
             z = np.zeros(n, f32)
             z[::2] = -0.0
             quant("zeros", z)
-            d = np.where(rng.integers(0, 2, n) > 0, f32(1e-41), f32(-3e-39)).astype(f32) * rng.integers(0, 3, n)
-            quant("denormals", d.astype(f32))                       # 127 / amax overflows to inf
+            d = (np.where(rng.integers(0, 2, n) > 0, f32(1e-41), f32(-3e-39)) * rng.integers(0, 3, n)).astype(f32)
+            quant("denormals", d)                                   # 127 / amax overflows to inf
             m = (rng.standard_normal(n) * 1e-3).astype(f32)
             m[n // 2] = f32(rng.uniform(1e-38, 1e-30))
             m[-1] = f32(5e-41)
@@ -100,6 +100,12 @@ def make_cases(seed=1):
             c = (rng.uniform(-1, 1, n) * amax).astype(f32)
             c[rng.integers(0, n, 1 + n // 8)] = -amax                # several maxima: x * inv above 127 when it rounds up
             quant("clamp", c)
+            x = (c * f32(rng.uniform(0.5, 2.0))).astype(f32)
+            sc = f32(rng.choice([0.37, 127 / 3.1, 1e38]))      # 1e38: products overflow to +-inf, then clamp
+            add(f"quant_mul s={sc} n={n}", nx.quant_f32(x * sc).view(np.uint8),
+                lambda A, x=x, sc=sc, n=n: f"tsl_quant_mul_f32({A(x, 'float')}, {CF(sc)}, (int8_t *)out, {n});")
+            add(f"absmax n={n}", np.frombuffer(f32(np.max(np.abs(d))).tobytes(), np.uint8),
+                lambda A, d=d, n=n: f"{{ float a = tsl_absmax_f32({A(d, 'float')}, {n}); memcpy(out, &a, 4); }}")
         x = exp_args(rng, n)
         for code in range(4):
             add(f"act {code} n={n}", nx.act(x, code).astype(f32),
