@@ -77,7 +77,8 @@ TSL_VEC_FN int32_t tsl_rope_pairs_vec(float *p, int32_t half, const float *cs, c
         tsl_vf a, b;
         tsl_vf_ld2(p + 2 * i, &a, &b);
         const tsl_vf c = tsl_vf_ld(cs + i), s = tsl_vf_ld(sn + i);
-        tsl_vf_st2(p + 2 * i, tsl_vf_sub(tsl_vf_mul(a, c), tsl_vf_mul(b, s)), tsl_vf_add(tsl_vf_mul(b, c), tsl_vf_mul(a, s)));
+        tsl_vf_st2(p + 2 * i, tsl_vf_sub(tsl_vf_mul(a, c), tsl_vf_mul(b, s)),
+                   tsl_vf_add(tsl_vf_mul(b, c), tsl_vf_mul(a, s)));
     }
     return i;
 }

@@ -5,18 +5,28 @@
 #include "tsl_vec_f32.h"
 
 #if defined(TSL_VEC_F32)
+/* ((float)acc[i] * s) * ws[i] for one vector at acc, ws */
+TSL_VFN tsl_vf tsl_epilogue_v(const int32_t *acc, tsl_vf s, const float *ws)
+{
+    return tsl_vf_mul(tsl_vf_mul(tsl_vi_to_f(tsl_vi_ld(acc)), s), tsl_vf_ld(ws));
+}
+
 /* tsl_epilogue for i < the returned count: elementwise IEEE ops, one lane each as the scalar loop */
 TSL_VEC_FN int32_t tsl_epilogue_vec(const int32_t *acc, float sx, const float *ws, const float *bias, float *dst,
                                     int32_t n, int32_t accumulate)
 {
     const tsl_vf s = tsl_vf_set(sx);
     int32_t i = 0;
-    for (; i + TSL_VW <= n; i += TSL_VW) {
-        tsl_vf v = tsl_vf_mul(tsl_vf_mul(tsl_vi_to_f(tsl_vi_ld(acc + i)), s), tsl_vf_ld(ws + i));
-        if (bias) v = tsl_vf_add(v, tsl_vf_ld(bias + i));
-        if (accumulate) v = tsl_vf_add(tsl_vf_ld(dst + i), v);
-        tsl_vf_st(dst + i, v);
-    }
+    if (!bias && !accumulate)   /* the common cases without a branch per vector */
+        for (; i + TSL_VW <= n; i += TSL_VW) tsl_vf_st(dst + i, tsl_epilogue_v(acc + i, s, ws + i));
+    else if (!bias)
+        for (; i + TSL_VW <= n; i += TSL_VW)
+            tsl_vf_st(dst + i, tsl_vf_add(tsl_vf_ld(dst + i), tsl_epilogue_v(acc + i, s, ws + i)));
+    else
+        for (; i + TSL_VW <= n; i += TSL_VW) {
+            const tsl_vf v = tsl_vf_add(tsl_epilogue_v(acc + i, s, ws + i), tsl_vf_ld(bias + i));
+            tsl_vf_st(dst + i, accumulate ? tsl_vf_add(tsl_vf_ld(dst + i), v) : v);
+        }
     return i;
 }
 #endif

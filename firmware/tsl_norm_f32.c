@@ -10,13 +10,14 @@ TSL_VEC_FN int32_t tsl_rmsnorm_scale_vec(const float *x, const float *g, float r
 {
     const tsl_vf rv = tsl_vf_set(r);
     int32_t i = 0;
-    for (; i + TSL_VW <= n; i += TSL_VW) tsl_vf_st(y + i, tsl_vf_mul(tsl_vf_mul(tsl_vf_ld(x + i), rv), tsl_vf_ld(g + i)));
+    for (; i + TSL_VW <= n; i += TSL_VW)
+        tsl_vf_st(y + i, tsl_vf_mul(tsl_vf_mul(tsl_vf_ld(x + i), rv), tsl_vf_ld(g + i)));
     return i;
 }
 
 /* y[i] = ((x[i] - mean) * r) * g[i] + b[i], i < the returned count */
-TSL_VEC_FN int32_t tsl_layernorm_scale_vec(const float *x, const float *g, const float *b, float mean, float r, float *y,
-                                           int32_t n)
+TSL_VEC_FN int32_t tsl_layernorm_scale_vec(const float *x, const float *g, const float *b, float mean, float r,
+                                           float *y, int32_t n)
 {
     const tsl_vf m = tsl_vf_set(mean), rv = tsl_vf_set(r);
     int32_t i = 0;

@@ -16,8 +16,9 @@
  * Both ISAs' loops are written once over these functions; every loop stops at the last whole
  * vector and the caller's scalar loop (the same tsl_numerics.h helper) does the rest.
  *
- *   tsl_vf     float lanes          tsl_vi   int32 lanes          tsl_vm   lane masks (all ones: true)
- *   TSL_VW     lanes per vector     TSL_VFN  attributes of a function using these types
+ *   tsl_vf  float lanes     tsl_vi  int32 lanes     tsl_vm  lane masks (all ones: true)     TSL_VW  lanes
+ *   TSL_VFN     the attributes of these helpers (always inlined; on x86 the AVX2 target)
+ *   TSL_VEC_FN  those of a kernel's vector loop, which the kernel calls only if TSL_VEC_ON
  */
 #ifndef TSL_VEC_F32_H
 #define TSL_VEC_F32_H
