@@ -40,6 +40,11 @@ void tsl_matvec_s4_s32(const int8_t *x, const uint8_t *w, const int8_t *gs, int3
 /* q[i] = tsl_quant_f32(x[i] * (127 / amax)), amax = max |x|; returns amax / 127 (0 if amax == 0). */
 float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n);
 
+/* Its two steps, for callers that split them (the pool): the largest |x[i]| (0 if n == 0; the same
+ * whatever the order), and q[i] = tsl_quant_f32(x[i] * s). */
+float tsl_absmax_f32(const float *x, int32_t n);
+void tsl_quant_mul_f32(const float *x, float s, int8_t *q, int32_t n);
+
 /* x[i] = x[i] - (float)q[i] * (*s): what tsl_quant_dynamic_f32 left over */
 void tsl_dequant_sub_f32(float *x, const int8_t *q, const float *s, int32_t n);
 

@@ -1,12 +1,43 @@
-/* tsl_norm_f32.c -- RMSNorm and LayerNorm in float32, sums in index order. */
+/* tsl_norm_f32.c -- RMSNorm and LayerNorm in float32, sums in index order (scalar loops on every
+ * ISA: the reference defines their order); the elementwise scaling on tsl_vec_f32.h's vectors
+ * where TSL_VEC_F32, then the scalar loop for the rest. */
 #include "tsl_kernels.h"
+#include "tsl_vec_f32.h"
+
+#if defined(TSL_VEC_F32)
+/* y[i] = (x[i] * r) * g[i], i < the returned count */
+TSL_VEC_FN int32_t tsl_rmsnorm_scale_vec(const float *x, const float *g, float r, float *y, int32_t n)
+{
+    const tsl_vf rv = tsl_vf_set(r);
+    int32_t i = 0;
+    for (; i + TSL_VW <= n; i += TSL_VW)
+        tsl_vf_st(y + i, tsl_vf_mul(tsl_vf_mul(tsl_vf_ld(x + i), rv), tsl_vf_ld(g + i)));
+    return i;
+}
+
+/* y[i] = ((x[i] - mean) * r) * g[i] + b[i], i < the returned count */
+TSL_VEC_FN int32_t tsl_layernorm_scale_vec(const float *x, const float *g, const float *b, float mean, float r,
+                                           float *y, int32_t n)
+{
+    const tsl_vf m = tsl_vf_set(mean), rv = tsl_vf_set(r);
+    int32_t i = 0;
+    for (; i + TSL_VW <= n; i += TSL_VW)
+        tsl_vf_st(y + i, tsl_vf_add(tsl_vf_mul(tsl_vf_mul(tsl_vf_sub(tsl_vf_ld(x + i), m), rv), tsl_vf_ld(g + i)),
+                                    tsl_vf_ld(b + i)));
+    return i;
+}
+#endif
 
 void tsl_rmsnorm_f32(const float *x, const float *g, float eps, float *y, int32_t n)
 {
     float ss = 0.0f;
     for (int32_t i = 0; i < n; i++) ss = ss + x[i] * x[i];
     const float r = tsl_rsqrt(ss / (float)n + eps);
-    for (int32_t i = 0; i < n; i++) y[i] = (x[i] * r) * g[i];
+    int32_t i = 0;
+#if defined(TSL_VEC_F32)
+    if (TSL_VEC_ON) i = tsl_rmsnorm_scale_vec(x, g, r, y, n);
+#endif
+    for (; i < n; i++) y[i] = (x[i] * r) * g[i];
 }
 
 void tsl_layernorm_f32(const float *x, const float *g, const float *b, float eps, float *y, int32_t n)
@@ -17,7 +48,11 @@ void tsl_layernorm_f32(const float *x, const float *g, const float *b, float eps
     float ss = 0.0f;
     for (int32_t i = 0; i < n; i++) ss = ss + (x[i] - mean) * (x[i] - mean);
     const float r = tsl_rsqrt(ss / (float)n + eps);
-    for (int32_t i = 0; i < n; i++) y[i] = ((x[i] - mean) * r) * g[i] + b[i];
+    int32_t i = 0;
+#if defined(TSL_VEC_F32)
+    if (TSL_VEC_ON) i = tsl_layernorm_scale_vec(x, g, b, mean, r, y, n);
+#endif
+    for (; i < n; i++) y[i] = ((x[i] - mean) * r) * g[i] + b[i];
 }
 
 void tsl_headnorm_f32(float *x, const float *g, const float *b, float eps, int32_t n_heads, int32_t hs,

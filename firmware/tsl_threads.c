@@ -234,26 +234,19 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
     run_job(p, &j, K > 0 ? K : 1);
 }
 
-/* amax of part n0 / rows: the loop of tsl_quant_dynamic_f32 over [n0, n1) */
+/* amax of part n0 / rows: the first step of tsl_quant_dynamic_f32 over [n0, n1) */
 static void part_amax(const tsl_job *j, int32_t n0, int32_t n1)
 {
-    const float *x = (const float *)j->a;
-    float amax = 0.0f;
-    for (int32_t i = n0; i < n1; i++) {
-        const float a = x[i] >= 0.0f ? x[i] : -x[i];
-        amax = a > amax ? a : amax;
-    }
-    ((tsl_job *)j)->amax[n0 / j->rows] = amax;
+    ((tsl_job *)j)->amax[n0 / j->rows] = tsl_absmax_f32((const float *)j->a + n0, n1 - n0);
 }
 
 static void part_quant(const tsl_job *j, int32_t n0, int32_t n1)
 {
-    const float *x = (const float *)j->a;
     int8_t *q = (int8_t *)j->dst;
     if (j->flag)                    /* amax == 0 */
         for (int32_t i = n0; i < n1; i++) q[i] = 0;
     else
-        for (int32_t i = n0; i < n1; i++) q[i] = tsl_quant_f32(x[i] * j->sx);
+        tsl_quant_mul_f32((const float *)j->a + n0, j->sx, q + n0, n1 - n0);
 }
 
 float tsl_par_quant_dynamic_f32(tsl_pool *p, const float *x, int8_t *q, int32_t n)
