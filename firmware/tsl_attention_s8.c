@@ -1,5 +1,6 @@
 /* tsl_attention_s8.c -- causal attention over the int8 KV cache with per-position scales. */
 #include "tsl_kernels.h"
+#include "tsl_vec_f32.h"     /* tsl_vf_exp_neg: the softmax numerators on vectors */
 
 #if defined(TSL_ARM_DSP)
 /* p if it fits int16, else 0 */
@@ -88,27 +89,6 @@ static inline __attribute__((always_inline)) void tsl_neon_pv_pass(const int32_t
 #endif
 
 #if defined(TSL_NEON_ANY)
-/* tsl_exp_neg on 4 lanes: the same operations in the same order per lane (no FMA: separate
- * VMUL and VADD under -ffp-contract=off) */
-static inline float32x4_t tsl_neon_exp_neg(float32x4_t x)
-{
-    const float32x4_t zero = vdupq_n_f32(0.0f);
-    x = vbslq_f32(vcgtq_f32(x, zero), zero, x);
-    const uint32x4_t under = vcltq_f32(x, vdupq_n_f32(-87.0f));
-    const float32x4_t t = vmulq_f32(x, vdupq_n_f32(1.44269504f));
-    int32x4_t n = vcvtq_s32_f32(t);                                          /* trunc toward 0 */
-    n = vaddq_s32(n, vreinterpretq_s32_u32(vcgtq_f32(vcvtq_f32_s32(n), t)));  /* floor: -1 where (float)n > t */
-    const float32x4_t f = vsubq_f32(t, vcvtq_f32_s32(n));
-    float32x4_t p = vdupq_n_f32(1.5403530e-4f);
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.3333558e-3f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(9.6181291e-3f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(5.5504109e-2f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(2.4022651e-1f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(6.9314718e-1f));
-    p = vaddq_f32(vmulq_f32(p, f), vdupq_n_f32(1.0f));
-    p = vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n, vdupq_n_s32(127)), 23)));
-    return vbslq_f32(under, zero, p);
-}
 
 /* tsl_round_f32 on 4 lanes (|v| < 2^31) */
 static inline int32x4_t tsl_neon_round(float32x4_t v)
@@ -143,33 +123,13 @@ TSL_TARGET_AVX2 static int32_t tsl_avx2_scores(const int32_t *pw, const float *k
     return t;
 }
 
-TSL_TARGET_AVX2 static __m256 tsl_avx2_exp_neg(__m256 x)
-{
-    const __m256 zero = _mm256_setzero_ps();
-    x = _mm256_blendv_ps(x, zero, _mm256_cmp_ps(x, zero, _CMP_GT_OQ));
-    const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
-    const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504f));
-    __m256i n = _mm256_cvttps_epi32(t);
-    n = _mm256_add_epi32(n, _mm256_castps_si256(_mm256_cmp_ps(_mm256_cvtepi32_ps(n), t, _CMP_GT_OQ)));
-    const __m256 f = _mm256_sub_ps(t, _mm256_cvtepi32_ps(n));
-    __m256 p = _mm256_set1_ps(1.5403530e-4f);
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.3333558e-3f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(9.6181291e-3f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(5.5504109e-2f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(2.4022651e-1f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(6.9314718e-1f));
-    p = _mm256_add_ps(_mm256_mul_ps(p, f), _mm256_set1_ps(1.0f));
-    p = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23)));
-    return _mm256_blendv_ps(p, zero, under);
-}
-
 /* e_t = tsl_exp_neg(sc[t] - mx) (its bits into pw[t]), sc[t] = e_t * vs[t] */
 TSL_TARGET_AVX2 static int32_t tsl_avx2_numerators(float *sc, const float *vss, float mx, int32_t *pw, int32_t T)
 {
     const __m256 mx8 = _mm256_set1_ps(mx);
     int32_t t = 0;
     for (; t + 8 <= T; t += 8) {
-        const __m256 e8 = tsl_avx2_exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + t), mx8));
+        const __m256 e8 = tsl_vf_exp_neg(_mm256_sub_ps(_mm256_loadu_ps(sc + t), mx8));
         _mm256_storeu_si256((__m256i *)(pw + t), _mm256_castps_si256(e8));
         _mm256_storeu_ps(sc + t, _mm256_mul_ps(e8, _mm256_loadu_ps(vss + t)));
     }
@@ -351,7 +311,7 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
         t = 0;
 #if defined(TSL_NEON_ANY)
         for (const float32x4_t mx4 = vdupq_n_f32(mx); t + 4 <= T; t += 4) {
-            const float32x4_t e4 = tsl_neon_exp_neg(vsubq_f32(vld1q_f32(sc + t), mx4));
+            const float32x4_t e4 = tsl_vf_exp_neg(vsubq_f32(vld1q_f32(sc + t), mx4));
             vst1q_s32(pw + t, vreinterpretq_s32_f32(e4));
             vst1q_f32(sc + t, vmulq_f32(e4, vld1q_f32(vss + t)));
         }
