@@ -1,6 +1,6 @@
 /* tsl_attention_s8.c -- causal attention over the int8 KV cache with per-position scales. */
 #include "tsl_kernels.h"
-#include "tsl_vec_f32.h"     /* tsl_vf_exp_neg: the softmax numerators on vectors */
+#include "tsl_vec_f32.h"     /* tsl_vf_exp_neg, tsl_vf_round: the softmax on vectors */
 
 #if defined(TSL_ARM_DSP)
 /* p if it fits int16, else 0 */
@@ -88,19 +88,6 @@ static inline __attribute__((always_inline)) void tsl_neon_pv_pass(const int32_t
 #undef TSL_PV_BLK
 #endif
 
-#if defined(TSL_NEON_ANY)
-
-/* tsl_round_f32 on 4 lanes (|v| < 2^31) */
-static inline int32x4_t tsl_neon_round(float32x4_t v)
-{
-    const int32x4_t i = vcvtq_s32_f32(v);
-    const float32x4_t f = vsubq_f32(v, vcvtq_f32_s32(i));
-    const int32x4_t up = vreinterpretq_s32_u32(vcgeq_f32(f, vdupq_n_f32(0.5f)));     /* -1 or 0 */
-    const int32x4_t dn = vreinterpretq_s32_u32(vcleq_f32(f, vdupq_n_f32(-0.5f)));
-    return vaddq_s32(vsubq_s32(i, up), dn);
-}
-#endif
-
 #if defined(TSL_X86)
 /* The float steps of a head on 8 slots at a time (AVX2, no FMA in the target: the same operations
  * in the same order per slot as the scalar code); each returns the slots it covered, a multiple of 8. */
@@ -142,12 +129,7 @@ TSL_TARGET_AVX2 static int32_t tsl_avx2_round(const float *sc, float inv, int32_
     const __m256 inv8 = _mm256_set1_ps(inv);
     int32_t t = 0;
     for (; t + 8 <= T; t += 8) {
-        const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(sc + t), inv8);
-        const __m256i i = _mm256_cvttps_epi32(v);
-        const __m256 f = _mm256_sub_ps(v, _mm256_cvtepi32_ps(i));
-        const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ));
-        const __m256i dn = _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_set1_ps(-0.5f), _CMP_LE_OQ));
-        _mm256_storeu_si256((__m256i *)(pw + t), _mm256_add_epi32(_mm256_sub_epi32(i, up), dn));
+        _mm256_storeu_si256((__m256i *)(pw + t), tsl_vf_round(_mm256_mul_ps(_mm256_loadu_ps(sc + t), inv8)));
     }
     return t;
 }
@@ -339,7 +321,7 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
         t = 0;
 #if defined(TSL_NEON_ANY)
         for (const float32x4_t inv4 = vdupq_n_f32(inv); t + 4 <= T; t += 4)
-            vst1q_s32(pw + t, tsl_neon_round(vmulq_f32(vld1q_f32(sc + t), inv4)));
+            vst1q_s32(pw + t, tsl_vf_round(vmulq_f32(vld1q_f32(sc + t), inv4)));
 #elif defined(TSL_X86)
         if (avx2) t = tsl_avx2_round(sc, inv, pw, T);
 #endif

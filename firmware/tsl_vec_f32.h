@@ -186,14 +186,19 @@ TSL_VFN void tsl_vi_st4_s8(int8_t *q, tsl_vi a, tsl_vi b, tsl_vi c, tsl_vi d)
 #endif
 
 #if defined(TSL_VEC_F32)
-/* tsl_quant_f32 without the cast to int8: clamp, truncate, compare the fraction with +-0.5 */
-TSL_VFN tsl_vi tsl_vf_quant(tsl_vf v)
+/* tsl_round_f32 (|v| < 2^31): truncate, compare the fraction with +-0.5 */
+TSL_VFN tsl_vi tsl_vf_round(tsl_vf v)
 {
-    v = tsl_vf_max_c(tsl_vf_min_c(v, tsl_vf_set(127.0f)), tsl_vf_set(-127.0f));
     const tsl_vi i = tsl_vf_trunc(v);
     const tsl_vf f = tsl_vf_sub(v, tsl_vi_to_f(i));
     return tsl_vi_add(tsl_vi_sub(i, tsl_vm_to_i(tsl_vf_ge(f, tsl_vf_set(0.5f)))),
                       tsl_vm_to_i(tsl_vf_le(f, tsl_vf_set(-0.5f))));
+}
+
+/* tsl_quant_f32 without the cast to int8: clamp, then tsl_vf_round */
+TSL_VFN tsl_vi tsl_vf_quant(tsl_vf v)
+{
+    return tsl_vf_round(tsl_vf_max_c(tsl_vf_min_c(v, tsl_vf_set(127.0f)), tsl_vf_set(-127.0f)));
 }
 
 /* tsl_exp_neg */
