@@ -21,8 +21,10 @@ struct tsl_job {
 
 int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows)
 {
+    /* a job handed to the pool wakes every worker (one broadcast), so once it is worth two parts
+     * it takes all n: part 0 as close to N / n as the row alignment allows */
     int64_t most = cost > 0 ? (int64_t)N * cost / TSL_POOL_MIN_MACS : (int64_t)N / TSL_POOL_MIN_ELEMS;
-    int32_t parts = most < n ? (int32_t)most : n;
+    int32_t parts = most < 2 ? 1 : n;
     if (parts <= 1 || N <= TSL_POOL_ROW_ALIGN) {
         *rows = N;
         return 1;
@@ -341,7 +343,7 @@ float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const 
     int32_t n = tsl_pool_threads(p);
     n = slices < n ? slices : n;
     n = n_heads < n ? n_heads : n;
-    n = most < n ? (int32_t)most : n;
+    n = most < 2 ? 1 : n;           /* as tsl_pool_split: worth two parts, then all of them */
     if (n <= 1)
         return tsl_attention_s8(q, kc, ks, vc, vs, out, n_heads, n_kv, hs, max_seq, pos, scale, softcap, alibi, qq, sc,
                                 pw, acc, ch);
