@@ -28,10 +28,25 @@ TSL_VEC_FN int32_t tsl_layernorm_scale_vec(const float *x, const float *g, const
 }
 #endif
 
+/* sum of x[i] * x[i] in index order, unrolled by 4: one loop test per 4 adds, each add still
+ * after the one before */
+static float tsl_sum_sq(const float *x, int32_t n)
+{
+    float s = 0.0f;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s = s + x[i] * x[i];
+        s = s + x[i + 1] * x[i + 1];
+        s = s + x[i + 2] * x[i + 2];
+        s = s + x[i + 3] * x[i + 3];
+    }
+    for (; i < n; i++) s = s + x[i] * x[i];
+    return s;
+}
+
 void tsl_rmsnorm_f32(const float *x, const float *g, float eps, float *y, int32_t n)
 {
-    float ss = 0.0f;
-    for (int32_t i = 0; i < n; i++) ss = ss + x[i] * x[i];
+    const float ss = tsl_sum_sq(x, n);
     const float r = tsl_rsqrt(ss / (float)n + eps);
     int32_t i = 0;
 #if defined(TSL_VEC_F32)

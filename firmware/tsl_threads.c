@@ -14,14 +14,17 @@ struct tsl_job {
     float sx;
     int32_t N, K, flag;             /* flag: accumulate, or act */
     int32_t rows;                   /* per part (tsl_pool_split) */
-    float amax[TSL_POOL_MAX_THREADS];   /* quant: each part's max |x| */
+    float *amax;                    /* quant: each part's max |x| [parts], on the caller's stack
+                                     * (the job stays small: set up per op with no memset) */
     void (*fn)(void *ctx, int32_t part);    /* tsl_pool_run: the caller's function (ctx in a) */
 };
 
 int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows)
 {
+    /* a job handed to the pool wakes every worker (one broadcast), so once it is worth two parts
+     * it takes all n: part 0 as close to N / n as the row alignment allows */
     int64_t most = cost > 0 ? (int64_t)N * cost / TSL_POOL_MIN_MACS : (int64_t)N / TSL_POOL_MIN_ELEMS;
-    int32_t parts = most < n ? (int32_t)most : n;
+    int32_t parts = most < 2 ? 1 : n;
     if (parts <= 1 || N <= TSL_POOL_ROW_ALIGN) {
         *rows = N;
         return 1;
@@ -194,7 +197,7 @@ static void part_fn(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_pool_run(tsl_pool *p, void (*fn)(void *ctx, int32_t part), void *ctx, int32_t parts)
 {
-    tsl_job j = {part_fn, ctx, NULL, NULL, NULL, NULL, NULL, 0.0f, parts, 0, 0, 1, {0}, fn};
+    tsl_job j = {part_fn, ctx, NULL, NULL, NULL, NULL, NULL, 0.0f, parts, 0, 0, 1, NULL, fn};
     if (parts < 1) return;
     if (parts > tsl_pool_threads(p)) parts = tsl_pool_threads(p);
     j.N = parts;
@@ -222,7 +225,7 @@ static void part_mv_s4(const tsl_job *j, int32_t n0, int32_t n1)
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate)
 {
-    tsl_job j = {part_mv_s8, x, w, bias, NULL, ws, dst, sx, N, K, accumulate, 0, {0}, NULL};
+    tsl_job j = {part_mv_s8, x, w, bias, NULL, ws, dst, sx, N, K, accumulate, 0, NULL, NULL};
     run_job(p, &j, K > 0 ? K : 1);
 }
 
@@ -230,14 +233,14 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
                            const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                            int32_t accumulate)
 {
-    tsl_job j = {part_mv_s4, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, {0}, NULL};
+    tsl_job j = {part_mv_s4, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, NULL, NULL};
     run_job(p, &j, K > 0 ? K : 1);
 }
 
 /* amax of part n0 / rows: the first step of tsl_quant_dynamic_f32 over [n0, n1) */
 static void part_amax(const tsl_job *j, int32_t n0, int32_t n1)
 {
-    ((tsl_job *)j)->amax[n0 / j->rows] = tsl_absmax_f32((const float *)j->a + n0, n1 - n0);
+    j->amax[n0 / j->rows] = tsl_absmax_f32((const float *)j->a + n0, n1 - n0);
 }
 
 static void part_quant(const tsl_job *j, int32_t n0, int32_t n1)
@@ -253,7 +256,8 @@ float tsl_par_quant_dynamic_f32(tsl_pool *p, const float *x, int8_t *q, int32_t 
 {
     int32_t rows;
     if (tsl_pool_split(n, 0, tsl_pool_threads(p), &rows) <= 1) return tsl_quant_dynamic_f32(x, q, n);
-    tsl_job j = {part_amax, x, NULL, NULL, NULL, NULL, q, 0.0f, n, 0, 0, 0, {0}, NULL};
+    float part_max[TSL_POOL_MAX_THREADS];
+    tsl_job j = {part_amax, x, NULL, NULL, NULL, NULL, q, 0.0f, n, 0, 0, 0, part_max, NULL};
     int32_t parts = run_job(p, &j, 0);
     float amax = 0.0f;
     for (int32_t i = 0; i < parts; i++) amax = j.amax[i] > amax ? j.amax[i] : amax;
@@ -271,7 +275,7 @@ static void part_dequant_sub(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_dequant_sub_f32(tsl_pool *p, float *x, const int8_t *q, const float *s, int32_t n)
 {
-    tsl_job j = {part_dequant_sub, q, s, NULL, NULL, NULL, x, 0.0f, n, 0, 0, 0, {0}, NULL};
+    tsl_job j = {part_dequant_sub, q, s, NULL, NULL, NULL, x, 0.0f, n, 0, 0, 0, NULL, NULL};
     run_job(p, &j, 0);
 }
 
@@ -282,7 +286,7 @@ static void part_act(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_act_f32(tsl_pool *p, const float *x, float *y, int32_t n, int32_t act)
 {
-    tsl_job j = {part_act, x, NULL, NULL, NULL, NULL, y, 0.0f, n, 0, act, 0, {0}, NULL};
+    tsl_job j = {part_act, x, NULL, NULL, NULL, NULL, y, 0.0f, n, 0, act, 0, NULL, NULL};
     run_job(p, &j, 0);
 }
 
@@ -293,7 +297,7 @@ static void part_glu(const tsl_job *j, int32_t n0, int32_t n1)
 
 void tsl_par_glu_f32(tsl_pool *p, const float *g, const float *u, float *h, int32_t n, int32_t act)
 {
-    tsl_job j = {part_glu, g, u, NULL, NULL, NULL, h, 0.0f, n, 0, act, 0, {0}, NULL};
+    tsl_job j = {part_glu, g, u, NULL, NULL, NULL, h, 0.0f, n, 0, act, 0, NULL, NULL};
     run_job(p, &j, 0);
 }
 
@@ -307,7 +311,7 @@ typedef struct {
     int32_t *pw, *acc;
     int32_t n_heads, n_kv, hs, max_seq, pos, hp;    /* hp: heads per part */
     float scale, softcap, amax;
-    float part_amax[TSL_POOL_MAX_THREADS];
+    float *part_amax;               /* [parts], the caller's */
 } tsl_att_job;
 
 static void part_att_heads(void *ctx, int32_t part)
@@ -339,12 +343,13 @@ float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const 
     int32_t n = tsl_pool_threads(p);
     n = slices < n ? slices : n;
     n = n_heads < n ? n_heads : n;
-    n = most < n ? (int32_t)most : n;
+    n = most < 2 ? 1 : n;           /* as tsl_pool_split: worth two parts, then all of them */
     if (n <= 1)
         return tsl_attention_s8(q, kc, ks, vc, vs, out, n_heads, n_kv, hs, max_seq, pos, scale, softcap, alibi, qq, sc,
                                 pw, acc, ch);
+    float part_max[TSL_POOL_MAX_THREADS];
     tsl_att_job j = {q, ks, vs, alibi, kc, vc, out, qq, sc, ch, pw, acc, n_heads, n_kv, hs, max_seq, pos, 0,
-                     scale, softcap, 0.0f, {0}};
+                     scale, softcap, 0.0f, part_max};
     j.hp = (n_heads + n - 1) / n;
     const int32_t parts = (n_heads + j.hp - 1) / j.hp;
     tsl_pool_run(p, part_att_heads, &j, parts);

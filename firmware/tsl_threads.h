@@ -24,10 +24,10 @@ extern "C" {
 #define TSL_POOL_MAX_THREADS 64     /* threads of a pool, the caller included */
 #define TSL_POOL_ROW_ALIGN 16       /* row and element ranges start at multiples of this */
 #ifndef TSL_POOL_MIN_MACS
-#define TSL_POOL_MIN_MACS 4096      /* a matvec is split into at most N*K / this parts */
+#define TSL_POOL_MIN_MACS 4096      /* a matvec of fewer than 2x this N*K MACs stays on one thread */
 #endif
 #ifndef TSL_POOL_MIN_ELEMS
-#define TSL_POOL_MIN_ELEMS 256      /* an elementwise op into at most n / this parts */
+#define TSL_POOL_MIN_ELEMS 256      /* an elementwise op of fewer than 2x this elements too */
 #endif
 
 typedef struct tsl_pool tsl_pool;
@@ -40,8 +40,9 @@ void tsl_pool_destroy(tsl_pool *p);
 /* Threads of the pool, the caller included (1 for NULL). */
 int32_t tsl_pool_threads(const tsl_pool *p);
 
-/* The split of N rows of cost `cost` each (matvec: K MACs, at most one part per TSL_POOL_MIN_MACS;
- * elementwise: cost 0, at most one part per TSL_POOL_MIN_ELEMS) over n threads: -> parts in [1, n],
+/* The split of N rows of cost `cost` each over n threads: one part if the job is under two of
+ * TSL_POOL_MIN_MACS (matvec: cost K MACs) or of TSL_POOL_MIN_ELEMS (elementwise: cost 0), else n
+ * parts as the row alignment allows (a job wakes every worker anyway): -> parts in [1, n],
  * *rows = rows per part (a multiple of TSL_POOL_ROW_ALIGN, or N when parts == 1); part i runs rows
  * [i*rows, min(N, (i+1)*rows)), so part 0 is the longest. */
 int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows);
@@ -59,8 +60,8 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
                            int32_t accumulate);
 
 /* tsl_attention_s8 over the pool: ranges of heads, part i on scratch slice i (qq [slices][hs],
- * sc and pw [slices][max_seq]; acc and ch are per head already), at most `slices` parts and one per
- * TSL_POOL_MIN_MACS of q.K and p.V MACs; amax is the max of the parts' maxima (exact), then each
+ * sc and pw [slices][max_seq]; acc and ch are per head already), at most `slices` parts (one if under
+ * two of TSL_POOL_MIN_MACS of q.K and p.V MACs); amax is the max of the parts' maxima (exact), then each
  * part requantizes its heads. Every head is the serial kernel's, so the bytes are the same. */
 float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
                            const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq,
