@@ -86,16 +86,17 @@ def test_quantized(family, how, request, tmp_path):
     checked against the float export there (Qwen3's QK-norm and Gemma 2's soft-caps included)."""
     weights, kept = QUANT[how][0], QUANT[how][2 if family == "gpt2" else 1]
     gpt2_nbits = family == "gpt2" and how.startswith("nbits")
-    src, q = quantized(request, family, how)
+    # onnxruntime's run is the oracle for quantize_dynamic: 7-bit weights (hf_models.quantize)
+    src, q = quantized(request, family, how, reduce_range=how.startswith("dynamic"))
     # Gemma 2's activations span a wide range (embedding x6 x sqrt(dim), caps): quantize_dynamic's per-tensor
     # activation scales put onnxruntime's own run at a cosine of 0.998 to the int8 build, so both are
-    # checked against the float export, as for QDQ; its per-tensor weight scales (kept as they are) on the
-    # scaled projections reach 0.9989 there, per channel 0.999
+    # checked against the float export, as for QDQ; with its 7-bit weights kept as they are, the build
+    # reaches 0.9979 there per tensor and 0.9986 per channel
     if how.startswith("qdq") or (family == "gemma2" and how.startswith("dynamic")):
         from tinyslm.evaluate import cosine
         man, got = check(q, tmp_path, None, 0.99, tie=0.25)
         fl = ort_logits(src, IDS)
-        assert cosine(fl, got).min() >= (0.998 if (family, how) == ("gemma2", "dynamic") else 0.999)
+        assert cosine(fl, got).min() >= {"dynamic": 0.9975, "dynamic_pc": 0.998}.get(how, 0.999)
         top2 = np.sort(fl, 1)[:, -2:]
         clear = (top2[:, 1] - top2[:, 0]) / fl.std(1) > 0.05
         assert (fl.argmax(1) == got.argmax(1))[clear].all()

@@ -161,10 +161,12 @@ def test_past_key_values_layout(family, request, tmp_path):
     check(cached(request, f"{family}-past", lambda p: hf_models.export_with_past(family, p)), tmp_path)
 
 
-def quantized(request, family, how):
-    """onnxruntime's quantizer `how` on the family's dynamo export, both cached -> (float, quantized)"""
+def quantized(request, family, how, reduce_range=False):
+    """onnxruntime's quantizer `how` on the family's dynamo export, both cached -> (float, quantized);
+    reduce_range: 7-bit weights, where onnxruntime's own run is the oracle (hf_models.quantize)"""
     src = cached_export(request, family)
-    return src, cached(request, f"{family}-{how}", lambda p: hf_models.quantize(src, p, how))
+    return src, cached(request, f"{family}-{how}{'-rr' if reduce_range else ''}",
+                       lambda p: hf_models.quantize(src, p, how, reduce_range))
 
 
 @pytest.mark.parametrize("how,weights,bar,kept", [
@@ -178,7 +180,7 @@ def test_onnxruntime_quantized(how, weights, bar, kept, request, tmp_path):
     quantize about a hundred activations (the residual stream, norm internals, RoPE halves, softmax)
     with static per-tensor scales; tinyslm keeps its per-token scales instead, so it lands closer to
     the float model than onnxruntime's own run of the QDQ file, and further from that run."""
-    src, q = quantized(request, "llama", how)
+    src, q = quantized(request, "llama", how, reduce_range=not how.startswith("nbits"))
     man, got = check(q, tmp_path, None, bar)
     assert man["model"]["weights"] == weights
     assert man["model"]["graph_weights"] == {"kept": kept, "requantized": 14 - kept}
@@ -191,7 +193,7 @@ def test_onnxruntime_quantized(how, weights, bar, kept, request, tmp_path):
 def test_per_channel_int8_weights_kept_exactly(request, tmp_path):
     import onnx
     from onnx import numpy_helper
-    _, q = quantized(request, "llama", "qdq_pc")
+    _, q = quantized(request, "llama", "qdq_pc", reduce_range=True)
     out = tmp_path / "build"
     compile_model(q, out, "host", 32, "int8", quiet=True)
     _, prog = load_build(out)
