@@ -4,6 +4,8 @@
 #include "tsl_kernels.h"
 #include "tsl_vec_f32.h"
 
+#define TSL_ROPE_SPAN 32            /* pairs whose cos, sin rows sit on the stack at a time */
+
 #if defined(TSL_VEC_F32)
 /* max |x[i]| over i < the returned count (a multiple of TSL_VW), in *amax; the largest magnitude
  * is the same whatever the order */
@@ -57,28 +59,41 @@ TSL_VEC_FN int32_t tsl_embed_vec(const int8_t *r, float s, float *dst, int32_t n
     return i;
 }
 
-/* one head, rotate-half pairs (i, i + half), i < the returned count */
-TSL_VEC_FN int32_t tsl_rope_half_vec(float *p, int32_t half, const float *cs, const float *sn)
+/* one head, rotate-half pairs (pa[i], pb[i]), i < the returned count (<= n) */
+TSL_VEC_FN int32_t tsl_rope_half_vec(float *pa, float *pb, int32_t n, const float *cs, const float *sn)
 {
     int32_t i = 0;
-    for (; i + TSL_VW <= half; i += TSL_VW) {
-        const tsl_vf a = tsl_vf_ld(p + i), b = tsl_vf_ld(p + i + half), c = tsl_vf_ld(cs + i), s = tsl_vf_ld(sn + i);
-        tsl_vf_st(p + i, tsl_vf_sub(tsl_vf_mul(a, c), tsl_vf_mul(b, s)));
-        tsl_vf_st(p + i + half, tsl_vf_add(tsl_vf_mul(b, c), tsl_vf_mul(a, s)));
+    for (; i + TSL_VW <= n; i += TSL_VW) {
+        const tsl_vf a = tsl_vf_ld(pa + i), b = tsl_vf_ld(pb + i), c = tsl_vf_ld(cs + i), s = tsl_vf_ld(sn + i);
+        tsl_vf_st(pa + i, tsl_vf_sub(tsl_vf_mul(a, c), tsl_vf_mul(b, s)));
+        tsl_vf_st(pb + i, tsl_vf_add(tsl_vf_mul(b, c), tsl_vf_mul(a, s)));
     }
     return i;
 }
 
-/* one head, interleaved pairs (2i, 2i + 1), i < the returned count */
-TSL_VEC_FN int32_t tsl_rope_pairs_vec(float *p, int32_t half, const float *cs, const float *sn)
+/* one head, interleaved pairs (p[2i], p[2i + 1]), i < the returned count (<= n) */
+TSL_VEC_FN int32_t tsl_rope_pairs_vec(float *p, int32_t n, const float *cs, const float *sn)
 {
     int32_t i = 0;
-    for (; i + TSL_VW <= half; i += TSL_VW) {
+    for (; i + TSL_VW <= n; i += TSL_VW) {
         tsl_vf a, b;
         tsl_vf_ld2(p + 2 * i, &a, &b);
         const tsl_vf c = tsl_vf_ld(cs + i), s = tsl_vf_ld(sn + i);
         tsl_vf_st2(p + 2 * i, tsl_vf_sub(tsl_vf_mul(a, c), tsl_vf_mul(b, s)),
                    tsl_vf_add(tsl_vf_mul(b, c), tsl_vf_mul(a, s)));
+    }
+    return i;
+}
+
+/* cs[i] = ch[i] * cl[i] - sh[i] * sl[i], sn[i] = sh[i] * cl[i] + ch[i] * sl[i], i < the returned count */
+TSL_VEC_FN int32_t tsl_rope_row_vec(const float *ch, const float *sh, const float *cl, const float *sl, float *cs,
+                                    float *sn, int32_t n)
+{
+    int32_t i = 0;
+    for (; i + TSL_VW <= n; i += TSL_VW) {
+        const tsl_vf c = tsl_vf_ld(ch + i), s = tsl_vf_ld(sh + i), cl_ = tsl_vf_ld(cl + i), sl_ = tsl_vf_ld(sl + i);
+        tsl_vf_st(cs + i, tsl_vf_sub(tsl_vf_mul(c, cl_), tsl_vf_mul(s, sl_)));
+        tsl_vf_st(sn + i, tsl_vf_add(tsl_vf_mul(s, cl_), tsl_vf_mul(c, sl_)));
     }
     return i;
 }
@@ -173,26 +188,54 @@ void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *d
     }
 }
 
-void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cs,
-                  const float *sn, int32_t interleaved)
+/* pairs j0 .. j0 + n - 1 of every head (of rot / 2 = half) rotated by cs, sn [n] */
+static void tsl_rope_span(float *v, int32_t n_heads, int32_t hs, int32_t half, int32_t j0, int32_t n,
+                          const float *cs, const float *sn, int32_t interleaved)
 {
-    const int32_t half = rot / 2;
 #if defined(TSL_VEC_F32)
     const int vec = TSL_VEC_ON;
 #endif
     for (int32_t h = 0; h < n_heads; h++) {
-        float *p = v + h * hs;
+        float *pa = v + h * hs + (interleaved ? 2 * j0 : j0), *pb = pa + half;
         int32_t i = 0;
 #if defined(TSL_VEC_F32)
-        if (vec) i = interleaved ? tsl_rope_pairs_vec(p, half, cs, sn) : tsl_rope_half_vec(p, half, cs, sn);
+        if (vec) i = interleaved ? tsl_rope_pairs_vec(pa, n, cs, sn) : tsl_rope_half_vec(pa, pb, n, cs, sn);
 #endif
-        for (; i < half; i++) {
-            const int32_t i0 = interleaved ? 2 * i : i;
-            const int32_t i1 = interleaved ? 2 * i + 1 : i + half;
-            const float a = p[i0], b = p[i1];
-            p[i0] = a * cs[i] - b * sn[i];
-            p[i1] = b * cs[i] + a * sn[i];
+        for (; i < n; i++) {
+            float *x0 = interleaved ? pa + 2 * i : pa + i, *x1 = interleaved ? pa + 2 * i + 1 : pb + i;
+            const float a = *x0, b = *x1;
+            *x0 = a * cs[i] - b * sn[i];
+            *x1 = b * cs[i] + a * sn[i];
         }
+    }
+}
+
+void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cs,
+                  const float *sn, int32_t interleaved)
+{
+    tsl_rope_span(v, n_heads, hs, rot / 2, 0, rot / 2, cs, sn, interleaved);
+}
+
+void tsl_rope_split_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cos_hi,
+                        const float *sin_hi, const float *cos_lo, const float *sin_lo, int32_t interleaved)
+{
+    float cs[TSL_ROPE_SPAN], sn[TSL_ROPE_SPAN];
+    const int32_t half = rot / 2;
+#if defined(TSL_VEC_F32)
+    const int vec = TSL_VEC_ON;
+#endif
+    for (int32_t j0 = 0; j0 < half; j0 += TSL_ROPE_SPAN) {
+        const int32_t n = half - j0 < TSL_ROPE_SPAN ? half - j0 : TSL_ROPE_SPAN;
+        const float *ch = cos_hi + j0, *sh = sin_hi + j0, *cl = cos_lo + j0, *sl = sin_lo + j0;
+        int32_t i = 0;
+#if defined(TSL_VEC_F32)
+        if (vec) i = tsl_rope_row_vec(ch, sh, cl, sl, cs, sn, n);
+#endif
+        for (; i < n; i++) {
+            cs[i] = ch[i] * cl[i] - sh[i] * sl[i];
+            sn[i] = sh[i] * cl[i] + ch[i] * sl[i];
+        }
+        tsl_rope_span(v, n_heads, hs, half, j0, n, cs, sn, interleaved);
     }
 }
 

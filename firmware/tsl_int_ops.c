@@ -160,19 +160,50 @@ void tsl_imatvec_s4(const int8_t *x, const int32_t *amax, const uint8_t *w, cons
     }
 }
 
-void tsl_irope(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int16_t *cs, const int16_t *sn,
-               int32_t interleaved)
+#define TSL_ROPE_SPAN 32            /* pairs whose cos, sin rows sit on the stack at a time */
+
+/* pairs j0 .. j0 + n - 1 of every head (of rot / 2 = half) rotated by Q15 cs, sn [n] */
+static void tsl_irope_span(int32_t *v, int32_t n_heads, int32_t hs, int32_t half, int32_t j0, int32_t n,
+                           const int32_t *cs, const int32_t *sn, int32_t interleaved)
 {
-    const int32_t half = rot / 2;
     for (int32_t h = 0; h < n_heads; h++) {
         int32_t *p = v + h * hs;
-        for (int32_t i = 0; i < half; i++) {
+        for (int32_t k = 0; k < n; k++) {
+            const int32_t i = j0 + k;
             const int32_t i0 = interleaved ? 2 * i : i;
             const int32_t i1 = interleaved ? 2 * i + 1 : i + half;
-            const int64_t a = p[i0], b = p[i1], c = cs[i], s = sn[i];
+            const int64_t a = p[i0], b = p[i1], c = cs[k], s = sn[k];
             p[i0] = tsl_sat_s32((a * c - b * s + (1 << 14)) >> 15);
             p[i1] = tsl_sat_s32((b * c + a * s + (1 << 14)) >> 15);
         }
+    }
+}
+
+void tsl_irope(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int16_t *cs, const int16_t *sn,
+               int32_t interleaved)
+{
+    int32_t c[TSL_ROPE_SPAN], s[TSL_ROPE_SPAN];
+    const int32_t half = rot / 2;
+    for (int32_t j0 = 0; j0 < half; j0 += TSL_ROPE_SPAN) {
+        const int32_t n = half - j0 < TSL_ROPE_SPAN ? half - j0 : TSL_ROPE_SPAN;
+        for (int32_t k = 0; k < n; k++) c[k] = cs[j0 + k], s[k] = sn[j0 + k];
+        tsl_irope_span(v, n_heads, hs, half, j0, n, c, s, interleaved);
+    }
+}
+
+void tsl_irope_split(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int32_t *cos_hi,
+                     const int32_t *sin_hi, const int16_t *cos_lo, const int16_t *sin_lo, int32_t interleaved)
+{
+    int32_t cs[TSL_ROPE_SPAN], sn[TSL_ROPE_SPAN];
+    const int32_t half = rot / 2;
+    for (int32_t j0 = 0; j0 < half; j0 += TSL_ROPE_SPAN) {
+        const int32_t n = half - j0 < TSL_ROPE_SPAN ? half - j0 : TSL_ROPE_SPAN;
+        for (int32_t k = 0; k < n; k++) {
+            const int64_t ch = cos_hi[j0 + k], sh = sin_hi[j0 + k], cl = cos_lo[j0 + k], sl = sin_lo[j0 + k];
+            cs[k] = (int32_t)((ch * cl - sh * sl + (1 << 14)) >> 15);
+            sn[k] = (int32_t)((sh * cl + ch * sl + (1 << 14)) >> 15);
+        }
+        tsl_irope_span(v, n_heads, hs, half, j0, n, cs, sn, interleaved);
     }
 }
 

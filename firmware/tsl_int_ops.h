@@ -47,6 +47,11 @@ void tsl_imatvec_s4(const int8_t *x, const int32_t *amax, const uint8_t *w, cons
 /* tsl_rope_f32 with Q15 tables: (a * c - b * s + 2^14) >> 15 in int64 */
 void tsl_irope(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int16_t *cs, const int16_t *sn,
                int32_t interleaved);
+/* tsl_rope_split_f32 with Q15 tables: hi rows int32 (they carry mscale, which may exceed 1; |entry| < 2^16),
+ * lo rows int16; c = (ch * cl - sh * sl + 2^14) >> 15, s = (sh * cl + ch * sl + 2^14) >> 15 in int64
+ * (|c|, |s| < 2^17), then tsl_irope's rotation by (c, s) */
+void tsl_irope_split(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int32_t *cos_hi,
+                     const int32_t *sin_hi, const int16_t *cos_lo, const int16_t *sin_lo, int32_t interleaved);
 /* per head: cache row, scale word = tsl_iquant_s8(x[h]) at slot pos % max_seq */
 void tsl_ikv_store_s8(const int32_t *x, int8_t *cache, int32_t *scale, int32_t n_heads, int32_t hs,
                       int32_t max_seq, int32_t pos);

@@ -66,6 +66,13 @@ void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *d
 void tsl_rope_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cs,
                   const float *sn, int32_t interleaved);
 
+/* tsl_rope_f32 at position p = j * S + r from split tables (tinyslm/model.py rope_split_tables):
+ * cos_hi, sin_hi the rows of angle j * S (times the model's mscale), cos_lo, sin_lo of angle r
+ * [rot / 2] each; the angle sum in float32, cos = ch * cl - sh * sl, sin = sh * cl + ch * sl,
+ * in blocks of 32 pairs on the stack. */
+void tsl_rope_split_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, const float *cos_hi,
+                        const float *sin_hi, const float *cos_lo, const float *sin_lo, int32_t interleaved);
+
 /* Per head h, slot t = pos % max_seq: cache[h][t][:], scale[h][t] = tsl_quant_dynamic_f32(x[h*hs : (h+1)*hs]).
  * cache s8 [n_heads][max_seq][hs], scale f32 [n_heads][max_seq]: a ring when a sliding window
  * shorter than the sequence sets max_seq. */

@@ -116,10 +116,8 @@ def _calls(prog, plan, woff, threads=False):
                 fn, args = "tsl_matvec_s8_f32", [a(op.ins[0]), sx, w(t["w_w"]), w(t["ws_w"])]
             args += [w(t["bias_w"]), a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
         elif k == "rope":
-            half = t["rot"] // 2
-            fn, args = "tsl_rope_f32", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"],
-                                        w(t["cos_w"], f" + pos * {half}"), w(t["sin_w"], f" + pos * {half}"),
-                                        t["interleaved"]]
+            fn, args = "tsl_rope_split_f32", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"], *_rope_rows(t, w),
+                                              t["interleaved"]]
         elif k == "kv_store":
             fn, args = "tsl_kv_store_s8", [a(op.ins[0]), a(op.outs[0]), a(op.outs[1], "float"), t["n_heads"],
                                            t["hs"], t["max_seq"], "pos"]
@@ -143,6 +141,13 @@ def _calls(prog, plan, woff, threads=False):
             fn, args = fn.replace("tsl_", "tsl_par_", 1), ["m->pool"] + args
         out.append(dict(name=op.name, lhs=lhs, fn=fn, args=[str(x) for x in args]))
     return out
+
+
+def _rope_rows(t, w):
+    """the hi rows (pos / step) and lo rows (pos % step) of a rope op's split tables: cos_hi, sin_hi, cos_lo, sin_lo"""
+    half, S = t["rot"] // 2, t["step"]
+    return [w(t[k + "_hi_w"], f" + (pos / {S}) * {half}") for k in ("cos", "sin")] + \
+        [w(t[k + "_lo_w"], f" + (pos % {S}) * {half}") for k in ("cos", "sin")]
 
 
 def _int_call(op, t, a, w):
@@ -169,9 +174,8 @@ def _int_call(op, t, a, w):
         fn, args = f"tsl_imatvec_{t.get('fmt', 's8')}", [a(op.ins[0]), a(t["sx"]), w(t["w_w"]), *gs, w(t["wfx_w"]),
                                                          w(t["bias_w"]), a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
     elif k == "i_rope":
-        half = t["rot"] // 2
-        fn, args = "tsl_irope", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"], w(t["cos_w"], f" + pos * {half}"),
-                                 w(t["sin_w"], f" + pos * {half}"), t["interleaved"]]
+        fn, args = "tsl_irope_split", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"], *_rope_rows(t, w),
+                                       t["interleaved"]]
     elif k == "i_kv_store":
         fn, args = "tsl_ikv_store_s8", [a(op.ins[0]), a(op.outs[0]), a(op.outs[1]), t["n_heads"], t["hs"],
                                         t["max_seq"], "pos"]

@@ -9,7 +9,7 @@ lower_int(prog) -> a new Program whose every op is an i_* kernel of firmware/tsl
   weights     int8 tables, int8 and int4 matrices and int4 group scales as they are; each float
               scale array (int4: the per-channel scale above the int8 group scales) becomes (mult, shift)
               pairs [N][2]; gains int32 at a per-norm power of two (attr gq), biases Q16; RoPE
-              tables int16 Q15; activations a Q15 gate table (act(x) / x on [-16, 16), step 1/32)
+              tables Q15 (hi rows int32, lo rows int16); activations a Q15 gate table (act(x) / x on [-16, 16), step 1/32)
   ops         one i_* op per float op, same buffers and order: the planner and the verifier see
               the same program shape
 Rotation (quantize's fwht): tsl_ifwht halves each butterfly, so its output is H D x / block, not
@@ -139,11 +139,15 @@ class _Lower:
                   w_w=self.keep(a["w_w"]), wfx_w=wfx, bias_w=bias, **s4)
 
     def rope(self, op, a):
-        def q15(name):
-            t = np.asarray(self.src.weights[name], np.float64)
-            return lambda: np.clip(np.round(t * 32768), -32767, 32767).astype(np.int16)
+        def q15(name, dtype):
+            t = np.round(np.asarray(self.src.weights[name], np.float64) * 32768)
+            m = np.iinfo(dtype).max
+            return lambda: np.clip(t, -m, m).astype(dtype)
+        # hi rows int32 (they carry mscale, above 1 with LongRoPE), lo rows int16 (|cos|, |sin| <= 1)
+        tabs = {k: self.w(a[k] + ".q15", q15(a[k], np.int32 if "_hi" in k else np.int16))
+                for k in ("cos_hi_w", "sin_hi_w", "cos_lo_w", "sin_lo_w")}
         self.emit(op, "i_rope", n_heads=a["n_heads"], hs=a["hs"], rot=a["rot"], interleaved=a["interleaved"],
-                  cos_w=self.w(a["cos_w"] + ".q15", q15(a["cos_w"])), sin_w=self.w(a["sin_w"] + ".q15", q15(a["sin_w"])))
+                  step=a["step"], **tabs)
 
     def kv_store(self, op, a):
         self.emit(op, "i_kv_store", n_heads=a["n_heads"], hs=a["hs"], max_seq=a["max_seq"])

@@ -3,6 +3,7 @@
 The float forward is the compiler's view of the ONNX model: the frontend checks it against
 onnxruntime before anything is compiled, and quality is measured against it.
 """
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,6 +97,24 @@ def rope_tables(inv_freq, n_pos, mscale=1.0):
     """cos, sin [n_pos, rot/2] float32 (angles in float64, then rounded once), times mscale."""
     ang = np.arange(n_pos, dtype=np.float64)[:, None] * np.asarray(inv_freq, np.float64)[None, :]
     return (np.cos(ang) * mscale).astype(np.float32), (np.sin(ang) * mscale).astype(np.float32)
+
+
+def rope_step(n_pos):
+    """S of the split tables: the power of two nearest above sqrt(n_pos) (256 positions: 16)."""
+    return 1 << max(0, math.ceil(math.log2(math.sqrt(max(n_pos, 1)))))
+
+
+def rope_split_tables(inv_freq, n_pos, mscale=1.0):
+    """-> (S, cos_hi, sin_hi [ceil(n_pos / S), rot/2], cos_lo, sin_lo [S, rot/2]) float32 (angles in
+    float64, each entry rounded once): hi rows the angles of positions j * S, times mscale (applied
+    once, here); lo rows the angles of 0 .. S - 1. Position p = j * S + r is rotated by their sum:
+    numerics.rope_row (float32) and numerics_int.rope_row (Q15) combine rows j and r."""
+    S = rope_step(n_pos)
+    f = np.asarray(inv_freq, np.float64)[None, :]
+    hi = np.arange(-(-n_pos // S), dtype=np.float64)[:, None] * S * f
+    lo = np.arange(S, dtype=np.float64)[:, None] * f
+    return (S, (np.cos(hi) * mscale).astype(np.float32), (np.sin(hi) * mscale).astype(np.float32),
+            np.cos(lo).astype(np.float32), np.sin(lo).astype(np.float32))
 
 
 def layer_freqs(spec, L, T):

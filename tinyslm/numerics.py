@@ -183,6 +183,13 @@ def layernorm(x, g, b, eps):
     return ((d * r) * g) + b
 
 
+def rope_row(ch, sh, cl, sl):
+    """tsl_rope_split_f32's cos, sin [rot/2] of position j * S + r from hi row j and lo row r
+    (model.rope_split_tables), float32 in this order: cos = ch cl - sh sl, sin = sh cl + ch sl."""
+    ch, sh, cl, sl = (np.asarray(t, f32) for t in (ch, sh, cl, sl))
+    return ch * cl - sh * sl, sh * cl + ch * sl
+
+
 def rope(v, n_heads, hs, rot, cs, sn, interleaved):
     v = v.reshape(n_heads, hs).copy()
     half = rot // 2

@@ -98,8 +98,15 @@ def norm(x, g, gq, b, eps_q, layer):
     return y if b is None else sat32(y + np.asarray(b, np.int64))
 
 
+def rope_row(ch, sh, cl, sl):
+    """tsl_irope_split's Q15 cos, sin [rot/2] from hi row j (int32 Q15, may exceed 1: mscale) and lo
+    row r (int16 Q15): (ch cl - sh sl + 2^14) >> 15 and (sh cl + ch sl + 2^14) >> 15 in int64."""
+    ch, sh, cl, sl = (np.asarray(t, np.int64) for t in (ch, sh, cl, sl))
+    return (ch * cl - sh * sl + (1 << 14)) >> 15, (sh * cl + ch * sl + (1 << 14)) >> 15
+
+
 def rope(v, n_heads, hs, rot, cs, sn, interleaved):
-    """tsl_irope: cs, sn int16 Q15 [rot / 2]"""
+    """tsl_irope: cs, sn Q15 [rot / 2] (int16, or rope_row's int64)"""
     v = np.asarray(v, np.int64).reshape(n_heads, hs).copy()
     half = rot // 2
     i0 = np.arange(half) * 2 if interleaved else np.arange(half)

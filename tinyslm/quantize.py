@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import TslError
 from .ir import Program
-from .model import kv_slots, layer_freqs, rope_tables
+from .model import kv_slots, layer_freqs, rope_split_tables
 from .numerics import ACTS, butterflies, sign_bits
 
 GROUP = 32            # int4 group length along K
@@ -287,9 +287,10 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
     def rope_w(freqs):
         key = np.asarray(freqs, np.float64).tobytes()
         if key not in tables:
-            cos, sin = rope_tables(freqs, max_seq, spec.rope_mscale)
+            S, ch, sh, cl, sl = rope_split_tables(freqs, max_seq, spec.rope_mscale)
             t = f"rope{len(tables) or ''}"
-            tables[key] = dict(cos_w=P.weight(t + ".cos", cos), sin_w=P.weight(t + ".sin", sin),
+            tables[key] = dict(cos_hi_w=P.weight(t + ".cos_hi", ch), sin_hi_w=P.weight(t + ".sin_hi", sh),
+                               cos_lo_w=P.weight(t + ".cos_lo", cl), sin_lo_w=P.weight(t + ".sin_lo", sl), step=S,
                                rot=spec.rotary_dim, hs=hs, interleaved=int(spec.rope_interleaved))
         return tables[key]
     first = [f for L in spec.layers if (f := layer_freqs(spec, L, max_seq)) is not None][:1]

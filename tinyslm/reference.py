@@ -87,12 +87,16 @@ class Reference:
         out[:] = nx.epilogue(acc, sx, self.W[a["ws_w"]], bias, out if a["accumulate"] else None)
 
     def op_rope(self, op, a, token, pos):
-        self._rope(op, a, pos, nx.rope)
+        self._rope(op, a, pos, nx)
 
-    def _rope(self, op, a, pos, rope):
-        """rope(v, ...) with row `pos` of the op's cos/sin tables: float (numerics) or Q15 (numerics_int)"""
-        half = a["rot"] // 2
-        cs, sn = self.W[a["cos_w"]].reshape(-1, half)[pos], self.W[a["sin_w"]].reshape(-1, half)[pos]
+    def _rope(self, op, a, pos, num):
+        """num.rope(v, ...) with the cos/sin row of `pos` combined by num.rope_row from hi row pos / step
+        and lo row pos % step of the op's tables: float (numerics) or Q15 (numerics_int)"""
+        half, S = a["rot"] // 2, a["step"]
+        row = lambda k, i: self.W[a[k]].reshape(-1, half)[i]                    # noqa: E731
+        cs, sn = num.rope_row(row("cos_hi_w", pos // S), row("sin_hi_w", pos // S),
+                              row("cos_lo_w", pos % S), row("sin_lo_w", pos % S))
+        rope = num.rope
         v = self.buf[op.outs[0]]
         v[:] = rope(v, a["n_heads"], a["hs"], a["rot"], cs, sn, a["interleaved"])
 
@@ -173,7 +177,7 @@ class Reference:
         out[:] = ni.sat32(out.astype(np.int64) + v) if a["accumulate"] else v
 
     def op_i_rope(self, op, a, token, pos):
-        self._rope(op, a, pos, ni.rope)
+        self._rope(op, a, pos, ni)
 
     def op_i_kv_store(self, op, a, token, pos):
         self._kv_store(op, a, pos, ni.quant)
