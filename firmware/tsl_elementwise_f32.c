@@ -85,19 +85,6 @@ TSL_VEC_FN int32_t tsl_rope_pairs_vec(float *p, int32_t n, const float *cs, cons
     return i;
 }
 
-/* cs[i] = ch[i] * cl[i] - sh[i] * sl[i], sn[i] = sh[i] * cl[i] + ch[i] * sl[i], i < the returned count */
-TSL_VEC_FN int32_t tsl_rope_row_vec(const float *ch, const float *sh, const float *cl, const float *sl, float *cs,
-                                    float *sn, int32_t n)
-{
-    int32_t i = 0;
-    for (; i + TSL_VW <= n; i += TSL_VW) {
-        const tsl_vf c = tsl_vf_ld(ch + i), s = tsl_vf_ld(sh + i), cl_ = tsl_vf_ld(cl + i), sl_ = tsl_vf_ld(sl + i);
-        tsl_vf_st(cs + i, tsl_vf_sub(tsl_vf_mul(c, cl_), tsl_vf_mul(s, sl_)));
-        tsl_vf_st(sn + i, tsl_vf_add(tsl_vf_mul(s, cl_), tsl_vf_mul(c, sl_)));
-    }
-    return i;
-}
-
 TSL_VEC_FN int32_t tsl_add_vec(float *x, const float *y, int32_t n)
 {
     int32_t i = 0;
@@ -188,24 +175,39 @@ void tsl_embed_s8(const int8_t *table, const float *scale, int32_t row, float *d
     }
 }
 
+/* (pa[i], pb[i]) <- (pa[i] * c[i] - pb[i] * s[i], pb[i] * c[i] + pa[i] * s[i]), i < n: a rotate-half
+ * head's pairs, and the split tables' angle addition (cos, sin of hi rotated by lo) */
+static void tsl_rotate_f32(float *pa, float *pb, int32_t n, const float *c, const float *s)
+{
+    int32_t i = 0;
+#if defined(TSL_VEC_F32)
+    if (TSL_VEC_ON) i = tsl_rope_half_vec(pa, pb, n, c, s);
+#endif
+    for (; i < n; i++) {
+        const float a = pa[i], b = pb[i];
+        pa[i] = a * c[i] - b * s[i];
+        pb[i] = b * c[i] + a * s[i];
+    }
+}
+
 /* pairs j0 .. j0 + n - 1 of every head (of rot / 2 = half) rotated by cs, sn [n] */
 static void tsl_rope_span(float *v, int32_t n_heads, int32_t hs, int32_t half, int32_t j0, int32_t n,
                           const float *cs, const float *sn, int32_t interleaved)
 {
-#if defined(TSL_VEC_F32)
-    const int vec = TSL_VEC_ON;
-#endif
     for (int32_t h = 0; h < n_heads; h++) {
-        float *pa = v + h * hs + (interleaved ? 2 * j0 : j0), *pb = pa + half;
+        float *p = v + h * hs + (interleaved ? 2 * j0 : j0);
+        if (!interleaved) {
+            tsl_rotate_f32(p, p + half, n, cs, sn);
+            continue;
+        }
         int32_t i = 0;
 #if defined(TSL_VEC_F32)
-        if (vec) i = interleaved ? tsl_rope_pairs_vec(pa, n, cs, sn) : tsl_rope_half_vec(pa, pb, n, cs, sn);
+        if (TSL_VEC_ON) i = tsl_rope_pairs_vec(p, n, cs, sn);
 #endif
         for (; i < n; i++) {
-            float *x0 = interleaved ? pa + 2 * i : pa + i, *x1 = interleaved ? pa + 2 * i + 1 : pb + i;
-            const float a = *x0, b = *x1;
-            *x0 = a * cs[i] - b * sn[i];
-            *x1 = b * cs[i] + a * sn[i];
+            const float a = p[2 * i], b = p[2 * i + 1];
+            p[2 * i] = a * cs[i] - b * sn[i];
+            p[2 * i + 1] = b * cs[i] + a * sn[i];
         }
     }
 }
@@ -221,20 +223,14 @@ void tsl_rope_split_f32(float *v, int32_t n_heads, int32_t hs, int32_t rot, cons
 {
     float cs[TSL_ROPE_SPAN], sn[TSL_ROPE_SPAN];
     const int32_t half = rot / 2;
-#if defined(TSL_VEC_F32)
-    const int vec = TSL_VEC_ON;
-#endif
     for (int32_t j0 = 0; j0 < half; j0 += TSL_ROPE_SPAN) {
         const int32_t n = half - j0 < TSL_ROPE_SPAN ? half - j0 : TSL_ROPE_SPAN;
-        const float *ch = cos_hi + j0, *sh = sin_hi + j0, *cl = cos_lo + j0, *sl = sin_lo + j0;
-        int32_t i = 0;
-#if defined(TSL_VEC_F32)
-        if (vec) i = tsl_rope_row_vec(ch, sh, cl, sl, cs, sn, n);
-#endif
-        for (; i < n; i++) {
-            cs[i] = ch[i] * cl[i] - sh[i] * sl[i];
-            sn[i] = sh[i] * cl[i] + ch[i] * sl[i];
+        for (int32_t i = 0; i < n; i++) {
+            cs[i] = cos_hi[j0 + i];
+            sn[i] = sin_hi[j0 + i];
         }
+        /* cs = ch * cl - sh * sl, sn = sh * cl + ch * sl */
+        tsl_rotate_f32(cs, sn, n, cos_lo + j0, sin_lo + j0);
         tsl_rope_span(v, n_heads, hs, half, j0, n, cs, sn, interleaved);
     }
 }
