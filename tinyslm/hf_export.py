@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from .errors import TslError
+from .objcache import cache_base
 
 EXTRA = "pip install 'tinyslm[export]'"
 DROP = ("auto_map", "transformers_version", "_name_or_path", "torch_dtype", "dtype")
@@ -80,9 +81,7 @@ def _check_extra(folder):
 
 
 def cache_root():
-    base = os.environ.get("TINYSLM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tinyslm")
-    return Path(base) / "hf-onnx"
+    return cache_base() / "hf-onnx"
 
 
 def _key(folder, files, log):

@@ -3,7 +3,6 @@ import hashlib
 import hmac
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from . import __version__, procs
 from .errors import TslError
+from .objcache import compile_objects, compiler_version, secret
 
 HOST_CFLAGS = ["-O2", "-fPIC", "-pthread", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Werror"]
 CDEF = """
@@ -43,32 +43,7 @@ def _compiler():
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise TslError("no host C compiler (cc/gcc) found: apt-get install gcc")
-    if cc not in _CC_VERSION:
-        r = subprocess.run([cc, "--version"], capture_output=True, text=True)
-        _CC_VERSION[cc] = r.stdout
-    return cc, _CC_VERSION[cc]
-
-
-_CC_VERSION = {}
-
-
-def _secret():
-    """32 random bytes kept in the user's cache folder (mode 0600): what makes a cached library's
-    tag unforgeable by whoever wrote the build directory. None if there is no such folder."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinyslm"
-    p = base / "host-library-key"
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(os.urandom(32))
-        except FileExistsError:
-            pass
-        key = p.read_bytes()
-        return key if len(key) == 32 and not p.is_symlink() else None
-    except OSError:
-        return None
+    return cc, compiler_version(cc)
 
 
 def _inputs_digest(out, man, cc, version, cflags):
@@ -96,7 +71,7 @@ def build_host_lib(out, man, cflags=None, tag="host"):
     digest = _inputs_digest(out, man, cc, version, cflags)
     bdir = private_dir(out, tag)
     lib, tagf = bdir / f"libtsl-{digest[:16]}.so", bdir / f"libtsl-{digest[:16]}.hmac"
-    key = _secret()
+    key = secret()
 
     def mac(data):
         return hmac.new(key, digest.encode() + hashlib.sha256(data).digest(), "sha256").hexdigest()
@@ -108,8 +83,10 @@ def build_host_lib(out, man, cflags=None, tag="host"):
         pass
     tmp = Path(tempfile.mkdtemp(prefix="build-", dir=bdir))
     try:
-        cmd = [cc, *cflags, "-shared", "-I", str(out / "runtime"), "-I", str(out / "model"),
-               "-o", str(tmp / "libtsl.so"), *(str(out / s) for s in man["sources"])]
+        # relative to cwd = out: the flags, part of each object's key, are then the same for every build
+        objs = compile_objects(cc, [*cflags, "-Iruntime", "-Imodel"], man["sources"], tmp, out,
+                               what=f"{out}: host build")
+        cmd = [cc, *cflags, "-shared", "-o", str(tmp / "libtsl.so"), *map(str, objs)]
         r = procs.run(cmd, cwd=out, timeout=1800)
         if r.returncode:
             raise TslError(f"{out}: host build failed:\n{r.stderr.decode(errors='replace').strip()[:2000]}")

@@ -9,11 +9,13 @@ Nothing here branches on a board's name: kinds differ only by what their TOML li
 """
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from . import procs
 from .boards import ROOT, load_board
 from .errors import TslError
+from .objcache import compile_objects
 
 PLATFORM_INCLUDE = ROOT / "firmware" / "targets"     # tsl_platform.h
 
@@ -59,14 +61,20 @@ def build(board, sources, include_dirs, out_dir, defines=None, name="app", extra
     defs += [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in (defines or {}).items()]
     incs = [f"-I{Path(d).resolve()}" for d in [*include_dirs, PLATFORM_INCLUDE]]
     tmp = out_dir / f".{exe.name}.tmp-{os.urandom(8).hex()}"
-    cmd = [cc, *tc.get("cflags", []), *extra_cflags, *incs, *defs, *map(str, st_srcs), *map(str, sources),
-           *st_ld, *tc.get("ldflags", []), "-o", str(tmp)]
+    work = Path(tempfile.mkdtemp(prefix=f".{exe.name}.objs-", dir=out_dir))
     # cwd: the sources' common folder, against which .incbin paths in assembly sources resolve
     cwd = os.path.commonpath([str(s.parent) for s in sources]) if sources else out_dir
-    r = procs.run(cmd, cwd=cwd, timeout=1800)
-    if r.returncode:
-        raise TslError(f"{board.name}: build of {exe.name} failed:\n{' '.join(cmd)}\n"
-                       f"{r.stderr.decode(errors='replace').strip()[:3000]}")
+    flags = [*tc.get("cflags", []), *extra_cflags]
+    try:
+        objs = compile_objects(cc, [*flags, *incs, *defs], [*st_srcs, *sources], work, cwd,
+                               what=f"{board.name}: build of {exe.name}")
+        cmd = [cc, *flags, *map(str, objs), *st_ld, *tc.get("ldflags", []), "-o", str(tmp)]
+        r = procs.run(cmd, cwd=cwd, timeout=1800)
+        if r.returncode:
+            raise TslError(f"{board.name}: link of {exe.name} failed:\n{' '.join(cmd)}\n"
+                           f"{r.stderr.decode(errors='replace').strip()[:3000]}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     os.replace(tmp, exe)     # replaces a planted link, never writes through it
     return exe
 
