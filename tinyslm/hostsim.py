@@ -11,7 +11,7 @@ import numpy as np
 
 from . import __version__, procs
 from .errors import TslError
-from .objcache import compile_objects, compiler_version, secret
+from .objcache import compile_objects, compiler_version, mac, secret
 
 HOST_CFLAGS = ["-O2", "-fPIC", "-pthread", "-std=c99", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Werror"]
 CDEF = """
@@ -72,12 +72,9 @@ def build_host_lib(out, man, cflags=None, tag="host"):
     bdir = private_dir(out, tag)
     lib, tagf = bdir / f"libtsl-{digest[:16]}.so", bdir / f"libtsl-{digest[:16]}.hmac"
     key = secret()
-
-    def mac(data):
-        return hmac.new(key, digest.encode() + hashlib.sha256(data).digest(), "sha256").hexdigest()
     try:
         if key and lib.is_file() and not lib.is_symlink() and not tagf.is_symlink() and \
-                hmac.compare_digest(tagf.read_text().strip(), mac(lib.read_bytes())):
+                hmac.compare_digest(tagf.read_text().strip(), mac(key, digest, lib.read_bytes())):
             return lib
     except (OSError, UnicodeDecodeError):
         pass
@@ -92,7 +89,7 @@ def build_host_lib(out, man, cflags=None, tag="host"):
             raise TslError(f"{out}: host build failed:\n{r.stderr.decode(errors='replace').strip()[:2000]}")
         os.replace(tmp / "libtsl.so", lib)                 # replaces a link, never writes through one
         if key:
-            (tmp / "tag").write_text(mac(lib.read_bytes()) + "\n")
+            (tmp / "tag").write_text(mac(key, digest, lib.read_bytes()) + "\n")
             os.replace(tmp / "tag", tagf)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

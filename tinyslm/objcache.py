@@ -2,9 +2,9 @@
 
 Key of one object: sha256 of (tinyslm's version, the compiler's path and `--version` text, the flags
 less -I/-D/-U, the source's preprocessed text without its line markers). The preprocessor has
-resolved every include, macro and -D by then, so two sources with one key compile to one object. Objects live in
-cache_base()/objects, each with a tag: the HMAC, under the user's secret key, of its key and bytes;
-an object whose tag does not verify is compiled again. Assembly sources (.S: .incbin reads files
+resolved every include, macro and -D by then, so two sources with one key compile to one object.
+Objects live in cache_base()/objects, each with a tag: mac() of its key and bytes under the user's
+secret key; an object whose tag does not verify is compiled again. Assembly sources (.S: .incbin reads files
 the preprocessor does not see) are always compiled."""
 import hashlib
 import hmac
@@ -17,7 +17,7 @@ from . import __version__, procs
 from .errors import TslError
 
 KEEP = 4000                                  # objects kept; the oldest go first
-_NAME = re.compile(r"^[0-9a-f]{64}\.(o|hmac)$")
+_OBJ = re.compile(r"^[0-9a-f]{64}\.o$")
 _LINEMARK = re.compile(rb"^#( [0-9]+| line) .*$", re.M)
 _VERSION = {}
 
@@ -119,7 +119,7 @@ def _load(store, key, digest, obj):
         if hit.is_symlink() or tag.is_symlink():
             return False
         data = hit.read_bytes()
-        if not hmac.compare_digest(tag.read_text().strip(), _mac(key, digest, data)):
+        if not hmac.compare_digest(tag.read_text().strip(), mac(key, digest, data)):
             return False
         obj.write_bytes(data)
         os.utime(hit)                          # recently used: kept by the pruning
@@ -134,20 +134,21 @@ def _save(store, key, digest, obj):
     try:
         tmp.write_bytes(data)
         os.replace(tmp, store / f"{digest}.o")
-        tmp.write_text(_mac(key, digest, data) + "\n")
+        tmp.write_text(mac(key, digest, data) + "\n")
         os.replace(tmp, store / f"{digest}.hmac")
     except OSError:
         tmp.unlink(missing_ok=True)
 
 
-def _mac(key, digest, data):
+def mac(key, digest, data):
+    """The tag of a cached file: HMAC-SHA256 under `key` of its inputs' digest and its bytes' sha256."""
     return hmac.new(key, digest.encode() + hashlib.sha256(data).digest(), "sha256").hexdigest()
 
 
 def _prune(store):
     """Keeps the KEEP most recently used objects; touches only files named as this module names them."""
     try:
-        objs = [p for p in store.iterdir() if _NAME.match(p.name) and p.suffix == ".o"]
+        objs = [p for p in store.iterdir() if _OBJ.match(p.name)]
         if len(objs) <= KEEP:
             return
         objs.sort(key=lambda p: p.stat().st_mtime)
