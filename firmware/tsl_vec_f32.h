@@ -85,6 +85,28 @@ TSL_VFN void tsl_vf_st2(float *p, tsl_vf a, tsl_vf b)
     const float32x4x2_t v = {{a, b}};
     vst2q_f32(p, v);
 }
+/* a with lane l negated where bit l of bits is set (C's -a: the sign bit flipped) */
+TSL_VFN tsl_vf tsl_vf_neg_bits(tsl_vf a, uint32_t bits)
+{
+    static const uint32_t lane[4] = {1, 2, 4, 8};
+    const uint32x4_t m = vandq_u32(vtstq_u32(vdupq_n_u32(bits), vld1q_u32(lane)), vdupq_n_u32(0x80000000u));
+    return vreinterpretq_f32_u32(veorq_u32(vreinterpretq_u32_f32(a), m));
+}
+/* TSL_VF_LD4: *a..*d = p[0, 4, 8, 12], p[1, 5, 9, 13], ... of p[0..4 * TSL_VW); st4 the inverse */
+#define TSL_VF_LD4 1
+TSL_VFN void tsl_vf_ld4(const float *p, tsl_vf *a, tsl_vf *b, tsl_vf *c, tsl_vf *d)
+{
+    const float32x4x4_t v = vld4q_f32(p);
+    *a = v.val[0];
+    *b = v.val[1];
+    *c = v.val[2];
+    *d = v.val[3];
+}
+TSL_VFN void tsl_vf_st4(float *p, tsl_vf a, tsl_vf b, tsl_vf c, tsl_vf d)
+{
+    const float32x4x4_t v = {{a, b, c, d}};
+    vst4q_f32(p, v);
+}
 /* TSL_VW floats from int8 p[0..TSL_VW) */
 TSL_VFN tsl_vf tsl_vf_ld_s8(const int8_t *p)
 {
@@ -161,6 +183,13 @@ TSL_VFN void tsl_vf_st2(float *p, tsl_vf a, tsl_vf b)
     const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
     _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
     _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+/* a with lane l negated where bit l of bits is set (C's -a: the sign bit flipped) */
+TSL_VFN tsl_vf tsl_vf_neg_bits(tsl_vf a, uint32_t bits)
+{
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i m = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int32_t)bits), lane), lane);
+    return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_slli_epi32(m, 31)));
 }
 TSL_VFN tsl_vf tsl_vf_ld_s8(const int8_t *p)
 {

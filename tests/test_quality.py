@@ -47,6 +47,12 @@ def held(example):
     return chunks, raw, [log_softmax(r) for r in raw]
 
 
+def _float_ppl(held):
+    chunks, _, refs = held
+    nll = sum(-ref[np.arange(len(ids) - 1), ids[1:]].sum() for ids, ref in zip(chunks, refs))
+    return float(np.exp(nll / sum(len(ids) - 1 for ids in chunks)))
+
+
 def _score(out, held):
     from tinyslm.evaluate import host_logits, log_softmax
     from tinyslm.hostsim import HostModel
@@ -77,9 +83,9 @@ def int4_pair(example, tmp_path_factory, held, half_calibration):
 
 
 def test_calibrated_int4_levels(int4_pair):
-    """Measured here (GPTQ with the least-squares group-scale refit): calibrated mean KLD 0.011056,
-    top-1 92.91 %, perplexity 10.387; rounded to nearest 0.014059, 91.45 %, 10.384 (before the refit:
-    0.01160, 92.52 %; 20,000 tokens, 8,192 calibration tokens: 0.010684 vs 0.014729)."""
+    """int4's default: one MLP pass, rotated. Measured here (GPTQ with the least-squares group-scale
+    refit): calibrated mean KLD 0.010727, top-1 93.78 %, perplexity 10.299; rounded to nearest
+    0.014055, 93.49 %, 10.317 (two MLP passes: 0.011056 and 0.014059)."""
     c, p = int4_pair["calibrated"], int4_pair["plain"]
     print({k: {m: round(v[m], 6) for m in ("kld", "top1", "ppl")} for k, v in int4_pair.items()})
     assert c["kld"] <= 0.82 * p["kld"], (c["kld"], p["kld"])
@@ -96,9 +102,11 @@ def mixed_build(example, tmp_path_factory, held, half_calibration):
     return _score(d, held)
 
 
-def test_mixed_levels(mixed_build, int4_pair):
-    """--weights mixed (calibrated), within 0.70 bytes per weight. Measured here: mean KLD 0.006047,
-    top-1 94.85 %, perplexity 10.326 (20,000 tokens, 8,192 calibration tokens: 0.005825 at 0.698)."""
+def test_mixed_levels(mixed_build, int4_pair, held):
+    """--weights mixed (calibrated; two MLP passes), within 0.70 bytes per weight. Measured here: mean
+    KLD 0.006047, top-1 94.85 %, perplexity 10.326, the float model's 10.253 (+0.71 %) (20,000 tokens, 8,192
+    calibration tokens: 0.005825 at 0.698). Perplexity is no ranking at these gaps (int4's 10.299 is
+    below mixed's at 1.8x its KLD): it is held near the float model's."""
     from tinyslm.pipeline import load_build
     m, c = mixed_build, int4_pair["calibrated"]
     print({k: round(m[k], 6) for k in ("kld", "top1", "ppl")})
@@ -107,7 +115,9 @@ def test_mixed_levels(mixed_build, int4_pair):
     assert m["kld"] <= 0.6 * c["kld"], (m["kld"], c["kld"])
     assert m["kld"] <= 0.0064, m["kld"]
     assert m["top1"] >= 0.94, m["top1"]
-    assert m["ppl"] <= c["ppl"], (m["ppl"], c["ppl"])
+    f = _float_ppl(held)
+    print("float perplexity", round(f, 6))
+    assert abs(m["ppl"] / f - 1) <= 0.009, (m["ppl"], f)
 
 
 @pytest.fixture(scope="module")

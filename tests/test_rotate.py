@@ -1,10 +1,12 @@
 """compile --rotate: the randomized block Walsh-Hadamard rotation of the MLP product (issue 13).
 
-The fwht op's float32 and integer kernels: numpy mirror == C bit for bit, the mirror against the
-float64 matrix H D within rounding; the folding W D H / block reads the rotated product as W reads
+The fwht op's float32 and integer kernels: numpy mirror == C bit for bit (the float kernel in every
+build that has a path of its own: host portable, AVX2, NEON on SIMDe, rpi5 under qemu), the mirror
+against the float64 matrix H D within rounding; the folding W D H / block reads the rotated product as W reads
 the plain one; rotated builds (float and integer numerics, calibrated) == reference on the host and
 on emulated boards; the manifest and `tinyslm info` say it. Its quality is guarded in test_quality.py.
 """
+import platform
 import subprocess
 import sys
 
@@ -12,10 +14,12 @@ import cffi
 import numpy as np
 import pytest
 
+import kernel_cases as kc
 from conftest import ROOT
 from conftest_tools import require_tool, require_toolchain
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
+from tinyslm import targets
 from tinyslm.boards import load_board
 from tinyslm.codegen import MATVEC_S4
 from tinyslm.quantize import rot_block, rot_signs, rotate_cols, rotate_rows
@@ -102,6 +106,55 @@ def test_ifwht_c_equals_mirror_in_range(lib, K):
         assert (c == m).all()
         assert np.abs(m).max() <= np.abs(x.astype(np.int64)).max()
         assert np.abs(m - M @ x.astype(np.float64) / block).max() <= 0.5 * np.log2(block)
+
+
+KERNEL_BUILDS = {"host-portable": ("host", {"TSL_PORTABLE": None}, None), "host-x86-avx2": ("host", None, "avx2"),
+                 "host-neon-simde": ("host", {"TSL_SIMDE_NEON": None}, None), "rpi5": ("rpi5", None, None)}
+# (n, block): every vector path's stage pattern (NEON: LD4 stages 1-2, pairs, a last single stage;
+# AVX2: scalar stages below 8), n not a multiple of the vector width or of 16, blocks of 8 .. 512
+SIZES = [(8, 8), (24, 8), (16, 16), (352, 32), (96, 32), (128, 64), (192, 64), (128, 128), (1536, 512), (40, 8),
+         (12, 4), (6, 2)]
+
+
+@pytest.fixture(scope="module")
+def fwht_program(tmp_path_factory):
+    B = kc.Builder()
+    for n, block in SIZES:
+        bits = rot_signs(n, seed=n)
+        for x in _vectors(n)[:4]:
+            B.add(f"fwht n={n} block={block} |x|={np.abs(x).max():.3g}", nx.fwht(x, block, bits).astype(np.float32),
+                  build=lambda A, n=n, block=block, bits=bits:
+                  f"tsl_fwht_f32((float *)out, {n}, {block}, {A(bits, 'uint8_t')});", init=x)
+    src = kc.write_program(B.cases, tmp_path_factory.mktemp("fwht_cases") / "fwht_cases.c", seed=13)
+    src.write_text(src.read_text().replace('#include "tsl_kernels.h"', '#include "tsl_kernels.h"\n#include "tsl_fwht.h"', 1))
+    return B.cases, src
+
+
+@pytest.mark.parametrize("name", KERNEL_BUILDS)
+def test_fwht_f32_every_path_equals_mirror(name, fwht_program, tmp_path, monkeypatch):
+    board_name, defines, cap = KERNEL_BUILDS[name]
+    if cap and (platform.machine() != "x86_64" or "avx2" not in open("/proc/cpuinfo").read()):
+        pytest.skip("no AVX2 here")
+    if "simde" in name:
+        require_tool("/usr/include/simde/arm/neon.h", "libsimde-dev")
+    board = load_board(board_name)
+    require_toolchain(board)
+    if board.emulator["cmd"][0] != "{elf}":
+        require_tool(board.emulator["cmd"][0], board.emulator.get("install", ""))
+    if cap:
+        monkeypatch.setenv("TSL_HOST_SIMD", cap)
+    else:
+        monkeypatch.delenv("TSL_HOST_SIMD", raising=False)
+    exe = targets.build(board, [fwht_program[1], ROOT / "firmware" / "tsl_fwht_f32.c", ROOT / "firmware" / "tsl_matvec_s8.c"],
+                        [ROOT / "firmware"], tmp_path / name, defines=defines, name="fwht_cases",
+                        extra_cflags=["-Wall", "-Werror", "-Wno-unused-variable"])
+    rc, out = targets.run(board, exe, timeout=300)
+    text = out.decode("utf-8", "replace")
+    assert rc == 0, text[-500:]
+    if cap:
+        assert kc.check_x86(text)[0] == 1, "the AVX2 path was not taken"
+    bad = kc.check(fwht_program[0], text)
+    assert not bad, "\n".join(bad[:20])
 
 
 # ---- whole builds ----
@@ -217,3 +270,17 @@ def test_rotated_build_bit_exact_on_board(builds, board, build):
                        capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"OK {board}: 24 steps bit-exact" in r.stdout
+
+
+def test_default_passes_follow_the_weights(example, tmp_path):
+    """int4 by default: one MLP pass, rotated (the weights' error dwarfs the product's rounding; the
+    second pass was +22 % MACs for a KLD 0.2 % higher); int8: two passes, not rotated; an explicit
+    --mlp-passes wins"""
+    from tinyslm.pipeline import compile_model, load_build
+    got = {}
+    for name, w, kw in (("i4", "int4", {}), ("i8", "int8", {}), ("i4x2", "int4", dict(mlp_residual=True))):
+        compile_model(example, tmp_path / name, "host", 32, w, quiet=True, **kw)
+        man, prog = load_build(tmp_path / name)
+        got[name] = (sum(o.kind.endswith("matvec") and ".w_down" in o.name and o.name.startswith("l0.") for o in prog.ops),
+                     bool(man["model"]["rotate"]))
+    assert got == {"i4": (1, True), "i8": (2, False), "i4x2": (2, False)}, got

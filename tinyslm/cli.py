@@ -26,7 +26,7 @@ def cmd_compile(a):
     print(f"tinyslm {__version__}: compiling {a.model} for {board}", flush=True)
     compile_model(a.model, a.out, board, a.max_seq, a.weights, a.tokenizer, activations=a.activations,
                   calibrate=a.calibrate or (a.weights == "mixed" and "default") or None, fit=bool(a.fit),
-                  mlp_residual=a.mlp_passes == 2, numerics=a.numerics,
+                  mlp_residual=None if a.mlp_passes is None else a.mlp_passes == 2, numerics=a.numerics,
                   rotate=None if a.rotate == "auto" else a.rotate == "on")
 
 
@@ -270,14 +270,15 @@ def parser():
                         "weights rounded to nearest")
     s.add_argument("--fit", metavar="BOARD", help="choose the context length and per-tensor int8/int4 formats that "
                    "fit BOARD's flash and RAM (calibrated; prints its choice and the expected KLD)")
-    s.add_argument("--mlp-passes", type=int, choices=[1, 2], default=2,
-                   help="2 (default): the MLP product also goes through the down projection as its int8 rounding "
-                        "error (+22%% MACs on the example); 1: once")
+    s.add_argument("--mlp-passes", type=int, choices=[1, 2], default=None,
+                   help="2: the MLP product also goes through the down projection as its int8 rounding error "
+                        "(+22%% MACs on the example); 1: once. Default: 2 with int8 and mixed weights and --fit, "
+                        "1 with int4 (where the weights' error dwarfs the product's rounding)")
     s.add_argument("--rotate", choices=["auto", "on", "off"], default="auto",
                    help="on: the MLP product goes through a randomized Walsh-Hadamard rotation (blocks of the largest "
                         "power of two dividing the hidden size, signs stored with the weights) before its int8 "
                         "quantizer, and the down projection reads it rotated (folded into its weights): about half "
-                        "the KLD of one MLP pass; off: quantized as it is; auto (default): on with --mlp-passes 1")
+                        "the KLD of one MLP pass; off: quantized as it is; auto (default): on with one MLP pass")
     s.add_argument("--numerics", choices=["float", "int"], default=None,
                    help="float32 activations, or the integer-only step (default: int where the board lists no fpu-sp/fpu-dp)")
     s.set_defaults(fn=cmd_compile)
