@@ -39,7 +39,8 @@ STORED = [   # issue 13, llama.cpp from the llama-cpp-python sdist, every positi
     ("llama.cpp Q4_0 (stored)", 0.608, 11.0469, 0.01574, 0.1245, 0.9097),
     ("llama.cpp Q4_K_M (stored)", 0.773, 10.9579, 0.00334, 0.0272, 0.9586),
 ]
-VARIANTS = [   # row, compile options (rotate: the MLP product's Hadamard rotation; default: with 1 pass)
+VARIANTS = [   # row, compile options (rotate: the MLP product's Hadamard rotation, default with 1 pass; passes: 2
+               # for int8 and mixed, 1 for int4)
     ("tinyslm int8, MLP 2 passes", dict(weights="int8")),
     ("tinyslm int8, MLP 1 pass", dict(weights="int8", mlp_residual=False, rotate=False)),
     ("tinyslm int8, MLP 1 pass, rotated", dict(weights="int8", mlp_residual=False, rotate=True)),
@@ -50,10 +51,12 @@ VARIANTS = [   # row, compile options (rotate: the MLP product's Hadamard rotati
     ("tinyslm int8, MLP 1 pass, rotated, calibrated", dict(weights="int8", calibrate="default", mlp_residual=False,
                                                             rotate=True)),
     ("tinyslm int8, MLP 2 passes, rotated, calibrated", dict(weights="int8", calibrate="default", rotate=True)),
-    ("tinyslm int4", dict(weights="int4")),
-    ("tinyslm int4, rotated", dict(weights="int4", rotate=True)),
+    ("tinyslm int4 (MLP 1 pass, rotated: int4's default)", dict(weights="int4")),
+    ("tinyslm int4, MLP 2 passes", dict(weights="int4", mlp_residual=True)),
     ("tinyslm int4, calibrated", dict(weights="int4", calibrate="default")),
-    ("tinyslm int4, rotated, calibrated", dict(weights="int4", calibrate="default", rotate=True)),
+    ("tinyslm int4, MLP 2 passes, calibrated", dict(weights="int4", calibrate="default", mlp_residual=True)),
+    ("tinyslm int4 size: mixed at 0.62 B/w, calibrated", dict(weights="mixed", calibrate="default",
+                                                              bytes_per_weight=0.62)),
     ("tinyslm mixed, calibrated", dict(weights="mixed", calibrate="default")),
     ("tinyslm mixed, rotated, calibrated", dict(weights="mixed", calibrate="default", rotate=True)),
 ]

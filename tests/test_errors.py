@@ -77,6 +77,15 @@ def test_int4_group_does_not_divide(tmp_path):
     check_error(tinyslm("compile", p, "--weights", "int4", "-o", tmp_path / "out"), "divisible by 32")
 
 
+@pytest.mark.parametrize("args, needles", [
+    (["--bytes-per-weight", "0.62"], ["--bytes-per-weight", "--weights mixed"]),
+    (["--weights", "mixed", "--bytes-per-weight", "0.4"], ["--bytes-per-weight", "0.4", "[0.5, 1.2]"]),
+    (["--weights", "mixed", "--bytes-per-weight", "0.55"], ["--weights mixed", "all-int4", "0.55 bytes per weight"])])
+def test_mixed_budget(args, needles, tmp_path):
+    check_error(tinyslm("compile", ROOT / "examples" / "tiny_llama.onnx", *args, "-o", tmp_path / "out"), *needles)
+    assert not (tmp_path / "out").exists()
+
+
 def test_verify_not_a_build(tmp_path):
     check_error(tinyslm("verify", tmp_path), "not a tinyslm build directory")
 

@@ -15,7 +15,8 @@ def log(msg, quiet=False):
 
 
 def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False,
-                  activations="int8", calibrate=None, fit=False, mlp_residual=None, numerics=None, rotate=None):
+                  activations="int8", calibrate=None, fit=False, mlp_residual=None, numerics=None, rotate=None,
+                  bytes_per_weight=None):
     """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int4 | mixed | None
     (int4 if the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize); calibrate: a text
     file to calibrate the weights on (calibrate.py; "default": the model's data/train.txt); fit: choose the per-tensor
@@ -23,7 +24,8 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     (None: with int8 and mixed weights and --fit; not with int4, whose weight error dwarfs the MLP product's rounding:
     example int4 calibrated KLD 0.010636 in one rotated pass against 0.010662 in two, at -18 % MACs); numerics: float | int | None (the board's: int without an FPU feature, see lower_int); rotate: the MLP product
     through a randomized Hadamard rotation before its int8 quantizer (quantize.py); None: where it is quantized
-    once (not mlp_residual: example KLD 0.000345 vs 0.000682; with the second pass it changes little)."""
+    once (not mlp_residual: example KLD 0.000345 vs 0.000682; with the second pass it changes little);
+    bytes_per_weight: the budget of weights="mixed" (fit.MIXED_BPW if None)."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
@@ -45,7 +47,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         if fit:
             max_seq, weights, formats = fitting.fit(spec, B, chunks, asked_seq, max_seq, mlp_residual, log=lambda m: log(m, quiet))
         elif weights == "mixed":
-            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual)
+            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight or fitting.MIXED_BPW)
             log(f"mixed: {sum(f == 's8' for f in formats.values())} of {len(formats)} matvecs int8 "
                 f"({', '.join(n for n, f in formats.items() if f == 's8')}), the rest int4", quiet)
         formats = formats or calib.formats_for(spec, weights)
