@@ -323,3 +323,44 @@ def check(cases, text):
     if not done:
         bad.append("program did not finish (no 'done' line)")
     return bad
+
+
+# Builds that each have float paths of their own: name -> (board, defines, TSL_HOST_SIMD cap)
+FLOAT_BUILDS = {"host-portable": ("host", {"TSL_PORTABLE": None}, None), "host-x86-avx2": ("host", None, "avx2"),
+                "host-neon-simde": ("host", {"TSL_SIMDE_NEON": None}, None), "rpi5": ("rpi5", None, None)}
+
+
+def run_build(name, cases, program, sources, out, monkeypatch, builds=FLOAT_BUILDS):
+    """Build `program` with `sources` (firmware/ on the include path) for builds[name], run it there
+    (skipping only for a missing AVX2 CPU; a missing toolchain or emulator per require_*), and
+    -> check()'s problems; on x86 with the AVX2 cap, also that the AVX2 path was taken."""
+    import platform
+
+    import pytest
+
+    from conftest import ROOT
+    from conftest_tools import require_tool, require_toolchain
+    from tinyslm import targets
+    from tinyslm.boards import load_board
+    board_name, defines, cap = builds[name]
+    if cap and (platform.machine() != "x86_64" or "avx2" not in open("/proc/cpuinfo").read()):
+        pytest.skip("no AVX2 here")
+    if "simde" in name:
+        require_tool("/usr/include/simde/arm/neon.h", "libsimde-dev")
+    board = load_board(board_name)
+    require_toolchain(board)
+    if board.emulator["cmd"][0] != "{elf}":
+        require_tool(board.emulator["cmd"][0], board.emulator.get("install", ""))
+    if cap:
+        monkeypatch.setenv("TSL_HOST_SIMD", cap)
+    else:
+        monkeypatch.delenv("TSL_HOST_SIMD", raising=False)
+    exe = targets.build(board, [program] + [ROOT / "firmware" / s for s in sources], [ROOT / "firmware"], out / name,
+                        defines=defines, name=program.stem, extra_cflags=["-Wall", "-Werror", "-Wno-unused-variable"])
+    rc, text = targets.run(board, exe, timeout=300)
+    text = text.decode("utf-8", "replace")
+    assert rc == 0, text[-500:]
+    if cap:
+        assert check_x86(text)[0] == 1, "the AVX2 path was not taken"
+    return check(cases, text)
+

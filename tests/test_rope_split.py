@@ -6,7 +6,6 @@ the combined cos, sin within 2^-22 of float64 (measured 1.1e-7 .. 1.3e-7; the di
 was 3.0e-8, its own rounding). Q15: C == numerics_int bit for bit, within 3 * 2^-15 of float64. mscale
 (LongRoPE) is carried once, by the hi rows.
 """
-import platform
 import subprocess
 
 import cffi
@@ -15,19 +14,14 @@ import pytest
 
 import kernel_cases as kc
 from conftest import ROOT
-from conftest_tools import require_tool, require_toolchain
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
-from tinyslm import targets
-from tinyslm.boards import load_board
 from tinyslm.codegen import MATVEC_S4
 from tinyslm.model import rope_split_tables, rope_step
 
 f32 = np.float32
 FIRMWARE = ROOT / "firmware"
 rng = np.random.default_rng(7)
-BUILDS = {"host-portable": ("host", {"TSL_PORTABLE": None}, None), "host-x86-avx2": ("host", None, "avx2"),
-          "host-neon-simde": ("host", {"TSL_SIMDE_NEON": None}, None), "rpi5": ("rpi5", None, None)}
 SHAPES = [(1, 2, 2), (2, 8, 6), (3, 20, 18), (2, 16, 16), (1, 64, 64), (2, 40, 34), (1, 130, 128), (1, 200, 160)]
 
 
@@ -82,30 +76,10 @@ def program(tmp_path_factory):
     return cases, kc.write_program(cases, tmp_path_factory.mktemp("rope") / "rope_cases.c", seed=3)
 
 
-@pytest.mark.parametrize("name", BUILDS)
+@pytest.mark.parametrize("name", kc.FLOAT_BUILDS)
 def test_split_float_bit_exact(name, program, tmp_path, monkeypatch):
-    board_name, defines, cap = BUILDS[name]
-    if cap and (platform.machine() != "x86_64" or "avx2" not in open("/proc/cpuinfo").read()):
-        pytest.skip("no AVX2 here")
-    if "simde" in name:
-        require_tool("/usr/include/simde/arm/neon.h", "libsimde-dev")
-    board = load_board(board_name)
-    require_toolchain(board)
-    if board.emulator["cmd"][0] != "{elf}":
-        require_tool(board.emulator["cmd"][0], board.emulator.get("install", ""))
-    if cap:
-        monkeypatch.setenv("TSL_HOST_SIMD", cap)
-    else:
-        monkeypatch.delenv("TSL_HOST_SIMD", raising=False)
-    exe = targets.build(board, [program[1], FIRMWARE / "tsl_elementwise_f32.c", FIRMWARE / "tsl_norm_f32.c",
-                                FIRMWARE / "tsl_matvec_s8.c"], [FIRMWARE], tmp_path / name, defines=defines,
-                        name="rope_cases", extra_cflags=["-Wall", "-Werror", "-Wno-unused-variable"])
-    rc, out = targets.run(board, exe, timeout=300)
-    text = out.decode("utf-8", "replace")
-    assert rc == 0, text[-500:]
-    if cap:
-        assert kc.check_x86(text)[0] == 1, "the AVX2 path was not taken"
-    bad = kc.check(program[0], text)
+    bad = kc.run_build(name, program[0], program[1], ["tsl_elementwise_f32.c", "tsl_norm_f32.c", "tsl_matvec_s8.c"],
+                       tmp_path, monkeypatch)
     assert not bad, "\n".join(bad[:20])
 
 

@@ -6,7 +6,6 @@ against the float64 matrix H D within rounding; the folding W D H / block reads 
 the plain one; rotated builds (float and integer numerics, calibrated) == reference on the host and
 on emulated boards; the manifest and `tinyslm info` say it. Its quality is guarded in test_quality.py.
 """
-import platform
 import subprocess
 import sys
 
@@ -19,7 +18,6 @@ from conftest import ROOT
 from conftest_tools import require_tool, require_toolchain
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
-from tinyslm import targets
 from tinyslm.boards import load_board
 from tinyslm.codegen import MATVEC_S4
 from tinyslm.quantize import rot_block, rot_signs, rotate_cols, rotate_rows
@@ -108,8 +106,6 @@ def test_ifwht_c_equals_mirror_in_range(lib, K):
         assert np.abs(m - M @ x.astype(np.float64) / block).max() <= 0.5 * np.log2(block)
 
 
-KERNEL_BUILDS = {"host-portable": ("host", {"TSL_PORTABLE": None}, None), "host-x86-avx2": ("host", None, "avx2"),
-                 "host-neon-simde": ("host", {"TSL_SIMDE_NEON": None}, None), "rpi5": ("rpi5", None, None)}
 # (n, block): every vector path's stage pattern (NEON: LD4 stages 1-2, pairs, a last single stage;
 # AVX2: scalar stages below 8), n not a multiple of the vector width or of 16, blocks of 8 .. 512
 SIZES = [(8, 8), (24, 8), (16, 16), (352, 32), (96, 32), (128, 64), (192, 64), (128, 128), (1536, 512), (40, 8),
@@ -130,30 +126,10 @@ def fwht_program(tmp_path_factory):
     return B.cases, src
 
 
-@pytest.mark.parametrize("name", KERNEL_BUILDS)
+@pytest.mark.parametrize("name", kc.FLOAT_BUILDS)
 def test_fwht_f32_every_path_equals_mirror(name, fwht_program, tmp_path, monkeypatch):
-    board_name, defines, cap = KERNEL_BUILDS[name]
-    if cap and (platform.machine() != "x86_64" or "avx2" not in open("/proc/cpuinfo").read()):
-        pytest.skip("no AVX2 here")
-    if "simde" in name:
-        require_tool("/usr/include/simde/arm/neon.h", "libsimde-dev")
-    board = load_board(board_name)
-    require_toolchain(board)
-    if board.emulator["cmd"][0] != "{elf}":
-        require_tool(board.emulator["cmd"][0], board.emulator.get("install", ""))
-    if cap:
-        monkeypatch.setenv("TSL_HOST_SIMD", cap)
-    else:
-        monkeypatch.delenv("TSL_HOST_SIMD", raising=False)
-    exe = targets.build(board, [fwht_program[1], ROOT / "firmware" / "tsl_fwht_f32.c", ROOT / "firmware" / "tsl_matvec_s8.c"],
-                        [ROOT / "firmware"], tmp_path / name, defines=defines, name="fwht_cases",
-                        extra_cflags=["-Wall", "-Werror", "-Wno-unused-variable"])
-    rc, out = targets.run(board, exe, timeout=300)
-    text = out.decode("utf-8", "replace")
-    assert rc == 0, text[-500:]
-    if cap:
-        assert kc.check_x86(text)[0] == 1, "the AVX2 path was not taken"
-    bad = kc.check(fwht_program[0], text)
+    bad = kc.run_build(name, fwht_program[0], fwht_program[1], ["tsl_fwht_f32.c", "tsl_matvec_s8.c"], tmp_path,
+                       monkeypatch)
     assert not bad, "\n".join(bad[:20])
 
 
