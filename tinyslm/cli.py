@@ -266,7 +266,7 @@ def parser():
                         "int4 with the tensors that matter most in int8 (calibrated)")
     s.add_argument("--bytes-per-weight", type=_finite(0.5, 1.2), default=None, metavar="B",
                    help="--weights mixed: the weights blob's bytes per parameter that the int8 tensors may fill "
-                        "(default 0.70; 0.62: int4's size, example KLD 0.0097 against all-int4's 0.0106)")
+                        "(default 0.70; 0.62: int4's size, example KLD 0.0096 against all-int4's 0.0106)")
     s.add_argument("--tokenizer", help="tokenizer.json (default: next to the model, if present)")
     s.add_argument("--activations", choices=["int8", "int8x2"], default="int8", help=ACT_HELP)
     s.add_argument("--calibrate", nargs="?", const="default", metavar="FILE",

@@ -21,8 +21,9 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     (int4 if the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize); calibrate: a text
     file to calibrate the weights on (calibrate.py; "default": the model's data/train.txt); fit: choose the per-tensor
     formats and the context length for the board (fit.py, calibrated); mlp_residual: the MLP product's second pass
-    (None: with int8 and mixed weights and --fit; not with int4, whose weight error dwarfs the MLP product's rounding:
-    example int4 calibrated KLD 0.010636 in one rotated pass against 0.010662 in two, at -18 % MACs); numerics: float | int | None (the board's: int without an FPU feature, see lower_int); rotate: the MLP product
+    (None: with int8 and mixed weights and --fit; not with int4, whose weight error dwarfs the MLP product's
+    rounding: example int4 calibrated KLD 0.010590 in one rotated pass against 0.010684 in two, at 18 % fewer
+    MACs); numerics: float | int | None (the board's: int without an FPU feature, see lower_int); rotate: the MLP product
     through a randomized Hadamard rotation before its int8 quantizer (quantize.py); None: where it is quantized
     once (not mlp_residual: example KLD 0.000345 vs 0.000682; with the second pass it changes little);
     bytes_per_weight: the budget of weights="mixed" (fit.MIXED_BPW if None)."""
