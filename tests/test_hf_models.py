@@ -181,7 +181,10 @@ def test_onnxruntime_quantized(how, weights, bar, kept, request, tmp_path):
     with static per-tensor scales; tinyslm keeps its per-token scales instead, so it lands closer to
     the float model than onnxruntime's own run of the QDQ file, and further from that run."""
     src, q = quantized(request, "llama", how, reduce_range=not how.startswith("nbits"))
-    man, got = check(q, tmp_path, None, bar)
+    # nbits_asym's blocks are requantized into int4: each weight rounded twice to 16 levels, and two
+    # near ties flip (measured: gaps 0.077 and 0.012 of the spread in one rotated MLP pass, int4's
+    # default; 0.012 and 0.025 in two, at the same mean cosine 0.99917 / 0.99919)
+    man, got = check(q, tmp_path, None, bar, tie=0.1 if how == "nbits_asym" else 0.05)
     assert man["model"]["weights"] == weights
     assert man["model"]["graph_weights"] == {"kept": kept, "requantized": 14 - kept}
     if how.startswith("qdq"):
