@@ -16,6 +16,10 @@ from tinyslm.hostsim import HostModel
 from tinyslm.serialio import Device
 
 BOARDS = ["mps2-an386", "mps3-an547", "esp32c3", "rpi5", "esp32"]
+# `tinyslm load` runs the same tsl_serial_app.c on mps3-an547 as on mps2-an386 (its load buffer is
+# linked by build_firmware(load_buffer=True) all the same), and qemu's Cortex-M UARTs take about
+# 23 KB/s: 36 s for the example's weights, once is enough
+LOAD_ELSEWHERE = ("mps3-an547",)
 
 
 
@@ -59,6 +63,8 @@ def test_identify_run_verify_load(build, board):
         assert all(c > 0 for _, c in got)                     # per-token timing from the device's counter
     r = tinyslm("verify", build, "--port", url, "--steps", 64)
     assert r.returncode == 0 and f"OK {B.name}: 64 steps bit-exact on the device" in r.stdout, r.stdout + r.stderr
+    if B.name in LOAD_ELSEWHERE:
+        return
     r = tinyslm("load", build, "--port", url)
     if info["load_capacity"] < man["weights"]["bytes"]:            # no RAM for a second copy (esp32c3)
         assert r.returncode == 2 and "cannot take new weights" in r.stderr, r.stderr
@@ -107,10 +113,13 @@ def test_faulty_link_never_yields_wrong_tokens(build, seed):
 
 def test_verify_names_diverging_op_on_the_device(build, tmp_path):
     """Weights that differ in one byte, loaded into the running firmware: verify over the port must
-    fail and name the op whose output first differs, found from the device's per-op hashes."""
+    fail and name the op whose output first differs, found from the device's per-op hashes (rpi5's
+    tinyslm-run over its socket UART: the same tsl_serial_app.c as every board, without the 36 s an
+    emulated Cortex-M UART takes to load the example's weights)."""
     import struct
     import zlib
-    B = load_board("mps2-an386")
+    B = load_board("rpi5")
+    require_toolchain(B)
     require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
     man = json.loads((build / "manifest.json").read_text())
     blob = bytearray((build / "model" / "tsl_weights.bin").read_bytes())
