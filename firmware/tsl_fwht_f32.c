@@ -10,6 +10,16 @@
 #include "tsl_vec_f32.h"
 
 #if defined(TSL_VEC_F32)
+/* stages h and 2h on four lanes' worth of a, b, c, d (x[j], x[j + h], x[j + 2h], x[j + 3h]), in place */
+TSL_VFN void tsl_fwht_bfly4(tsl_vf *a, tsl_vf *b, tsl_vf *c, tsl_vf *d)
+{
+    const tsl_vf p = tsl_vf_add(*a, *b), q = tsl_vf_sub(*a, *b), r = tsl_vf_add(*c, *d), s = tsl_vf_sub(*c, *d);
+    *a = tsl_vf_add(p, r);
+    *b = tsl_vf_add(q, s);
+    *c = tsl_vf_sub(p, r);
+    *d = tsl_vf_sub(q, s);
+}
+
 /* the signs of x[0..i), i the returned count (a multiple of TSL_VW, TSL_VW dividing 8) */
 TSL_VEC_FN int32_t tsl_fwht_signs_vec(float *x, int32_t n, const uint8_t *signs)
 {
@@ -27,8 +37,8 @@ TSL_VEC_FN int32_t tsl_fwht_stages_vec(float *x, int32_t n, int32_t block, int32
         for (int32_t j = 0; j < n; j += 4 * TSL_VW) {
             tsl_vf a, b, c, d;
             tsl_vf_ld4(x + j, &a, &b, &c, &d);
-            const tsl_vf p = tsl_vf_add(a, b), q = tsl_vf_sub(a, b), r = tsl_vf_add(c, d), s = tsl_vf_sub(c, d);
-            tsl_vf_st4(x + j, tsl_vf_add(p, r), tsl_vf_add(q, s), tsl_vf_sub(p, r), tsl_vf_sub(q, s));
+            tsl_fwht_bfly4(&a, &b, &c, &d);
+            tsl_vf_st4(x + j, a, b, c, d);
         }
         h = 4;
     }
@@ -37,13 +47,13 @@ TSL_VEC_FN int32_t tsl_fwht_stages_vec(float *x, int32_t n, int32_t block, int32
     for (; 4 * h <= block; h *= 4)                          /* stages h and 2h */
         for (int32_t j0 = 0; j0 < n; j0 += 4 * h)
             for (int32_t j = j0; j < j0 + h; j += TSL_VW) {
-                const tsl_vf a = tsl_vf_ld(x + j), b = tsl_vf_ld(x + j + h);
-                const tsl_vf c = tsl_vf_ld(x + j + 2 * h), d = tsl_vf_ld(x + j + 3 * h);
-                const tsl_vf p = tsl_vf_add(a, b), q = tsl_vf_sub(a, b), r = tsl_vf_add(c, d), s = tsl_vf_sub(c, d);
-                tsl_vf_st(x + j, tsl_vf_add(p, r));
-                tsl_vf_st(x + j + h, tsl_vf_add(q, s));
-                tsl_vf_st(x + j + 2 * h, tsl_vf_sub(p, r));
-                tsl_vf_st(x + j + 3 * h, tsl_vf_sub(q, s));
+                tsl_vf a = tsl_vf_ld(x + j), b = tsl_vf_ld(x + j + h), c = tsl_vf_ld(x + j + 2 * h),
+                       d = tsl_vf_ld(x + j + 3 * h);
+                tsl_fwht_bfly4(&a, &b, &c, &d);
+                tsl_vf_st(x + j, a);
+                tsl_vf_st(x + j + h, b);
+                tsl_vf_st(x + j + 2 * h, c);
+                tsl_vf_st(x + j + 3 * h, d);
             }
     for (; h < block; h *= 2)
         for (int32_t j0 = 0; j0 < n; j0 += 2 * h)
@@ -65,21 +75,19 @@ void tsl_fwht_f32(float *x, int32_t n, int32_t block, const uint8_t *signs)
     for (; i < n; i++)
         if ((signs[i >> 3] >> (i & 7)) & 1) x[i] = -x[i];
     while (h < block) {
+        int32_t next = h;
 #if defined(TSL_VEC_F32)
-        if (TSL_VEC_ON) {
-            const int32_t next = tsl_fwht_stages_vec(x, n, block, h);
-            if (next != h) {
-                h = next;
-                continue;
-            }
-        }
+        if (TSL_VEC_ON) next = tsl_fwht_stages_vec(x, n, block, h);
 #endif
-        for (int32_t j0 = 0; j0 < n; j0 += 2 * h)
-            for (int32_t j = j0; j < j0 + h; j++) {
-                const float a = x[j], b = x[j + h];
-                x[j] = a + b;
-                x[j + h] = a - b;
-            }
-        h <<= 1;
+        if (next == h) {                                    /* a stage the vectors do not take */
+            for (int32_t j0 = 0; j0 < n; j0 += 2 * h)
+                for (int32_t j = j0; j < j0 + h; j++) {
+                    const float a = x[j], b = x[j + h];
+                    x[j] = a + b;
+                    x[j + h] = a - b;
+                }
+            next = 2 * h;
+        }
+        h = next;
     }
 }
