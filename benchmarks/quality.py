@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import llamacpp_gguf  # noqa: E402
 from tinyslm.errors import TslError  # noqa: E402
-from tinyslm.evaluate import (evaluate_against_llamacpp, host_logits, log_softmax, onnx_logits,  # noqa: E402
-                              text_chunks, write_llamacpp_base)
+from tinyslm.evaluate import (evaluate_against_llamacpp, host_logits, log_softmax, next_token_nll,  # noqa: E402
+                              onnx_logits, text_chunks, write_llamacpp_base)
 
 EXAMPLE = ROOT / "examples" / "tiny_llama.onnx"
 STORED = [   # issue 13, llama.cpp from the llama-cpp-python sdist, every position of BOS + 255 chunks
@@ -87,11 +87,10 @@ def metrics(logits, chunks, refs):
     nll, top, kld, n = 0.0, 0, [], 0
     for lg, ids, ref in zip(logits, chunks, refs):
         lp = log_softmax(lg)
-        nxt = np.asarray(ids[1:])
-        nll -= lp[:-1][np.arange(len(nxt)), nxt].sum()
+        nll += next_token_nll(lp, ids)
         kld.append((np.exp(ref) * (ref - lp)).sum(1))
         top += int((lp.argmax(1) == ref.argmax(1)).sum())
-        n += len(nxt)
+        n += len(ids) - 1
     k = np.maximum(np.concatenate(kld), 0)
     return dict(ppl=math.exp(nll / n), kld=k.mean(), p99=np.percentile(k, 99), top1=top / len(k))
 

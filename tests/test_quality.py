@@ -48,13 +48,14 @@ def held(example):
 
 
 def _float_ppl(held):
+    from tinyslm.evaluate import next_token_nll
     chunks, _, refs = held
-    nll = sum(-ref[np.arange(len(ids) - 1), ids[1:]].sum() for ids, ref in zip(chunks, refs))
+    nll = sum(next_token_nll(ref, ids) for ids, ref in zip(chunks, refs))
     return float(np.exp(nll / sum(len(ids) - 1 for ids in chunks)))
 
 
 def _score(out, held):
-    from tinyslm.evaluate import host_logits, log_softmax
+    from tinyslm.evaluate import host_logits, log_softmax, next_token_nll
     from tinyslm.hostsim import HostModel
     from tinyslm.pipeline import load_build
     chunks, _, refs = held
@@ -65,7 +66,7 @@ def _score(out, held):
         lp = log_softmax(host_logits(host, ids))
         kld.append((np.exp(ref) * (ref - lp)).sum(1))
         top += int((lp.argmax(1) == ref.argmax(1)).sum())
-        nll -= lp[:-1][np.arange(len(ids) - 1), ids[1:]].sum()
+        nll += next_token_nll(lp, ids)
         n += len(ids) - 1
     k = np.concatenate(kld)
     return dict(kld=float(k.mean()), top1=top / len(k), ppl=float(np.exp(nll / n)), prog=prog, host=host, dir=out)

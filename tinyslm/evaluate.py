@@ -23,6 +23,11 @@ def log_softmax(lg):
     return lg - m - np.log(np.exp(lg - m).sum(-1, keepdims=True))
 
 
+def next_token_nll(lp, ids):
+    """-sum of log p(ids[t + 1]) over positions t < T - 1 of log-probs lp [T, V] (teacher-forced ids [T])"""
+    return -lp[:-1][np.arange(len(ids) - 1), np.asarray(ids[1:])].sum()
+
+
 def host_logits(host, ids):
     """[T, V] float64 logits of a C build, one decode step per id."""
     host.reset()
@@ -91,13 +96,12 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None, threads=1):
         print(f"eval on {Path(text).name}: {n} predicted tokens, {positions} positions in {len(chunks)} chunks "
               f"of <= {S}{' (BOS first)' if tok.bos_id is not None else ''}", flush=True)
     for i, ids in enumerate(chunks):
-        nxt = np.asarray(ids[1:])
         ref = onnx_logits(sess, src, ids)
         ref_lp = log_softmax(ref)
         for name, lg in [(base, ref)] + [(k, host_logits(h, ids)) for k, h in hosts.items()]:
             a = acc[name]
             lp = log_softmax(lg)
-            a["nll"] -= lp[:-1][np.arange(len(nxt)), nxt].sum()
+            a["nll"] += next_token_nll(lp, ids)
             a["kld"].append((np.exp(ref_lp) * (ref_lp - lp)).sum(1))          # KL(float || this), per position
             a["top1"] += int((lg.argmax(1) == ref.argmax(1)).sum())
             a["cos"].append(cosine(lg, ref))
