@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tinyslm import cli
 
-N_CHUNKS, PER_CHUNK = 8, 30          # 240 mutations
+N_CHUNKS, PER_CHUNK = 8, 20          # 160 mutations
 IDS = [1, 17, 42, 300, 7, 99, 5, 256]
 
 

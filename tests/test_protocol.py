@@ -673,7 +673,7 @@ def test_through_fault_proxy(app, ref, seed, drop, flip, delay):
 
 def test_default_retries_fit_a_damaged_link(app, ref):
     """With the command line's defaults (its parser and _device: timeout, retries, step_timeout), a
-    link that flips 1% and drops 0.5% of the bytes both ways: at least 19 of 20 sessions give exactly
+    link that flips 1% and drops 0.5% of the bytes both ways: at least 11 of 12 sessions give exactly
     the clean answers (identify, a 20-token generation, a 12-step verify); the others a TslError
     from the device, never other tokens or hashes."""
     from fault_proxy import FaultProxy
@@ -683,7 +683,7 @@ def test_default_retries_fit_a_damaged_link(app, ref):
     ids, vids = [5, 6, 7], [(3 * i + 1) % VOCAB for i in range(12)]
     want, vwant = ref.generate(ids, 20, 0.8, 0.9, 11), ref.verify(vids, 0.8, 0.9, 11)
     ok, damaged, failures = 0, 0, []
-    for seed in range(20):
+    for seed in range(12):
         with FaultProxy(app, seed=100 + seed, drop=0.005, flip=0.01, max_seconds=60) as px:
             a = parser().parse_args(["identify", "--port", f"socket://127.0.0.1:{px.port}"])
             try:
@@ -697,8 +697,8 @@ def test_default_retries_fit_a_damaged_link(app, ref):
                 assert "device on socket://127.0.0.1" in str(e), e
                 failures.append(str(e))
             damaged += px.stats["dropped"] + px.stats["flipped"]
-    assert ok >= 19, failures
-    assert damaged > 100                                       # the link really was damaged
+    assert ok >= 11, failures
+    assert damaged > 60                                        # the link really was damaged
 
 
 # ---- (6) libFuzzer, bounded ----
@@ -725,7 +725,7 @@ def test_libfuzzer(tmp_path, target):
         data = app_script(rng, 20) if target == "fuzz_app" else \
             b"".join(P.encode_frame(*f) for f in frames(rng, 3))
         (corpus / f"seed{i}").write_bytes(data)
-    r = subprocess.run([str(exe), str(corpus), "-max_total_time=15", "-max_len=8192", "-timeout=10",
+    r = subprocess.run([str(exe), str(corpus), "-max_total_time=8", "-max_len=8192", "-timeout=10",
                         "-rss_limit_mb=2560", f"-artifact_prefix={tmp_path}/"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-4000:]
