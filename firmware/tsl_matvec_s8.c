@@ -176,8 +176,8 @@ static inline int32x4_t tsl_neon_dot16(int32x4_t acc, int8x16_t w, int8x16_t x)
 #if defined(TSL_X86)
 /* tsl_avx2_rows prefetches the weights this many bytes past the next block of 4 rows. Four
  * interleaved streams of K bytes each (576 on SmolLM-135M) are too short for the hardware
- * prefetcher to catch: on this project's EPYC VM the 135M model's int8 decode took about 1.6x
- * less time with it (benchmarks/bench_llamacpp.py), as the weights stream from DRAM. */
+ * prefetcher to catch: on an AVX2 EPYC VM the 135M model's int8 decode went from 27-34 to 13-15 ms
+ * per token with it (0.68x to 1.19x llama.cpp Q8_0's rate, benchmarks/bench_llamacpp.py). */
 #define TSL_PF_AHEAD 8192
 TSL_TARGET_AVX2 static inline int32_t tsl_avx2_hsum(__m256i v)
 {
