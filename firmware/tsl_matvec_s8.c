@@ -197,7 +197,7 @@ TSL_TARGET_AVX2 static void tsl_avx2_rows(const int8_t *x, const int8_t *w, int3
     int32_t n = 0;
     for (; n + 4 <= N; n += 4) {
         const int8_t *w0 = w + (intptr_t)n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
-        const uintptr_t pf = (uintptr_t)(w0 + 3 * (intptr_t)K) + (uintptr_t)K + TSL_PF_AHEAD;   /* may lie past w */
+        const uintptr_t pf = (uintptr_t)w3 + (uintptr_t)K + TSL_PF_AHEAD;   /* may lie past w */
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
         for (int32_t k = 0; k < k0; k += 16) {
             _mm_prefetch((const char *)(pf + 4 * (uintptr_t)k), _MM_HINT_T0);

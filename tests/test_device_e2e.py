@@ -12,13 +12,12 @@ from fault_proxy import FaultProxy
 from tinyslm.boards import load_board
 from tinyslm.errors import TslError
 from tinyslm.firmware import Emulation, build_firmware, free_port
-from tinyslm.generation import generate
 from tinyslm.hostsim import HostModel
 from tinyslm.serialio import Device
 
 BOARDS = ["mps2-an386", "mps3-an547", "esp32c3", "rpi5", "esp32"]
 # qemu's Cortex-M UARTs take about 23 KB/s (36 s for the example's 812 KiB of weights): on those
-# boards `tinyslm load` sends a small model's weights instead (test_load_on_cortex_m)
+# boards `tinyslm load` sends a small model's weights instead, on mps2-an386 (test_load_on_cortex_m)
 LOAD_ELSEWHERE = ("mps2-an386", "mps3-an547")
 
 
@@ -42,8 +41,9 @@ def board(request, build):
         yield B, f"socket://127.0.0.1:{port}"
 
 
-def host_tokens(build, ids, n, temperature, top_p, seed):
-    return generate(HostModel(build), ids, n, temperature, top_p, seed, 96, lambda t: None)
+def host_tokens(build, ids, n, temperature, top_p, seed, max_seq=96):
+    from tinyslm.generation import generate
+    return generate(HostModel(build), ids, n, temperature, top_p, seed, max_seq, lambda t: None)
 
 
 def test_identify_run_verify_load(build, board):
@@ -91,7 +91,7 @@ def test_load_on_cortex_m(models, tmp_path):
         with Device(url) as dev:
             assert dev.identify()["weights_source"] == "loaded"
             got = [t for t, _ in dev.generate([0, 48, 79], 12, 0.8, 0.9, 4)]
-    assert got == generate(HostModel(build), [0, 48, 79], 12, 0.8, 0.9, 4, 32, lambda t: None)
+    assert got == host_tokens(build, [0, 48, 79], 12, 0.8, 0.9, 4, max_seq=32)
 
 
 def test_run_cli_streams_same_text_as_host(build, board):
