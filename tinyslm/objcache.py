@@ -2,7 +2,8 @@
 
 Key of one object: sha256 of (tinyslm's version, the compiler's path and `--version` text, the flags
 less -I/-D/-U, the source's preprocessed text without its line markers). The preprocessor has
-resolved every include, macro and -D by then, so two sources with one key compile to one object.
+resolved every include, macro and -D by then, so two sources with one key compile to one object;
+a miss compiles that text itself, so each source is preprocessed once.
 Objects live in cache_base()/objects, each with a tag: mac() of its key and bytes under the user's
 secret key; an object whose tag does not verify is compiled again. Assembly sources (.S: .incbin reads files
 the preprocessor does not see) are always compiled."""
@@ -90,16 +91,20 @@ def _run_all(cmds, cwd, work, timeout):
     return res
 
 
+_PRE = ("-I", "-D", "-U", "-isystem", "-iquote", "-idirafter", "-include", "-imacros")
+
+
 def _codegen_flags(flags):
-    """flags less -I/-D/-U, whose whole effect is on the preprocessed text (already in the key): a
-    build folder's path is then no part of it."""
+    """flags less the preprocessor's (-I/-D/-U and the like), whose whole effect is on the
+    preprocessed text (already in the key): a build folder's path is then no part of it, and a miss
+    compiles that text with these flags alone (clang's -Werror rejects an include path left unused)."""
     out, skip = [], False
     for f in flags:
         if skip:
             skip = False
-        elif f in ("-I", "-D", "-U"):
+        elif f in _PRE:
             skip = True
-        elif not f.startswith(("-I", "-D", "-U")):
+        elif not f.startswith(_PRE):
             out.append(f)
     return out
 
@@ -180,14 +185,19 @@ def compile_objects(cc, flags, sources, work, cwd, what="build"):
         if rc:
             raise _fail(what, cmd, err)
         digests[i] = _key(cc, flags, Path(cmd[-1]).read_bytes())
-        os.unlink(cmd[-1])
     todo = [i for i in range(len(sources)) if not (i in digests and _load(store, key, digests[i], objs[i]))]
-    cmds = [[cc, *flags, "-c", str(sources[i]), "-o", str(objs[i])] for i in todo]
-    for i, cmd, (rc, err) in zip(todo, cmds, _run_all(cmds, cwd, work, 1800)):
-        if rc:
-            raise _fail(what, cmd, err)
-        if i in digests:
-            _save(store, key, digests[i], objs[i])
+    # a miss compiles the text it was keyed by (its line markers keep file names and system headers)
+    cmds = [[cc, *_codegen_flags(flags), "-c", f"{objs[i]}.i", "-o", str(objs[i])] if i in digests else
+            [cc, *flags, "-c", str(sources[i]), "-o", str(objs[i])] for i in todo]
+    try:
+        for i, cmd, (rc, err) in zip(todo, cmds, _run_all(cmds, cwd, work, 1800)):
+            if rc:
+                raise _fail(what, cmd, err)
+            if i in digests:
+                _save(store, key, digests[i], objs[i])
+    finally:
+        for i in digests:
+            Path(f"{objs[i]}.i").unlink(missing_ok=True)
     if key:
         _prune(store)
     return objs
