@@ -16,6 +16,7 @@ from conftest_tools import require_tool, require_toolchain
 pytest.importorskip("transformers")
 import hf_models  # noqa: E402
 
+from tinyslm import onnxfile  # noqa: E402
 from tinyslm.evaluate import cosine, host_logits, onnx_logits  # noqa: E402
 from tinyslm.hostsim import HostModel  # noqa: E402
 from tinyslm.pipeline import compile_model, load_build  # noqa: E402
@@ -94,7 +95,7 @@ def cached_export(request, family, dynamo=True):
 
 
 def ort_logits(path, ids):
-    return onnx_logits(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), path, ids)
+    return onnx_logits(ort.InferenceSession(str(path), onnxfile.options(), providers=["CPUExecutionProvider"]), path, ids)
 
 
 def check(path, tmp_path, weights="int8", bar=0.999, ids=IDS, steps=20, tie=0.05, board=None, max_seq=64):
@@ -156,9 +157,17 @@ def test_onnxruntime_fused_norms(family, dynamo, opset, model_type, fused, reque
     check(opt, tmp_path)
 
 
-@pytest.mark.parametrize("family", sorted(hf_models.FAMILIES))
-def test_past_key_values_layout(family, request, tmp_path):
-    check(cached(request, f"{family}-past", lambda p: hf_models.export_with_past(family, p)), tmp_path)
+DYNAMO_PAST = ("gpt2", "gptj", "llama")   # learned positions and Gemm; interleaved RoPE, parallel; GQA
+
+
+@pytest.mark.parametrize("family,dynamo", [(f, False) for f in sorted(hf_models.FAMILIES)] +
+                         [(f, True) for f in DYNAMO_PAST])
+def test_past_key_values_layout(family, dynamo, request, tmp_path):
+    """The optimum layout by TorchScript, as optimum exports it, and by dynamo (a dynamic-shape
+    export of it costs 5 s: three families of distinct graphs; the FEATURES families' past exports are
+    test_hf_exports')."""
+    check(cached(request, f"{family}-past{'' if dynamo else '-ts'}",
+                 lambda p: hf_models.export_with_past(family, p, dynamo=dynamo)), tmp_path)
 
 
 def quantized(request, family, how, reduce_range=False):

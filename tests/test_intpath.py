@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT, tinyslm
 from conftest_tools import require_tool, require_toolchain
-from tinyslm import lower_int
+from tinyslm import lower_int, onnxfile
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
 from tinyslm.boards import list_boards, load_board
@@ -473,7 +473,7 @@ def test_kld_guard(builds, weights):
     src = ROOT / "examples" / "tiny_llama.onnx"
     tok = Tokenizer.from_file(src.with_name("tokenizer.json"))
     chunks = text_chunks(tok.encode((ROOT / "examples" / "data" / "heldout.txt").read_text())[:254], 128, tok.bos_id)
-    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(src), onnxfile.options(), providers=["CPUExecutionProvider"])
     kld = {}
     for num in ("float", "int"):
         h = HostModel(builds[num if weights == "int8" else f"int4-{num}"])

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tinyslm import cli
+from tinyslm import cli, onnxfile
 
 N_CHUNKS, PER_CHUNK = 8, 20          # 160 mutations
 IDS = [1, 17, 42, 300, 7, 99, 5, 256]
@@ -120,7 +120,7 @@ def check_outcome(path, out, capfd, what):
     from tinyslm.evaluate import cosine, onnx_logits
     from tinyslm.reference import Reference
     _, prog = load_build(out)
-    so = ort.SessionOptions()
+    so = onnxfile.options()
     so.log_severity_level = 3
     ref = onnx_logits(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]), path, IDS)
     r = Reference(prog)

@@ -8,6 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
+from tinyslm import onnxfile
 from tinyslm.fused import expand_fused
 
 F, I64, BOOL = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
@@ -24,7 +25,7 @@ def one_node(op, inputs, attrs, n_out=1):
 
 
 def run(m, feeds):
-    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    s = ort.InferenceSession(m.SerializeToString(), onnxfile.options(), providers=["CPUExecutionProvider"])
     return s.run(None, feeds)
 
 

@@ -38,11 +38,12 @@ def half_calibration():
 def held(example):
     import onnxruntime as ort
 
+    from tinyslm import onnxfile
     from tinyslm.evaluate import log_softmax, onnx_logits, text_chunks
     from tinyslm.tokenizer import Tokenizer
     tok = Tokenizer.from_file(example.with_name("tokenizer.json"))
     chunks = text_chunks(tok.encode(HELDOUT.read_text())[:1024], 256, tok.bos_id)
-    sess = ort.InferenceSession(str(example), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(example), onnxfile.options(), providers=["CPUExecutionProvider"])
     raw = [onnx_logits(sess, example, c) for c in chunks]
     return chunks, raw, [log_softmax(r) for r in raw]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import onnxfile
 from .errors import TslError
 
 
@@ -88,7 +89,7 @@ def evaluate(out, text, max_tokens=4096, quiet=False, progress=None, threads=1):
         formats[f"{fmt} (tinyslm host build)"] = dict(
             bytes_per_weight=bman["weights"]["bytes"] / bman["model"]["n_params"],
             macs=sum(o.attrs["N"] * o.attrs["K"] for o in bprog.ops if o.kind == "matvec"))
-    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(src), onnxfile.options(), providers=["CPUExecutionProvider"])
     base = "float32 (onnxruntime)"
     acc = {k: dict(nll=0.0, top1=0, cos=[], kld=[]) for k in [base, *hosts]}
     n, positions = sum(len(c) - 1 for c in chunks), sum(len(c) for c in chunks)
@@ -210,7 +211,7 @@ def evaluate_against_llamacpp(out, path, quiet=False, progress=None, threads=1):
         bos = Tokenizer.from_file(tokp).bos_id
     src = Path(man["source"])
     runs = {f"{man['model']['weights']} (tinyslm host build)": HostModel(out, man, threads)}
-    sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]) if src.is_file() else None
+    sess = ort.InferenceSession(str(src), onnxfile.options(), providers=["CPUExecutionProvider"]) if src.is_file() else None
     acc = {k: dict(nll=0.0, top1=0, kld=[]) for k in (["float32 (onnxruntime)"] if sess else []) + list(runs)}
     n = 0
     for c, toks in enumerate(base["tokens"]):

@@ -12,6 +12,7 @@ array() then maps the file (np.memmap, read-only): weights are paged in as they 
 copied into the ModelProto. onnxruntime gets them the same way: session() lifts the weights out
 of the graph into inputs and feeds the mapped arrays, which onnxruntime reads in place.
 """
+import os
 import weakref
 from pathlib import Path
 
@@ -178,6 +179,19 @@ def check(model, path):
         raise TslError(f"{path}: invalid ONNX model: {str(e).splitlines()[0][:160]}")
 
 
+def options():
+    """onnxruntime's session options for tinyslm's runs: its threads sleep between runs instead of
+    spinning (a spinning pool takes the core from the compiler or emulator beside it), and there are
+    OMP_NUM_THREADS of them where that is set, as numpy's BLAS and torch take."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    if n.isdigit() and int(n) > 0:
+        so.intra_op_num_threads = int(n)
+    return so
+
+
 def session(model, path, outputs=(), optimize=False):
     """-> (onnxruntime session, {weight name: array} to add to every run's feeds). outputs: extra
     values to expose as graph outputs. The session reads the weights from the feeds in place (no
@@ -188,7 +202,7 @@ def session(model, path, outputs=(), optimize=False):
     have = {o.name for o in m.graph.output}
     m.graph.output.extend(onnx.ValueInfoProto(name=o) for o in outputs if o and o not in have and
                           not have.add(o))
-    so = ort.SessionOptions()
+    so = options()
     so.log_severity_level = 4          # fatal only: its errors reach the user as our one line
     so.add_session_config_entry("session.disable_prepacking", "1")
     if not optimize:
