@@ -370,3 +370,19 @@ float tsl_attention_s8(const float *q, const int8_t *kc, const float *ks, const 
     tsl_attention_out_s8(acc, ch, amax, out, hs, 0, n_heads);
     return amax / 127.0f;
 }
+
+void tsl_attention_out_f32(const int32_t *acc, const float *ch, float *out, int32_t hs, int32_t h0, int32_t h1)
+{
+    for (int32_t h = h0; h < h1; h++)
+        for (int32_t i = 0; i < hs; i++) out[h * hs + i] = (float)acc[h * hs + i] * ch[h];
+}
+
+void tsl_attention_f32(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                       const float *vs, float *out, int32_t n_heads, int32_t n_kv, int32_t hs,
+                       int32_t max_seq, int32_t pos, float scale, float softcap, const float *alibi,
+                       int8_t *qq, float *sc, int32_t *pw, int32_t *acc, float *ch)
+{
+    (void)tsl_attention_heads_s8(q, kc, ks, vc, vs, n_heads, n_kv, hs, max_seq, pos, scale, softcap, alibi, 0, n_heads,
+                                 qq, sc, pw, acc, ch);
+    tsl_attention_out_f32(acc, ch, out, hs, 0, n_heads);
+}

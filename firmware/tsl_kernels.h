@@ -109,6 +109,13 @@ float tsl_attention_heads_s8(const float *q, const int8_t *kc, const float *ks, 
                              int32_t *pw, int32_t *acc, float *ch);
 void tsl_attention_out_s8(const int32_t *acc, const float *ch, float amax, int8_t *out, int32_t hs, int32_t h0,
                           int32_t h1);
+/* tsl_attention_s8 with a float output (the attention output rotated before its int8 quantizer,
+ * quantize's fwht): out f32 [n_heads][hs], out[h][i] = (float)acc[h][i] * c_h; heads as above. */
+void tsl_attention_f32(const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                       const float *vs, float *out, int32_t n_heads, int32_t n_kv, int32_t hs,
+                       int32_t max_seq, int32_t pos, float scale, float softcap, const float *alibi,
+                       int8_t *qq, float *sc, int32_t *pw, int32_t *acc, float *ch);
+void tsl_attention_out_f32(const int32_t *acc, const float *ch, float *out, int32_t hs, int32_t h0, int32_t h1);
 
 /* x[i] = x[i] + y[i] (a post-normed branch joining the stream) */
 void tsl_add_f32(float *x, const float *y, int32_t n);

@@ -307,6 +307,7 @@ typedef struct {
     const float *q, *ks, *vs, *alibi;
     const int8_t *kc, *vc;
     int8_t *out, *qq;
+    float *outf;                    /* the float output (tsl_attention_f32) instead of out, or NULL */
     float *sc, *ch;
     int32_t *pw, *acc;
     int32_t n_heads, n_kv, hs, max_seq, pos, hp;    /* hp: heads per part */
@@ -330,7 +331,26 @@ static void part_att_out(void *ctx, int32_t part)
 {
     tsl_att_job *j = (tsl_att_job *)ctx;
     const int32_t h0 = part * j->hp, h1 = h0 + j->hp < j->n_heads ? h0 + j->hp : j->n_heads;
-    if (h0 < h1) tsl_attention_out_s8(j->acc, j->ch, j->amax, j->out, j->hs, h0, h1);
+    if (h0 < h1 && j->outf) tsl_attention_out_f32(j->acc, j->ch, j->outf, j->hs, h0, h1);
+    else if (h0 < h1) tsl_attention_out_s8(j->acc, j->ch, j->amax, j->out, j->hs, h0, h1);
+}
+
+/* -> parts (0: one part is enough, the caller runs the serial kernel); j filled in */
+static int32_t par_attention(tsl_pool *p, tsl_att_job *j, int32_t slices)
+{
+    const int32_t T = j->pos + 1 < j->max_seq ? j->pos + 1 : j->max_seq;
+    const int64_t most = (int64_t)j->n_heads * T * 2 * j->hs / TSL_POOL_MIN_MACS;
+    int32_t n = tsl_pool_threads(p);
+    n = slices < n ? slices : n;
+    n = j->n_heads < n ? j->n_heads : n;
+    n = most < 2 ? 1 : n;           /* as tsl_pool_split: worth two parts, then all of them */
+    if (n <= 1) return 0;
+    j->hp = (j->n_heads + n - 1) / n;
+    const int32_t parts = (j->n_heads + j->hp - 1) / j->hp;
+    tsl_pool_run(p, part_att_heads, j, parts);
+    for (int32_t i = 0; i < parts; i++) j->amax = j->part_amax[i] > j->amax ? j->part_amax[i] : j->amax;
+    tsl_pool_run(p, part_att_out, j, parts);
+    return parts;
 }
 
 float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
@@ -338,22 +358,24 @@ float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const 
                            int32_t pos, float scale, float softcap, const float *alibi, int8_t *qq, float *sc,
                            int32_t *pw, int32_t *acc, float *ch, int32_t slices)
 {
-    const int32_t T = pos + 1 < max_seq ? pos + 1 : max_seq;
-    const int64_t most = (int64_t)n_heads * T * 2 * hs / TSL_POOL_MIN_MACS;
-    int32_t n = tsl_pool_threads(p);
-    n = slices < n ? slices : n;
-    n = n_heads < n ? n_heads : n;
-    n = most < 2 ? 1 : n;           /* as tsl_pool_split: worth two parts, then all of them */
-    if (n <= 1)
+    float part_max[TSL_POOL_MAX_THREADS];
+    tsl_att_job j = {q, ks, vs, alibi, kc, vc, out, qq, NULL, sc, ch, pw, acc, n_heads, n_kv, hs, max_seq, pos, 0,
+                     scale, softcap, 0.0f, part_max};
+    if (!par_attention(p, &j, slices))
         return tsl_attention_s8(q, kc, ks, vc, vs, out, n_heads, n_kv, hs, max_seq, pos, scale, softcap, alibi, qq, sc,
                                 pw, acc, ch);
-    float part_max[TSL_POOL_MAX_THREADS];
-    tsl_att_job j = {q, ks, vs, alibi, kc, vc, out, qq, sc, ch, pw, acc, n_heads, n_kv, hs, max_seq, pos, 0,
-                     scale, softcap, 0.0f, part_max};
-    j.hp = (n_heads + n - 1) / n;
-    const int32_t parts = (n_heads + j.hp - 1) / j.hp;
-    tsl_pool_run(p, part_att_heads, &j, parts);
-    for (int32_t i = 0; i < parts; i++) j.amax = j.part_amax[i] > j.amax ? j.part_amax[i] : j.amax;
-    tsl_pool_run(p, part_att_out, &j, parts);
     return j.amax / 127.0f;
+}
+
+void tsl_par_attention_f32(tsl_pool *p, const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                           const float *vs, float *out, int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq,
+                           int32_t pos, float scale, float softcap, const float *alibi, int8_t *qq, float *sc,
+                           int32_t *pw, int32_t *acc, float *ch, int32_t slices)
+{
+    float part_max[TSL_POOL_MAX_THREADS];
+    tsl_att_job j = {q, ks, vs, alibi, kc, vc, NULL, qq, out, sc, ch, pw, acc, n_heads, n_kv, hs, max_seq, pos, 0,
+                     scale, softcap, 0.0f, part_max};
+    if (!par_attention(p, &j, slices))
+        tsl_attention_f32(q, kc, ks, vc, vs, out, n_heads, n_kv, hs, max_seq, pos, scale, softcap, alibi, qq, sc, pw,
+                          acc, ch);
 }

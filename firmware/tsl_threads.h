@@ -67,6 +67,11 @@ float tsl_par_attention_s8(tsl_pool *p, const float *q, const int8_t *kc, const 
                            const float *vs, int8_t *out, int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq,
                            int32_t pos, float scale, float softcap, const float *alibi, int8_t *qq, float *sc,
                            int32_t *pw, int32_t *acc, float *ch, int32_t slices);
+/* tsl_attention_f32 over the pool, split as tsl_par_attention_s8 (each part writes its heads' floats). */
+void tsl_par_attention_f32(tsl_pool *p, const float *q, const int8_t *kc, const float *ks, const int8_t *vc,
+                           const float *vs, float *out, int32_t n_heads, int32_t n_kv, int32_t hs, int32_t max_seq,
+                           int32_t pos, float scale, float softcap, const float *alibi, int8_t *qq, float *sc,
+                           int32_t *pw, int32_t *acc, float *ch, int32_t slices);
 
 /* The elementwise ops of tsl_kernels.h over the pool: ranges of elements; the quantizer's amax is a
  * max over the parts' maxima (exact: the same value as one pass), then each part rounds its range. */

@@ -5,6 +5,9 @@ build that has a path of its own: host portable, AVX2, NEON on SIMDe, rpi5 under
 against the float64 matrix H D within rounding; the folding W D H / block reads the rotated product
 as W reads the plain one; rotated builds (float and integer numerics, calibrated) == reference on the host and
 on emulated boards; the manifest and `tinyslm info` say it. Its quality is guarded in test_quality.py.
+Calibrated float builds also rotate the attention output in the layers calibration chooses
+(attention_f32, fwht, quant; wo on rotated columns): bit-exact on the host (decode, prefill, threads)
+and on a Cortex-M4F and NEON aarch64; never on the integer-only step.
 """
 import subprocess
 import sys
@@ -224,7 +227,7 @@ def test_cli_rotate_and_info(example, tmp_path, args, on):
     assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-m", "tinyslm", "info", str(tmp_path / "b")], capture_output=True, text=True,
                        cwd=ROOT)
-    assert ("rotation: on, the MLP product of 4 layers" in r.stdout and "blocks of 32" in r.stdout) == on
+    assert ("rotation: on" in r.stdout and "the MLP product of 4 layers (blocks of 32)" in r.stdout) == on
     assert ("rotation: off" in r.stdout) != on
 
 
@@ -260,3 +263,72 @@ def test_default_passes_follow_the_weights(example, tmp_path):
         downs = sum(o.kind.endswith("matvec") and o.name.startswith("l0.w_down") for o in prog.ops)
         got[name] = (downs, bool(man["model"]["rotate"]))
     assert got == {"i4": (1, True), "i8": (2, False), "i4x2": (2, False)}, got
+
+
+# ---- the attention output's rotation (calibrated builds, float numerics) ----
+
+@pytest.fixture(scope="module")
+def att_build(example, tmp_path_factory):
+    """int4, calibrated on 512 tokens: calibration rotates the attention output where wo's simulated
+    error is lower (measured on the example: layers 0, 1 and 3 of 4 at 8,192 tokens)"""
+    from tinyslm import calibrate
+    from tinyslm.pipeline import compile_model
+    d = tmp_path_factory.mktemp("att")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(calibrate, "CAL_TOKENS", 512)
+    try:
+        compile_model(example, d / "b", "host", 64, "int4", quiet=True, calibrate="default")
+        compile_model(example, d / "int", "host", 64, "int4", quiet=True, calibrate="default", numerics="int")
+    finally:
+        mp.undo()
+    return d
+
+
+def test_attention_rotation_build_equals_reference(att_build):
+    """attention_f32 -> fwht (one block of heads x head size, 128) -> quant -> wo on rotated columns,
+    in exactly the layers the manifest lists; the host build == reference, decode and prefill on 1 and 2 threads"""
+    from tinyslm.hostsim import HostModel
+    from tinyslm.reference import Reference
+    man, prog, rep = _verify_host(att_build / "b", 10)
+    assert rep["steps"] == 10
+    att = sorted(s["layer"] for s in man["model"]["rotate"]["sites"] if s["site"] == "att")
+    assert att and all(s["block"] == 128 for s in man["model"]["rotate"]["sites"] if s["site"] == "att")
+    assert sorted(o.layer for o in prog.ops if o.kind == "attention_f32") == att
+    assert sorted(o.layer for o in prog.ops if o.name.endswith("att.fwht")) == att
+    assert sorted(o.layer for o in prog.ops if o.kind == "attention") == [i for i in range(4) if i not in att]
+    assert "rot128.signs" in prog.weights
+    toks = [0, 5, 9, 77, 3, 12, 200, 41, 8, 19, 6, 300, 2]
+    want = Reference(prog).prefill(toks).tobytes()
+    for threads in (1, 2):
+        host = HostModel(att_build / "b", man, threads)
+        assert host.prefill(toks).tobytes() == want, threads
+        host.close()
+    r = subprocess.run([sys.executable, "-m", "tinyslm", "info", str(att_build / "b")], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert f"the attention output of {len(att)} layers (blocks of 128)" in r.stdout, r.stdout
+
+
+def test_attention_rotation_not_on_the_integer_step(att_build, example):
+    """the integer-only step has no lowering of attention_f32: calibration there keeps int8 attention
+    outputs, and lower_int names the op it cannot lower"""
+    from tinyslm.errors import TslError
+    from tinyslm.frontend import frontend
+    from tinyslm.lower_int import lower_int
+    from tinyslm.quantize import quantize
+    man, prog, rep = _verify_host(att_build / "int", 6)
+    assert not any(s["site"] == "att" for s in man["model"]["rotate"]["sites"])
+    assert not any(o.kind == "attention_f32" for o in prog.ops)
+    with pytest.raises(TslError, match="l0.attn: kind attention_f32 has no integer lowering"):
+        lower_int(quantize(frontend(example), 32, "int8", rotate_att=(0,)))
+
+
+@pytest.mark.parametrize("board", ["mps2-an386", "virt-a76"])
+def test_attention_rotation_bit_exact_on_board(att_build, board):
+    """tsl_attention_f32 and the 128-point fwht cross-compiled: Cortex-M4F, NEON aarch64"""
+    B = load_board(board)
+    require_toolchain(B)
+    require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
+    r = subprocess.run([sys.executable, "-m", "tinyslm", "verify", str(att_build / "b"), "--board", board, "--steps", "16"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"OK {board}: 16 steps bit-exact" in r.stdout

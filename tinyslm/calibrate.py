@@ -267,10 +267,13 @@ def _choose(site, ws, fmt, rot=None):
     return best[1], best[2]
 
 
-def calibrate(spec, chunks, formats, log=None, rotate=False):
-    """-> (spec', {matvec name: quantized weights}, notes): spec' is spec with the smoothing folded
+def calibrate(spec, chunks, formats, log=None, rotate=False, rotate_att=False):
+    """-> (spec', {matvec name: quantized weights}, att_layers): spec' is spec with the smoothing folded
     in (float-equivalent, unrotated); formats: matvec name -> s8 | s4 (what quantize will emit);
-    rotate: as quantize's (w_down's quantized weights are then of its rotated columns)."""
+    rotate: as quantize's (w_down's quantized weights are then of its rotated columns); rotate_att:
+    rotate the attention output of the layers where that lowers the simulated output error of wo on
+    calibration rows (_site_error, weights rounded to nearest), att_layers, as quantize's rotate_att
+    (wo's quantized weights of its rotated columns there)."""
     from .quantize import rotate_cols, rotate_rows
     spec = copy.deepcopy(spec)
     for n, f in formats.items():
@@ -292,6 +295,13 @@ def calibrate(spec, chunks, formats, log=None, rotate=False):
             L.w_down = L.w_down * s[None, :]
             _rescale_site(S["mid"], s)
             notes.append((p + "mid", a))
+    att_layers = []
+    for li, (L, S) in enumerate(zip(spec.layers, sites)):
+        rot = _rotation(rotate_att and "o" not in L.qw, L.wo.shape[1])
+        if rot is not None:
+            one, f = np.ones(L.wo.shape[1]), formats.get(f"l{li}.wo", "s8")
+            if _site_error(S["att"], [L.wo], one, f, rot) < _site_error(S["att"], [L.wo], one, f):
+                att_layers.append(li)
     quant = {}
     for li, (L, S) in enumerate(zip(spec.layers, sites)):
         p = f"l{li}."
@@ -300,7 +310,7 @@ def calibrate(spec, chunks, formats, log=None, rotate=False):
             w = getattr(L, name)
             if w is None or key in L.qw:
                 continue
-            rot = _rotation(rotate and site == "mid", w.shape[1])
+            rot = _rotation((rotate and site == "mid") or (li in att_layers and site == "att"), w.shape[1])
             if site not in factors:
                 g = S[site].gram
                 if rot is not None:                     # (H D) G (H D)^T: G symmetric, rows then columns
@@ -309,8 +319,9 @@ def calibrate(spec, chunks, formats, log=None, rotate=False):
             quant[p + name] = gptq(w if rot is None else rotate_cols(w, *rot), factors[site], formats.get(p + name, "s8"))
     if log:
         log(f"calibrated on {sum(len(c) for c in chunks)} tokens: GPTQ on {len(quant)} matvecs, MLP product "
-            "smoothing exponents " + ", ".join(f"{n} {a:g}" for n, a in notes))
-    return spec, quant, notes
+            "smoothing exponents " + ", ".join(f"{n} {a:g}" for n, a in notes)
+            + (f"; attention output rotated in layers {', '.join(map(str, att_layers)) or 'none'}" if rotate_att else ""))
+    return spec, quant, tuple(att_layers)
 
 
 def dequant(qw):
@@ -323,30 +334,41 @@ def dequant(qw):
 
 
 def kld_sim(ref_spec, spec, chunks, formats, prequant=None, float_rest=False, mlp_residual=True, refs=None,
-            rotate=False):
+            rotate=False, rotate_att=()):
     """Mean KL(float || quantized) per position over the chunks, both sides model.forward in float64:
     ref_spec as it is (or refs, its log-probabilities per chunk); spec with its matvec weights in
     `formats` (prequant's, else rounded to nearest) and the embedding int8 per row, activations int8
     per token (the MLP product about 16-bit with mlp_residual). float_rest: only the `formats`
-    tensors are quantized, nothing else. rotate: as quantize's (w_down rotated, the MLP product too).
+    tensors are quantized, nothing else. rotate: as quantize's (w_down rotated, the MLP product too);
+    rotate_att: the layers whose wo and attention output are rotated likewise.
     A numpy simulation of the build, not the build itself."""
     from .evaluate import log_softmax
     from .quantize import quant_rows_s4, rotate_cols, rotate_rows
     prequant = prequant or {}
     deq = {}
     rots = [None if "down" in L.qw or L.w_down is None else _rotation(rotate, L.w_down.shape[1]) for L in spec.layers]
+    rots_o = [None if "o" in L.qw else _rotation(li in rotate_att, L.wo.shape[1]) for li, L in enumerate(spec.layers)]
     for name, f in formats.items():
         w = _weight(spec, name)
-        rot = rots[int(name.split(".")[0][1:])] if name.endswith(".w_down") else None
+        li = int(name.split(".")[0][1:])
+        rot = rots[li] if name.endswith(".w_down") else rots_o[li] if name.endswith(".wo") else None
         wr = w if rot is None else rotate_cols(w, *rot)
         deq[id(w)] = dequant(prequant[name]) if name in prequant else \
             dequant(quant_rows_s4(wr, name)) if f == "s4" else qdq_rows(np.asarray(wr, np.float64))
-    for L, rot in zip(spec.layers, rots):
-        if rot is not None and id(L.w_down) not in deq:
-            deq[id(L.w_down)] = rotate_cols(L.w_down, *rot) if float_rest else qdq_rows(rotate_cols(L.w_down, *rot))
+    for L, rot, rot_o in zip(spec.layers, rots, rots_o):
+        for w, r in ((L.w_down, rot), (L.wo, rot_o)):
+            if r is not None and id(w) not in deq:
+                deq[id(w)] = rotate_cols(w, *r) if float_rest else qdq_rows(rotate_cols(w, *r))
     same = lambda v: v                                              # noqa: E731
     W = (lambda w: deq.get(id(w), w)) if float_rest else (lambda w: deq[id(w)] if id(w) in deq else qdq_rows(w))
-    A = same if float_rest else qdq_rows
+    a_calls = [0]
+
+    def A(v):                                                       # norm outputs, attention outputs (rotated), head input
+        i = a_calls[0] % (3 * len(rots_o) + 1)
+        a_calls[0] += 1
+        rot = rots_o[i // 3] if i % 3 == 1 and i < 3 * len(rots_o) else None
+        v = v if rot is None else rotate_rows(v, *rot)
+        return v if float_rest else qdq_rows(v)
     mq = same if float_rest else (lambda v: qdq_rows(v, 16 if mlp_residual else 8))
     calls = [0]
 
@@ -357,7 +379,7 @@ def kld_sim(ref_spec, spec, chunks, formats, prequant=None, float_rest=False, ml
     refs = refs or float_logprobs(ref_spec, chunks)
     k = []
     for ids, ref in zip(chunks, refs):
-        lp = log_softmax(forward(spec, ids, (W, A, A, M)))
+        lp = log_softmax(forward(spec, ids, (W, A, same if float_rest else qdq_rows, M)))
         k.append((np.exp(ref) * (ref - lp)).sum(1))
     return float(np.maximum(np.concatenate(k), 0).mean())
 

@@ -33,7 +33,7 @@ THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the wo
 GEMM = ["tsl_gemm.h", "tsl_gemm_s8.c", "tsl_gemm_s4.c"]   # boards with a prefill_tile: tsl_prefill
 GEMM_PAR = ["tsl_gemm_par.h", "tsl_gemm_par.c"]        # both: the prefill kernels on the pool
 POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
-            "tsl_glu_f32", "tsl_attention_s8"}      # what the pool splits (tsl_par_*: same bytes)
+            "tsl_glu_f32", "tsl_attention_s8", "tsl_attention_f32"}      # what the pool splits (tsl_par_*: same bytes)
 APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
         "proto/tsl_device.h", "proto/tsl_console.h", "proto/tsl_console.c", "uart/tsl_uart.c", "uart/tsl_app_serial.c"]
 
@@ -127,6 +127,11 @@ def _calls(prog, plan, woff, threads=False):
                                             a(op.ins[4], "float"), a(op.outs[0]), t["n_heads"], t["n_kv"], t["hs"],
                                             t["max_seq"], "pos", _f(t["scale"]), _f(t["softcap"]), w(t["alibi_w"])] + \
                 [a(n) for n in op.outs[2:]] + ([t.get("slices", 1)] if threads else [])
+        elif k == "attention_f32":
+            fn, args = "tsl_attention_f32", [a(op.ins[0]), a(op.ins[1]), a(op.ins[2], "float"), a(op.ins[3]),
+                                             a(op.ins[4], "float"), a(op.outs[0]), t["n_heads"], t["n_kv"], t["hs"],
+                                             t["max_seq"], "pos", _f(t["scale"]), _f(t["softcap"]), w(t["alibi_w"])] + \
+                [a(n) for n in op.outs[1:]] + ([t.get("slices", 1)] if threads else [])
         elif k.startswith("i_"):
             lhs, fn, args = _int_call(op, t, a, w)
         elif k == "glu":
@@ -248,7 +253,7 @@ def _prefill(prog, plan, woff, threads):
             st = steps[-1]
             st["i1"] = i + 1
             st["ops"].append(dict(i=i, name=op.name))
-            if op.kind in ("kv_store", "attention"):
+            if op.kind in ("kv_store", "attention", "attention_f32"):
                 st["ring"] = min(st["ring"] or t["max_seq"], t["max_seq"])
     return steps
 

@@ -74,8 +74,8 @@ def mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight=MIXED_BPW):
     return choose(spec, chunks, weights, s4_ok, cap)[0]
 
 
-def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log):
-    """-> (max_seq, "mixed" | "int8" | "int4", formats)"""
+def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log, rotate_att=()):
+    """-> (max_seq, "mixed" | "int8" | "int4", formats); rotate_att: as quantize's (its float buffers)"""
     from .plan import plan
     from .quantize import quantize
     weights = matvec_weights(spec)
@@ -85,7 +85,7 @@ def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log):
     contexts = [asked_seq] if asked_seq else [c for c in CONTEXTS if c <= limit] or [limit]
     chosen = None
     for S in contexts:
-        prog = quantize(spec, S, "int8", mlp_residual=mlp_residual)
+        prog = quantize(spec, S, "int8", mlp_residual=mlp_residual, rotate_att=rotate_att)
         pl = plan(prog)
         other = sum(_al(a.nbytes) for k, a in prog.weights.items() if k.rsplit(".", 1)[0] not in weights)
         need_flash = other + sum(tensor_bytes(*weights[n].shape, s4_all.get(n, "s8")) for n in weights)

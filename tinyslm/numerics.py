@@ -233,6 +233,24 @@ def matvec_s4_s32(x, w4, gs, group):
 def attention(q, kc, ks, vc, vs, pos, scale, softcap_=0.0, alibi=None):
     """tsl_attention_s8 -> (out int8 [H*hs], out scale). kc, vc [n_kv, S, hs] int8; ks, vs [n_kv, S]:
     a ring of S slots, position t in slot t % S; the last min(pos + 1, S) positions are visible."""
+    accs, chs, amax = _attention_heads(q, kc, ks, vc, vs, pos, scale, softcap_, alibi)
+    hs = kc.shape[2]
+    out = np.zeros(len(accs) * hs, np.int8)
+    for h in range(len(accs)):
+        if amax > 0:
+            m, s = multiplier(f32(chs[h] * f32(127)) / amax)
+            out[h * hs:(h + 1) * hs] = requant_s8(accs[h], m, s)
+    return out, f32(amax / f32(127))
+
+
+def attention_f32(q, kc, ks, vc, vs, pos, scale, softcap_=0.0, alibi=None):
+    """tsl_attention_f32 -> out float32 [H*hs], head h's acc * c_h (as attention, unquantized)"""
+    accs, chs, _ = _attention_heads(q, kc, ks, vc, vs, pos, scale, softcap_, alibi)
+    return np.concatenate([a.astype(f32) * c for a, c in zip(accs, chs)]).astype(f32)
+
+
+def _attention_heads(q, kc, ks, vc, vs, pos, scale, softcap_, alibi):
+    """-> (acc int32 [hs] per head, c_h float32 per head, max_h max|acc| c_h): tsl_attention_heads_s8"""
     n_kv, S, hs = kc.shape
     H = q.shape[0] // hs
     group = H // n_kv
@@ -261,12 +279,7 @@ def attention(q, kc, ks, vc, vs, pos, scale, softcap_=0.0, alibi=None):
         amax = max(amax, f32(f32(np.abs(acc).max()) * ch))
         accs.append(acc)
         chs.append(ch)
-    out = np.zeros(H * hs, np.int8)
-    for h in range(H):
-        if amax > 0:
-            m, s = multiplier(f32(chs[h] * f32(127)) / amax)
-            out[h * hs:(h + 1) * hs] = requant_s8(accs[h], m, s)
-    return out, f32(amax / f32(127))
+    return accs, chs, amax
 
 
 # ---- the integer path's scale arithmetic (tsl_numerics.h, tsl_fx_*): Python ints, exact ----

@@ -25,7 +25,9 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     rounding: example int4 calibrated KLD 0.010590 in one rotated pass against 0.010684 in two, at 18 % fewer
     MACs); numerics: float | int | None (the board's: int without an FPU feature, see lower_int); rotate: the MLP product
     through a randomized Hadamard rotation before its int8 quantizer (quantize.py); None: where it is quantized
-    once (not mlp_residual: example KLD 0.000345 vs 0.000682; with the second pass it changes little);
+    once (not mlp_residual: example KLD 0.000345 vs 0.000682; with the second pass it changes little); calibrated and
+    unless rotate is False, the attention output is rotated too in the layers where calibration measures that it
+    helps, on float numerics (the integer step has no lowering of it; see calibrate.calibrate);
     bytes_per_weight: the budget of weights="mixed" (fit.MIXED_BPW if None)."""
     from .boards import load_board
     t0 = time.time()
@@ -39,29 +41,34 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     weights = weights or ("int4" if any("int4" in n for n in spec.quantization) else "int8")
     tok = load_tokenizer(model_path, tokenizer, spec.vocab)
     mlp_residual = (fit or weights != "int4") if mlp_residual is None else mlp_residual
+    numerics = numerics or lower_int.numerics_for(B)
+    rotate_att = rotate is not False and numerics == "float"     # where calibration measures it helps (no int lowering)
     rotate = not mlp_residual if rotate is None else rotate
     formats = prequant = None
+    att_layers = ()                                                           # calibration chooses them
     if calibrate or fit:                                                      # weights calibrated on text (GPTQ, smoothing)
         from . import calibrate as calib
         from . import fit as fitting
         chunks = calib.load_chunks(calibrate, model_path, tok, max_seq)
         if fit:
-            max_seq, weights, formats = fitting.fit(spec, B, chunks, asked_seq, max_seq, mlp_residual, log=lambda m: log(m, quiet))
+            max_seq, weights, formats = fitting.fit(spec, B, chunks, asked_seq, max_seq, mlp_residual, log=lambda m: log(m, quiet),
+                                                    rotate_att=range(spec.n_layers) if rotate_att else ())
         elif weights == "mixed":
             formats = fitting.mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight or fitting.MIXED_BPW)
             log(f"mixed: {sum(f == 's8' for f in formats.values())} of {len(formats)} matvecs int8 "
                 f"({', '.join(n for n, f in formats.items() if f == 's8')}), the rest int4", quiet)
         formats = formats or calib.formats_for(spec, weights)
-        fspec, (spec, prequant, _) = spec, calib.calibrate(spec, chunks, formats, log=lambda m: log(m, quiet),
-                                                             rotate=rotate)
-        kld = calib.kld_sim(fspec, spec, chunks[:4], formats, prequant, mlp_residual=mlp_residual, rotate=rotate)
+        fspec, (spec, prequant, att_layers) = spec, calib.calibrate(spec, chunks, formats, log=lambda m: log(m, quiet),
+                                                             rotate=rotate, rotate_att=rotate_att)
+        kld = calib.kld_sim(fspec, spec, chunks[:4], formats, prequant, mlp_residual=mlp_residual, rotate=rotate,
+                            rotate_att=att_layers)
         log(f"expected mean KLD from the float model {kld:.6f} (numpy simulation on "
             f"{sum(len(c) for c in chunks[:4])} calibration tokens)", quiet)
         del fspec
     prog = quantize.quantize(spec, max_seq, weights, activations, mlp_residual, formats, prequant,
-                             B.cores, rotate)                                 # float model -> integer IR
+                             B.cores, rotate, att_layers)                     # float model -> integer IR
     del spec                                                                  # its float weights: no longer needed
-    if (numerics or lower_int.numerics_for(B)) == "int":
+    if numerics == "int":
         prog = lower_int.lower_int(prog)                                      # float ops -> integer-only ops (no FPU)
     log(f"quantized to {weights} ({time.time() - t0:.1f}s)", quiet)
     gw = prog.meta["graph_weights"]

@@ -164,7 +164,7 @@ def honour_s4(qi):
 
 
 def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=True, formats=None, prequant=None,
-             threads=1, rotate=False):
+             threads=1, rotate=False, rotate_att=()):
     """-> Program for one decode step of `spec` with a static KV cache of max_seq positions.
     activations: int8, or int8x2 (every norm output also sent a second time as its int8
     rounding error, as the MLP product always is with mlp_residual). formats: matvec name ->
@@ -173,7 +173,9 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
     rotate, w_down's made from calibrate's rotated columns).
     threads: the cores decode may split attention over (heads); its scratch qq, sc, pw holds one
     slice per thread, min(threads, heads) of them (attr slices). rotate: the MLP product goes through
-    the fwht op (H D x, numerics.fwht) before its int8 quantizer, and w_down reads it rotated."""
+    the fwht op (H D x, numerics.fwht) before its int8 quantizer, and w_down reads it rotated. rotate_att:
+    the layers whose attention output goes likewise through the fwht op (attention_f32, fwht, quant),
+    wo reading it rotated (calibrate.py chooses them)."""
     formats, prequant = formats or {}, prequant or {}
     D, H, Hk, hs, F, V = spec.dim, spec.n_heads, spec.n_kv_heads, spec.head_dim, spec.hidden, spec.vocab
     if spec.mask_checked and max_seq > spec.mask_checked:
@@ -298,6 +300,10 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         rope_w(f)
     wfmt = "s4" if weights == "int4" else "s8"
     kv_layers, rotated = [], []
+
+    def rot_signs_w(n):
+        """the weight name of rot_signs(n), added once"""
+        return f"rot{n}.signs" if f"rot{n}.signs" in P.weights else P.weight(f"rot{n}.signs", rot_signs(n))
     for li, L in enumerate(spec.layers):
         p = f"l{li}."
         b = L.bias.get
@@ -321,18 +327,30 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         kv_layers.append(dict(layer=li, slots=S, window=L.window, bytes=2 * (Hk * S * hs + 4 * Hk * S)))
         P.op("kv_store", p + "store_k", [k], [kc, ks], li, n_heads=Hk, hs=hs, max_seq=S)
         P.op("kv_store", p + "store_v", [v], [vc, vs], li, n_heads=Hk, hs=hs, max_seq=S)
-        att, att_s = P.buf(p + "att", "s8", H * hs), P.buf(p + "att.s", "f32", 1)
         sl = min(threads, H)               # scratch slices: one per thread of tsl_par_attention_s8
         scratch = [P.buf(p + n, t, sz, "scratch") for n, t, sz in
                    (("att.qq", "s8", sl * hs), ("att.sc", "f32", sl * S), ("att.pw", "s32", sl * S),
                     ("att.acc", "s32", H * hs), ("att.ch", "f32", H))]
         scale = spec.attn_scale if L.attn_scale is None else L.attn_scale
-        P.op("attention", p + "attn", [q, kc, ks, vc, vs], [att, att_s] + scratch, li,
-             n_heads=H, n_kv=Hk, hs=hs, max_seq=S, slices=sl, scale=float(np.float32(scale)), softcap=float(np.float32(L.softcap)),
-             alibi_w=None if L.alibi is None else P.weight(p + "alibi", L.alibi.astype(np.float32)))
+        att_attrs = dict(n_heads=H, n_kv=Hk, hs=hs, max_seq=S, slices=sl, scale=float(np.float32(scale)),
+                         softcap=float(np.float32(L.softcap)),
+                         alibi_w=None if L.alibi is None else P.weight(p + "alibi", L.alibi.astype(np.float32)))
+        w_o, nb = L.wo, rot_block(H * hs)
+        if li in rotate_att and nb and not qw("o"):     # float output, rotated, then one int8 scale
+            att_f = P.buf(p + "att.f", "f32", H * hs)
+            P.op("attention_f32", p + "attn", [q, kc, ks, vc, vs], [att_f] + scratch, li, **att_attrs)
+            signs = rot_signs_w(H * hs)
+            P.op("fwht", p + "att.fwht", [att_f], [att_f], li, n=H * hs, block=nb, signs_w=signs)
+            rotated.append(dict(layer=li, site="att", block=nb))
+            w_o = L.wo if p + "wo" in prequant else rotate_cols(L.wo, nb, P.weights[signs])
+            att_in = act_in(p + "att", att_f, H * hs, li, False)
+        else:                                     # int8 output straight from the heads' accumulators
+            att, att_s = P.buf(p + "att", "s8", H * hs), P.buf(p + "att.s", "f32", 1)
+            P.op("attention", p + "attn", [q, kc, ks, vc, vs], [att, att_s] + scratch, li, **att_attrs)
+            att_in = dict(q=att, s=att_s, twice=False)
         if spec.parallel:       # the MLP reads the block input: normalize it before wo adds to x
             hin = norm(p + "ffn_norm", L.ffn_norm, x, li)
-        branch_out(p + "attn_out", p + "wo", L.wo, dict(q=att, s=att_s, twice=False), li, b("o"),
+        branch_out(p + "attn_out", p + "wo", w_o, att_in, li, b("o"),
                    L.post_attn_norm, L.attn_mul, wfmt, qw("o"))
         if not spec.parallel:
             hin = norm(p + "ffn_norm", L.ffn_norm, x, li)
@@ -351,8 +369,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
         w_down = L.w_down
         if rotate and rot_block(F) and not qw("down"):        # the graph's int8 w_down is honoured as it is
             nb = rot_block(F)
-            signs = P.weights.get(f"rot{F}.signs")
-            signs = f"rot{F}.signs" if signs is not None else P.weight(f"rot{F}.signs", rot_signs(F))
+            signs = rot_signs_w(F)
             P.op("fwht", p + "mid.fwht", [mid], [mid], li, n=F, block=nb, signs_w=signs)
             rotated.append(dict(layer=li, site="mid", block=nb))
             if p + "w_down" not in prequant:

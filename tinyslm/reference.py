@@ -120,6 +120,13 @@ class Reference:
         self.buf[op.outs[0]][:] = out
         self.buf[op.outs[1]][0] = s
 
+    def op_attention_f32(self, op, a, token, pos):
+        Hk, hs, S = a["n_kv"], a["hs"], a["max_seq"]
+        q, kc, ks, vc, vs = (self.buf[n] for n in op.ins)
+        self.buf[op.outs[0]][:] = nx.attention_f32(q, kc.reshape(Hk, S, hs), ks.reshape(Hk, S), vc.reshape(Hk, S, hs),
+                                                   vs.reshape(Hk, S), pos, a["scale"], a["softcap"],
+                                                   None if a["alibi_w"] is None else self.W[a["alibi_w"]])
+
     def op_glu(self, op, a, token, pos):
         g, u = (self.buf[n] for n in op.ins)
         self.buf[op.outs[0]][:] = nx.act(g, a["act"]) * u

@@ -62,10 +62,14 @@ def rotation_line(m):
     """compile --rotate, as the manifest records it"""
     r = m.get("rotate")
     if not r:
-        return "  rotation: off (the MLP product is quantized as it is)"
-    blocks = sorted({s["block"] for s in r["sites"]})
-    return (f"  rotation: on, the MLP product of {len(r['sites'])} layers through a randomized Walsh-Hadamard "
-            f"rotation before int8 (blocks of {', '.join(map(str, blocks))}, sign seed {r['seed']})")
+        return "  rotation: off (the MLP product and the attention output are quantized as they are)"
+    parts = []
+    for site, what in (("mid", "the MLP product"), ("att", "the attention output")):
+        s = [x for x in r["sites"] if x["site"] == site]
+        if s:
+            parts.append(f"{what} of {len(s)} layers (blocks of {', '.join(map(str, sorted({x['block'] for x in s})))})")
+    return (f"  rotation: on, a randomized Walsh-Hadamard rotation before int8 of {' and '.join(parts)}, "
+            f"sign seed {r['seed']}")
 
 
 def kv_rows(m):
