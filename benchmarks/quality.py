@@ -39,21 +39,24 @@ STORED = [   # issue 13, llama.cpp from the llama-cpp-python sdist, every positi
     ("llama.cpp Q4_0 (stored)", 0.608, 11.0469, 0.01574, 0.1245, 0.9097),
     ("llama.cpp Q4_K_M (stored)", 0.773, 10.9579, 0.00334, 0.0272, 0.9586),
 ]
-VARIANTS = [   # row, compile options (rotate: the MLP product's Hadamard rotation, default with 1 pass; passes: 2
-               # for int8 and mixed, 1 for int4)
+VARIANTS = [   # row, compile options. rotate (Hadamard rotations before int8): auto (not given) rotates the attention
+               # output always and the MLP product with 1 pass, True both, False neither ("not rotated");
+               # passes: 2 for int8 and mixed, 1 for int4
     ("tinyslm int8, MLP 2 passes", dict(weights="int8")),
-    ("tinyslm int8, MLP 1 pass", dict(weights="int8", mlp_residual=False, rotate=False)),
+    ("tinyslm int8, MLP 1 pass, not rotated", dict(weights="int8", mlp_residual=False, rotate=False)),
     ("tinyslm int8, MLP 1 pass, rotated", dict(weights="int8", mlp_residual=False, rotate=True)),
     ("tinyslm int8, MLP 2 passes, rotated", dict(weights="int8", rotate=True)),
     ("tinyslm int8, MLP 2 passes, calibrated", dict(weights="int8", calibrate="default")),
-    ("tinyslm int8, MLP 1 pass, calibrated", dict(weights="int8", calibrate="default", mlp_residual=False,
-                                                   rotate=False)),
+    ("tinyslm int8, MLP 2 passes, calibrated, not rotated", dict(weights="int8", calibrate="default", rotate=False)),
+    ("tinyslm int8, MLP 1 pass, calibrated, not rotated", dict(weights="int8", calibrate="default", mlp_residual=False,
+                                                               rotate=False)),
     ("tinyslm int8, MLP 1 pass, rotated, calibrated", dict(weights="int8", calibrate="default", mlp_residual=False,
                                                             rotate=True)),
     ("tinyslm int8, MLP 2 passes, rotated, calibrated", dict(weights="int8", calibrate="default", rotate=True)),
     ("tinyslm int4 (MLP 1 pass, rotated: int4's default)", dict(weights="int4")),
     ("tinyslm int4, MLP 2 passes", dict(weights="int4", mlp_residual=True)),
     ("tinyslm int4, calibrated", dict(weights="int4", calibrate="default")),
+    ("tinyslm int4, calibrated, not rotated", dict(weights="int4", calibrate="default", rotate=False)),
     ("tinyslm int4, MLP 2 passes, calibrated", dict(weights="int4", calibrate="default", mlp_residual=True)),
     ("tinyslm int4 size: mixed at 0.62 B/w, calibrated", dict(weights="mixed", calibrate="default",
                                                               bytes_per_weight=0.62)),

@@ -283,9 +283,9 @@ def parser():
                    help="on: the MLP product goes through a randomized Walsh-Hadamard rotation (blocks of the largest "
                         "power of two dividing the hidden size, signs stored with the weights) before its int8 "
                         "quantizer, and the down projection reads it rotated (folded into its weights): about half "
-                        "the KLD of one MLP pass; so does the attention output (float boards), which wo reads "
-                        "rotated; off: both quantized as they are; auto (default): the MLP product's with one MLP "
-                        "pass, the attention output's always")
+                        "the KLD of one MLP pass; with --calibrate the attention output too, where it measures better "
+                        "(float boards), wo reading it rotated; off: both quantized as they are; auto (default): the "
+                        "MLP product's with one MLP pass")
     s.add_argument("--numerics", choices=["float", "int"], default=None,
                    help="float32 activations, or the integer-only step (default: int where the board lists no fpu-sp/fpu-dp)")
     s.set_defaults(fn=cmd_compile)
