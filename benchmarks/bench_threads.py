@@ -137,7 +137,7 @@ def main():
     if not splits:
         return
     n = THREADS[-1]
-    print(f"\nwhere the longest thread's instructions go (TCG plugin, own instructions per function), per token")
+    print("\nwhere the longest thread's instructions go (TCG plugin, own instructions per function), per token")
     hdr = f"{'weights':<8}{'part':<20}{'1 thread':>12}{f'{n} threads':>12}{f'{n}T/1T':>8}{'excess':>10}"
     print(hdr)
     print("-" * len(hdr))

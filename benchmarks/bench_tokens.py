@@ -191,7 +191,7 @@ def main():
     if not splits:
         return
     cols = [p for p, _ in PARTS]
-    print(f"\nwhere a token's instructions go (TCG plugin, kernel path, own instructions per function), % of the total")
+    print("\nwhere a token's instructions go (TCG plugin, kernel path, own instructions per function), % of the total")
     hdr = f"{'board':<14}{'weights':>8}{'instr/token':>13}" + "".join(f"{c[:11]:>12}" for c in cols)
     print(hdr)
     print("-" * len(hdr))
