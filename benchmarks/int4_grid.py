@@ -35,62 +35,42 @@ def _nearest(v, kv):
     return kv[np.searchsorted((kv[1:] + kv[:-1]) / 2, v)]
 
 
-def _gptq_grid(W, U, ws, kv, fixed=None, group=32):
-    """One GPTQ pass onto levels kv (the uniform grid is kv = -8..7); group scales searched when a
-    group is reached (or fixed) -> (level values Q, rounded columns T, loss per row, gs)."""
-    W = W.copy()
-    N, K = W.shape
-    Q, T, f, loss = np.zeros((N, K)), np.zeros((N, K)), np.zeros((N, K)), np.zeros(N)
-    gs = np.zeros((N, K // group)) if fixed is None else fixed
-    for i in range(K):
-        if i % group == 0 and fixed is None:
-            cols = W[:, i:i + group]
-            ext = np.take_along_axis(cols, np.abs(cols).argmax(1)[:, None], 1)[:, 0]
-            best = None
-            for top in (kv[0], kv[-1]):
-                for r in RATIOS:
-                    g = np.clip(np.round(ext / top * r / ws), -127, 127)
-                    g = np.where(g == 0, 1, g)
-                    err = ((_nearest(cols / (g * ws)[:, None], kv) * (g * ws)[:, None] - cols) ** 2).sum(1)
-                    best = (g, err) if best is None else (np.where(err < best[1], g, best[0]), np.minimum(err, best[1]))
-            gs[:, i // group] = best[0]
-        if i % group == 0:
-            f[:, i:i + group] = (gs[:, i // group] * ws)[:, None]
-        T[:, i] = W[:, i]
-        Q[:, i] = _nearest(W[:, i] / f[:, i], kv)
-        err = (W[:, i] - Q[:, i] * f[:, i]) / U[i, i]
-        loss += err * err
-        W[:, i + 1:] -= np.outer(err, U[i, i + 1:])
-    return Q, T, loss, gs
+def _search(kv):
+    """-> search(cols [N, 32], ws [N]) -> each group's signed int8-valued scale [N] of least squared
+    error on grid kv (quantize.s4_search's, with the group's extreme at either end of kv)"""
+    def search(cols, ws):
+        ext = np.take_along_axis(cols, np.abs(cols).argmax(1)[:, None], 1)[:, 0]
+        best = None
+        for top in (kv[0], kv[-1]):
+            for r in RATIOS:
+                g = np.clip(np.round(ext / top * r / ws), -127, 127)
+                g = np.where(g == 0, 1, g)
+                err = ((_nearest(cols / (g * ws)[:, None], kv) * (g * ws)[:, None] - cols) ** 2).sum(1)
+                best = (g, err) if best is None else (np.where(err < best[1], g, best[0]), np.minimum(err, best[1]))
+        return best[0]
+    return search
 
 
 def gptq_grid(w, factor, kv, learn, group=32):
-    """calibrate.gptq's int4 (first pass, LS_ROUNDS scale refits, best per row) on grid kv; learn:
-    refit kv itself KV_ROUNDS times -> dequantized float64 weights [N, K]"""
+    """calibrate.gptq's int4 (calibrate.gptq_groups) on grid kv; learn: refit kv itself KV_ROUNDS
+    times, keeping the round of least loss -> dequantized float64 weights [N, K]"""
     U, _, dead = factor
     W = np.array(w, np.float64)
     W[:, dead] = 0.0
-    ws = np.abs(W).max(1) / (-kv[0]) / 127.0
+    ws = np.abs(W).max(1) / 127.0 / 127.0
     ws = np.where(ws > 0, ws, 1.0).astype(np.float32).astype(np.float64)
     d = 1.0 / np.diag(U) ** 2
     best = None
     for _ in range(KV_ROUNDS + 1 if learn else 1):
-        Q, T, loss, gs = _gptq_grid(W, U, ws, kv)
-        for _ in range(C.LS_ROUNDS):
-            gs2 = C.ls_group_scales(T, Q, d, ws, gs, group)
-            Q2, T2, loss2, _ = _gptq_grid(W, U, ws, kv, gs2)
-            m = loss2 < loss
-            gs, Q, T = (np.where(m[:, None], a, b) for a, b in ((gs2, gs), (Q2, Q), (T2, T)))
-            loss = np.minimum(loss2, loss)
-        wq = Q * np.repeat(gs, group, 1) * ws[:, None]
+        Q, T, loss, gs = C.gptq_groups(W, U, ws, _search(kv), lambda v, kv=kv: _nearest(v, kv), group)
+        s = np.repeat(gs, group, 1) * ws[:, None]
         if best is None or loss.sum() < best[0]:
-            best = (loss.sum(), wq)
-        f = np.repeat(gs, group, 1) * ws[:, None] * d[None, :]
+            best = (loss.sum(), Q * s)
         fit_kv = kv.copy()
-        for c, level in enumerate(kv):                    # weighted least squares per level
+        for c, level in enumerate(kv):                    # weighted least squares per level: sum d (t - l s)^2
             m = Q == level
-            den = (f * f / d[None, :] * m).sum()
-            fit_kv[c] = (T * f * m).sum() / den if den > 0 else level
+            den = (d * s * s * m).sum()
+            fit_kv[c] = (d * T * s * m).sum() / den if den > 0 else level
         kv = np.sort(np.round(fit_kv * 127 / np.abs(fit_kv).max()))
     return best[1]
 

@@ -155,10 +155,16 @@ def inverse_factor(gram):
     return np.linalg.cholesky(np.linalg.inv(H)).T, H, dead
 
 
-def _gptq_pass(w, U, f, lo, hi, group_scales=None, group=32):
+def _grid(lo, hi):
+    """the rounding of a uniform grid: v -> the nearest integer in [lo, hi]"""
+    return lambda v: np.clip(np.round(v), lo, hi)
+
+
+def _gptq_pass(w, U, f, rnd, group_scales=None, group=32):
     """One GPTQ pass over the columns of w [N, K] with step f [N, K] (group_scales(W cols, g) -> [N]
-    sets f's groups as they are reached, else f is fixed) -> (codes Q, the columns W' they rounded
-    [N, K], loss [N] = sum_i ((W'_i - Q_i f_i) / U_ii)^2, which is (w - Q f) H (w - Q f)^T per row)."""
+    sets f's groups as they are reached, else f is fixed), each column rounded to its grid by rnd
+    (v / f -> the grid's value, e.g. _grid) -> (codes Q, the columns W' they rounded [N, K], loss [N]
+    = sum_i ((W'_i - Q_i f_i) / U_ii)^2, which is (w - Q f) H (w - Q f)^T per row)."""
     W = np.array(w, np.float64)
     N, K = W.shape
     Q, T, loss = np.zeros((N, K)), np.zeros((N, K)), np.zeros(N)
@@ -166,7 +172,7 @@ def _gptq_pass(w, U, f, lo, hi, group_scales=None, group=32):
         if group_scales is not None and i % group == 0:
             f[:, i:i + group] = group_scales(W[:, i:i + group], i // group)[:, None]
         T[:, i] = W[:, i]
-        q = np.clip(np.round(W[:, i] / f[:, i]), lo, hi)
+        q = rnd(W[:, i] / f[:, i])
         Q[:, i] = q
         err = (W[:, i] - q * f[:, i]) / U[i, i]
         loss += err * err
@@ -199,28 +205,38 @@ def gptq(w, factor, fmt, group=32):
     from .quantize import _pack_s4, s4_group_scales
     U, H, dead = factor
     W = np.array(w, np.float64)
-    N, K = W.shape
+    K = W.shape[1]
     W[:, dead] = 0.0
     if fmt == "s8":
         ws = _s8_row_scales(W, np.diag(H)[None, :])
-        Q, _, _ = _gptq_pass(W, U, np.repeat(ws[:, None], K, 1), -127, 127)
+        Q, _, _ = _gptq_pass(W, U, np.repeat(ws[:, None], K, 1), _grid(-127, 127))
         return Q.astype(np.int8), ws.astype(np.float32)
     amax = np.abs(W).max(1)
     ws = np.where(amax > 0, amax / 8 / 127.0, 1.0).astype(np.float32).astype(np.float64)
+    Q, _, _, gs = gptq_groups(W, U, ws, s4_group_scales, _grid(-8, 7), group)
+    return _pack_s4(Q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
+
+
+def gptq_groups(W, U, ws, search, rnd, group=32):
+    """gptq's group-scaled passes: the first picks each group's scale when it is reached (search(cols,
+    ws) -> signed int8-valued [N]), then LS_ROUNDS least-squares refits with GPTQ rerun on them, each
+    row keeping its pass of least loss; rnd: as _gptq_pass's -> (grid values Q, rounded columns T,
+    loss [N], gs [N, K / group])."""
+    N, K = W.shape
     gs = np.zeros((N, K // group))
 
     def first(cols, g):
-        gs[:, g] = s4_group_scales(cols, ws)
+        gs[:, g] = search(cols, ws)
         return gs[:, g] * ws
-    Q, T, loss = _gptq_pass(W, U, np.zeros((N, K)), -8, 7, first, group)
+    Q, T, loss = _gptq_pass(W, U, np.zeros((N, K)), rnd, first, group)
     d = 1.0 / np.diag(U) ** 2
     for _ in range(LS_ROUNDS):
         gs2 = ls_group_scales(T, Q, d, ws, gs, group)
-        Q2, T2, loss2 = _gptq_pass(W, U, np.repeat(gs2 * ws[:, None], group, 1), -8, 7)
+        Q2, T2, loss2 = _gptq_pass(W, U, np.repeat(gs2 * ws[:, None], group, 1), rnd)
         m = loss2 < loss
         gs, Q, T = (np.where(m[:, None], a, b) for a, b in ((gs2, gs), (Q2, Q), (T2, T)))
         loss = np.minimum(loss2, loss)
-    return _pack_s4(Q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
+    return Q, T, loss, gs
 
 
 # ---------------------------------------------------------------------------------- smoothing
