@@ -37,6 +37,14 @@ void tsl_matvec_s4_f32(const int8_t *x, float sx, const uint8_t *w, const int8_t
 /* dst[n] = acc_n of tsl_matvec_s4_f32 (the same int32 sums on every ISA path), n in [0, N) */
 void tsl_matvec_s4_s32(const int8_t *x, const uint8_t *w, const int8_t *gs, int32_t *dst, int32_t N, int32_t K);
 
+/* The non-linear int4 grid (tinyslm/int4nl.py): w codes [N][K/2] (unsigned nibbles, even k low),
+ * kv the tensor's 16 int8 levels, gs as tsl_matvec_s4_f32; callers keep K * max|gs| * 127 * 128 < 2^31.
+ * acc_n = sum_g gs[n][g] * sum_{k in g} kv[w4[n][k]] * x[k]; epilogue as tsl_matvec_s8_f32. */
+void tsl_matvec_s4nl_f32(const int8_t *x, float sx, const uint8_t *w, const int8_t *kv, const int8_t *gs,
+                         const float *ws, const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
+void tsl_matvec_s4nl_s32(const int8_t *x, const uint8_t *w, const int8_t *kv, const int8_t *gs, int32_t *dst,
+                         int32_t N, int32_t K);
+
 /* q[i] = tsl_quant_f32(x[i] * (127 / amax)), amax = max |x|; returns amax / 127 (0 if amax == 0). */
 float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n);
 

@@ -20,6 +20,7 @@ S4_GROUP = 32
 MATVEC_K = [0, 1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 255, 256, 257, 320]
 MATVEC_K_BIG = [512, 544, 1056]
 PATTERNS = ["random", "min", "max", "mixed"]
+IQ4_NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113])
 
 
 @dataclass
@@ -107,6 +108,34 @@ def make_cases(seed=0):
               build=lambda A, x=x, w4=w4, gs=gs, sx=sx, ws=ws, b=b, N=N, K=K:
               f"tsl_matvec_s4_f32({A(x, 'int8_t')}, {_cf(sx)}, {A(w4, 'uint8_t')}, {A(gs, 'int8_t')}, "
               f"{A(ws, 'float')}, {A(b, 'float') if b is not None else '0'}, (float *)out, {N}, {K}, 0);")
+    # int4 on a non-linear grid: the same shapes and patterns over levels of both signs and the
+    # extremes -127 / 127 (IQ4_NL's table, then random sorted levels), group scales within gmax(K)
+    for i, (K, N) in enumerate([(32, 1), (32, 4), (64, 3), (96, 5), (128, 8), (256, 9), (512, 4), (64, 2),
+                                (2048, 2), (2048, 3), (0, 3), (160, 7), (224, 5), (2240, 3), (384, 6), (1024, 11),
+                                (576, 6), (288, 4), (352, 3), (160, 4), (1536, 5), (64, 515), (32, 130), (8192, 2)]):
+        pat = PATTERNS[i % 4]
+        x = _s8(rng, K, pat, "x")
+        w4 = {"random": rng.integers(0, 256, (N, K // 2)), "min": np.full((N, K // 2), 0x00),
+              "max": np.full((N, K // 2), 0xFF), "mixed": np.full((N, K // 2), 0xF0)}[pat].astype(np.uint8)
+        kv = (IQ4_NL if i % 2 else np.sort(rng.integers(-127, 128, 16))).astype(np.int8)
+        kv[0], kv[-1] = (-127, 127) if pat != "random" else (kv[0], kv[-1])
+        gm = max(1, min(127, (2 ** 31 - 1) // (max(K, 1) * 127 * 128)))
+        gs = (rng.integers(1, gm + 1, (N, K // S4_GROUP)) * rng.choice([-1, 1], (N, K // S4_GROUP)) if pat == "random"
+              else np.full((N, K // S4_GROUP), -gm if i % 2 else gm)).astype(np.int8)
+        sx, ws = f32(0.01), rng.uniform(0.001, 0.02, N).astype(f32)
+        b = _f(rng, N) if i % 2 else None
+        acc = nx.matvec_s4nl_s32(x, w4, kv, gs, S4_GROUP)
+        exp = nx.epilogue(acc, sx, ws, b).astype(f32)
+        B.add(f"matvec_s4nl_f32 K={K} N={N} {pat}", exp,
+              build=lambda A, x=x, w4=w4, kv=kv, gs=gs, sx=sx, ws=ws, b=b, N=N, K=K:
+              f"tsl_matvec_s4nl_f32({A(x, 'int8_t')}, {_cf(sx)}, {A(w4, 'uint8_t')}, {A(kv, 'int8_t')}, "
+              f"{A(gs, 'int8_t')}, {A(ws, 'float')}, {A(b, 'float') if b is not None else '0'}, (float *)out, "
+              f"{N}, {K}, 0);")
+        if i % 3 == 0:
+            B.add(f"matvec_s4nl_s32 K={K} N={N} {pat}", acc,
+                  build=lambda A, x=x, w4=w4, kv=kv, gs=gs, N=N, K=K:
+                  f"tsl_matvec_s4nl_s32({A(x, 'int8_t')}, {A(w4, 'uint8_t')}, {A(kv, 'int8_t')}, {A(gs, 'int8_t')}, "
+                  f"(int32_t *)out, {N}, {K});")
     # attention: GQA groups, head sizes around the vector widths, first and last positions; rings
     # (pos beyond the S slots: a sliding window), soft-capped scores, ALiBi biases
     for H, n_kv, hs, S, pos, sat, cap, alibi in [

@@ -17,10 +17,11 @@ import kernel_cases as kc
 from conftest_tools import require_tool, require_toolchain
 from tinyslm import targets
 from tinyslm.boards import ROOT, list_boards, load_board
-from tinyslm.codegen import MATVEC_S4
+from tinyslm.codegen import MATVEC_S4, MATVEC_S4NL
 
 FIRMWARE = ROOT / "firmware"
-KERNELS = [FIRMWARE / f for f in ("tsl_matvec_s8.c", *[s for s in MATVEC_S4 if s.endswith(".c")], "tsl_attention_s8.c",
+KERNELS = [FIRMWARE / f for f in ("tsl_matvec_s8.c", *[s for s in MATVEC_S4 + MATVEC_S4NL if s.endswith(".c")],
+                                  "tsl_attention_s8.c",
                                   "tsl_elementwise_f32.c", "tsl_norm_f32.c")]
 SIMDE = "/usr/include/simde/arm/neon.h"
 HOST_PATHS = {

@@ -24,7 +24,9 @@ NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.
         np.dtype(np.int32): "int32_t", np.dtype(np.float32): "float"}
 MATVEC_S4 = ["tsl_matvec_s4_isa.h", "tsl_matvec_s4.c", "tsl_matvec_s4_arm.c", "tsl_matvec_s4_neon.c",
              "tsl_matvec_s4_x86.c", "tsl_matvec_s4_swar.c"]   # the int4 matvec: dispatch + one file per ISA family
-RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_vec_f32.h", "tsl_epilogue.h", "tsl_matvec_s8.c", *MATVEC_S4,
+MATVEC_S4NL = ["tsl_matvec_s4nl_isa.h", "tsl_matvec_s4nl.c", "tsl_matvec_s4nl_arm.c", "tsl_matvec_s4nl_neon.c",
+               "tsl_matvec_s4nl_x86.c"]           # int4 on a non-linear grid (int4nl.py), the same layout
+RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_vec_f32.h", "tsl_epilogue.h", "tsl_matvec_s8.c", *MATVEC_S4, *MATVEC_S4NL,
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
 INT_OPS = ["tsl_int_ops.h", "tsl_int_ops.c"]      # programs lowered by lower_int: the integer-only step

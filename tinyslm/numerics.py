@@ -230,6 +230,16 @@ def matvec_s4_s32(x, w4, gs, group):
     return (part * gs.astype(np.int64)).sum(1).astype(np.int32)
 
 
+def matvec_s4nl_s32(x, w4, kv, gs, group):
+    """acc_n = sum_g gs[n, g] * (kv[c[n, g]] . x[g]), c the unsigned nibbles of w4 (even k low), kv
+    the tensor's 16 int8 levels (tinyslm/int4nl.py)."""
+    c = np.empty((w4.shape[0], x.shape[0]), np.int64)
+    c[:, 0::2], c[:, 1::2] = w4 & 15, w4 >> 4
+    w = kv.astype(np.int64)[c].reshape(w4.shape[0], -1, group)
+    part = np.einsum("ngk,gk->ng", w, x.astype(np.int64).reshape(-1, group))
+    return (part * gs.astype(np.int64)).sum(1).astype(np.int32)
+
+
 def attention(q, kc, ks, vc, vs, pos, scale, softcap_=0.0, alibi=None):
     """tsl_attention_s8 -> (out int8 [H*hs], out scale). kc, vc [n_kv, S, hs] int8; ks, vs [n_kv, S]:
     a ring of S slots, position t in slot t % S; the last min(pos + 1, S) positions are visible."""

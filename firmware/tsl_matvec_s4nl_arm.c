@@ -1,0 +1,11 @@
+/* tsl_matvec_s4nl_arm.c -- the arm paths of tsl_matvec_s4nl.c. PLACEHOLDER: covers no group yet
+ * (the portable tail runs them all); its SIMD path is being written. */
+#include "tsl_matvec_s4nl_isa.h"
+
+#if defined(TSL_ARM_MVE) || defined(TSL_ARM_DSP)
+int32_t tsl_s4nl_acc_arm(TSL_S4NL_ACC_ARGS)
+{
+    (void)x; (void)w; (void)kv; (void)gs; (void)acc; (void)N; (void)K;
+    return 0;
+}
+#endif
