@@ -62,6 +62,10 @@ VARIANTS = [   # row, compile options. rotate (Hadamard rotations before int8): 
                                                               bytes_per_weight=0.62)),
     ("tinyslm mixed, calibrated", dict(weights="mixed", calibrate="default")),
     ("tinyslm mixed, rotated, calibrated", dict(weights="mixed", calibrate="default", rotate=True)),
+    ("tinyslm int4, calibrated, non-linear grid", dict(weights="int4", calibrate="default", int4="nl")),
+    ("tinyslm int4 size: mixed at 0.62 B/w, calibrated, non-linear grid",
+     dict(weights="mixed", calibrate="default", bytes_per_weight=0.62, int4="nl")),
+    ("tinyslm mixed, calibrated, non-linear grid", dict(weights="mixed", calibrate="default", int4="nl")),
 ]
 QUANTS = ["Q8_0", "Q4_0", "Q4_K_M"]     # llama-quantize types, default (no importance matrix)
 GOALS = {"int8": (0.00012, 1.07), "int4": (0.0079, 0.62), "mixed": (0.0033, 0.70)}
@@ -192,6 +196,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, default=20000)
     ap.add_argument("--llamacpp", default=str(ROOT / "build" / "llamacpp"), help="benchmarks/build_llamacpp.sh's DIR")
+    ap.add_argument("--only", metavar="TEXT", help="only tinyslm's rows whose name contains TEXT (llama.cpp's always)")
     a = ap.parse_args()
     tok = Tokenizer.from_file(EXAMPLE.with_name("tokenizer.json"))
     chunks = text_chunks(tok.encode((ROOT / "examples" / "data" / "heldout.txt").read_text())[:a.tokens], 256, tok.bos_id)
@@ -208,7 +213,7 @@ def main():
           f"{n} positions; KLD from the float model in onnxruntime")
     rows, builds = [], {}
     with tempfile.TemporaryDirectory(prefix="tinyslm-quality-") as tmp:
-        for name, opts in VARIANTS:
+        for name, opts in [v for v in VARIANTS if not a.only or a.only in v[0]]:
             builds[name] = build(tmp, name, opts)
             rows.append((name, score(builds[name], chunks, refs)))
             print(f"  measured {name}", flush=True)

@@ -21,7 +21,11 @@ extern "C" {
 void tsl_gemm_s8_f32(const int8_t *const *x, const float *sx, const int8_t *w, const float *ws,
                      const float *bias, float *const *dst, int32_t T, int32_t N, int32_t K, int32_t accumulate);
 
-/* The same over int4 weights in groups (layout of tsl_matvec_s4_f32). */
+/* The same over int4 weights in groups (layout of tsl_matvec_s4_f32); s4nl: of tsl_matvec_s4nl_f32
+ * (tsl_gemm_s4.c: the matvec per token, on every core). */
+void tsl_gemm_s4nl_f32(const int8_t *const *x, const float *sx, const uint8_t *w, const int8_t *kv, const int8_t *gs,
+                       const float *ws, const float *bias, float *const *dst, int32_t T, int32_t N, int32_t K,
+                       int32_t accumulate);
 void tsl_gemm_s4_f32(const int8_t *const *x, const float *sx, const uint8_t *w, const int8_t *gs,
                      const float *ws, const float *bias, float *const *dst, int32_t T, int32_t N, int32_t K,
                      int32_t accumulate);

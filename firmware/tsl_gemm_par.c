@@ -6,11 +6,12 @@
 typedef struct {
     const int8_t *const *x;
     const float *sx;
-    const void *w;              /* int8 [N][K] or int4 [N][K/2] */
+    const void *w;              /* int8 [N][K] or int4 [N][K/2] (s4 values or s4nl codes) */
     const int8_t *gs;           /* int4 group scales [N][K/32]; NULL: int8 */
     const float *ws, *bias;
     float *const *dst;
     int32_t T, N, K, accumulate, rows;
+    const int8_t *kv;           /* s4nl: the tensor's levels; NULL: s4 or int8 */
 } tsl_gemm_job;
 
 static void gemm_part(void *ctx, int32_t part)
@@ -21,7 +22,11 @@ static void gemm_part(void *ctx, int32_t part)
     float *d[TSL_GEMM_MAX_T];
     for (int32_t t = 0; t < j->T; t++) d[t] = j->dst[t] + n0;
     const float *bias = j->bias ? j->bias + n0 : NULL;
-    if (j->gs)
+    if (j->kv)
+        tsl_gemm_s4nl_f32(j->x, j->sx, (const uint8_t *)j->w + (size_t)n0 * (size_t)(j->K / 2), j->kv,
+                          j->gs + (size_t)n0 * (size_t)(j->K / TSL_S4_GROUP), j->ws + n0, bias, d, j->T, n1 - n0,
+                          j->K, j->accumulate);
+    else if (j->gs)
         tsl_gemm_s4_f32(j->x, j->sx, (const uint8_t *)j->w + (size_t)n0 * (size_t)(j->K / 2),
                         j->gs + (size_t)n0 * (size_t)(j->K / TSL_S4_GROUP), j->ws + n0, bias, d, j->T, n1 - n0, j->K,
                         j->accumulate);
@@ -48,5 +53,13 @@ void tsl_par_gemm_s4_f32(tsl_pool *p, const int8_t *const *x, const float *sx, c
                          int32_t accumulate)
 {
     tsl_gemm_job j = {x, sx, w, gs, ws, bias, dst, T, N, K, accumulate, 0};
+    run(p, &j);
+}
+
+void tsl_par_gemm_s4nl_f32(tsl_pool *p, const int8_t *const *x, const float *sx, const uint8_t *w, const int8_t *kv,
+                           const int8_t *gs, const float *ws, const float *bias, float *const *dst, int32_t T, int32_t N,
+                           int32_t K, int32_t accumulate)
+{
+    tsl_gemm_job j = {x, sx, w, gs, ws, bias, dst, T, N, K, accumulate, 0, kv};
     run(p, &j);
 }

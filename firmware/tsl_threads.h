@@ -52,12 +52,15 @@ int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows);
  * (parts > 1 only in the TSL_POOL_LONGEST_PART measurement mode). */
 void tsl_pool_run(tsl_pool *p, void (*fn)(void *ctx, int32_t part), void *ctx, int32_t parts);
 
-/* tsl_matvec_s8_f32 / tsl_matvec_s4_f32 over the pool's threads (p NULL: the caller alone). */
+/* tsl_matvec_s8_f32 / tsl_matvec_s4_f32 / tsl_matvec_s4nl_f32 over the pool's threads (p NULL: the caller alone). */
 void tsl_par_matvec_s8_f32(tsl_pool *p, const int8_t *x, float sx, const int8_t *w, const float *ws,
                            const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
 void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t *w, const int8_t *gs,
                            const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                            int32_t accumulate);
+void tsl_par_matvec_s4nl_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t *w, const int8_t *kv,
+                             const int8_t *gs, const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
+                             int32_t accumulate);
 
 /* tsl_attention_s8 over the pool: ranges of heads, part i on scratch slice i (qq [slices][hs],
  * sc and pw [slices][max_seq]; acc and ch are per head already), at most `slices` parts (one if under

@@ -16,7 +16,9 @@ quantize better, and the integer weights themselves (GPTQ), in the formats the k
    its per-row scale (max |w| / 127 after a clipping search); int4 picks each 32-group's signed int8
    scale when the group is reached, with the same search as quantize.quant_rows_s4; then the group
    scales are refit by least squares for the codes chosen and GPTQ reruns with them fixed
-   (LS_ROUNDS times, each row keeping its pass of least loss).
+   (LS_ROUNDS times, each row keeping its pass of least loss). The non-linear grid (s4nl, int4nl.py)
+   rounds to the tensor's levels instead, and refits the levels after each full GPTQ run on the codes
+   it chose, weighted like the scales (int4nl.KV_ROUNDS times, the run of least loss kept).
    Measured and not kept: act-order with static groups (int4 KLD 0.01166 vs 0.01162 in order).
 4. With rotate (quantize.py's fwht of the MLP product), the smoothing search simulates the rotated
    product, and GPTQ quantizes w_down's rotated columns W D H / n (quantize.rotate_cols) under the
@@ -114,9 +116,9 @@ def load_chunks(path, model_path, tok, max_seq, max_tokens=None):
     return chunks
 
 
-def formats_for(spec, weights):
-    """matvec name -> s8 | s4 for --weights int8 | int4 (mixed: fit.mixed)."""
-    return {f"l{li}.{n}": "s4" if weights == "int4" else "s8" for li, L in enumerate(spec.layers)
+def formats_for(spec, weights, s4="s4"):
+    """matvec name -> s8 | s4 (s4: the int4 format, s4 or s4nl) for --weights int8 | int4 (mixed: fit.mixed)."""
+    return {f"l{li}.{n}": s4 if weights == "int4" else "s8" for li, L in enumerate(spec.layers)
             for n, _ in MATVECS if getattr(L, n) is not None}
 
 
@@ -180,24 +182,25 @@ def _gptq_pass(w, U, f, rnd, group_scales=None, group=32):
     return Q, T, loss
 
 
-def ls_group_scales(T, Q, d, ws, gs, group=32):
+def ls_group_scales(T, Q, d, ws, gs, group=32, gm=127):
     """Least-squares refit of int4 group scales: per group, s = sum(d t q) / sum(d q q) (the step that
     minimizes sum d (t - s q)^2 for fixed codes q), as the kernels' signed int8 multiple of the row
-    scale ws, |gs| in [1, 127]. T [N, K] targets, Q codes, d [K] weights; groups whose codes are all
+    scale ws, |gs| in [1, gm]. T [N, K] targets, Q codes, d [K] weights; groups whose codes are all
     zero keep gs."""
     N, K = T.shape
     t, q = T.reshape(N, -1, group), Q.reshape(N, -1, group)
     dg = d.reshape(1, -1, group)
     num, den = (dg * t * q).sum(2), (dg * q * q).sum(2)
     s = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-    new = np.clip(np.round(s / ws[:, None]), -127, 127)
+    new = np.clip(np.round(s / ws[:, None]), -gm, gm)
     new = np.where(new == 0, np.where(s < 0, -1.0, 1.0), new)
     return np.where(den > 0, new, gs)
 
 
 def gptq(w, factor, fmt, group=32):
     """w [N, K] float, inverse_factor(X^T X) -> quantized weights in the kernels' format:
-    s8: (int8 [N, K], float32 [N]); s4: (packed uint8 [N, K/2], int8 group scales [N, K/32], float32 [N]).
+    s8: (int8 [N, K], float32 [N]); s4: (packed uint8 [N, K/2], int8 group scales [N, K/32], float32 [N]);
+    s4nl: (codes uint8 [N, K/2], int8 levels [16], int8 group scales, float32 [N]) (gptq_nl).
     int4: the first pass picks each group's scale when it is reached (quantize.s4_group_scales); then
     LS_ROUNDS times the scales are refit by least squares (ls_group_scales) on the columns the codes
     rounded, weighted by 1 / U_ii^2 (each column's share of the loss), and GPTQ reruns with them fixed;
@@ -211,17 +214,36 @@ def gptq(w, factor, fmt, group=32):
         ws = _s8_row_scales(W, np.diag(H)[None, :])
         Q, _, _ = _gptq_pass(W, U, np.repeat(ws[:, None], K, 1), _grid(-127, 127))
         return Q.astype(np.int8), ws.astype(np.float32)
+    if fmt == "s4nl":
+        return gptq_nl(W, U, group)
     amax = np.abs(W).max(1)
     ws = np.where(amax > 0, amax / 8 / 127.0, 1.0).astype(np.float32).astype(np.float64)
     Q, _, _, gs = gptq_groups(W, U, ws, s4_group_scales, _grid(-8, 7), group)
     return _pack_s4(Q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
 
 
-def gptq_groups(W, U, ws, search, rnd, group=32):
+def gptq_nl(W, U, group=32):
+    """gptq_groups on the non-linear grid, from IQ4_NL's levels; after each run the levels are refit
+    (int4nl.refit, columns weighted by 1 / U_ii^2) for the next; the run of least loss is kept."""
+    from . import int4nl
+    K = W.shape[1]
+    gm, ws = int4nl.gmax(K), int4nl.row_scales(W, K)
+    d = 1.0 / np.diag(U) ** 2
+    kv, best = int4nl.IQ4_NL.copy(), None
+    for _ in range(int4nl.KV_ROUNDS + 1):
+        Q, T, loss, gs = gptq_groups(W, U, ws, int4nl.searcher(kv, gm), lambda v, kv=kv: int4nl.nearest(v, kv),
+                                     group, gm)
+        if best is None or loss.sum() < best[0]:
+            best = (loss.sum(), int4nl.pack(Q, kv, gs, ws))
+        kv = int4nl.refit(kv, Q, T, np.repeat(gs, group, 1) * ws[:, None], d)
+    return best[1]
+
+
+def gptq_groups(W, U, ws, search, rnd, group=32, gm=127):
     """gptq's group-scaled passes: the first picks each group's scale when it is reached (search(cols,
     ws) -> signed int8-valued [N]), then LS_ROUNDS least-squares refits with GPTQ rerun on them, each
     row keeping its pass of least loss; rnd: as _gptq_pass's -> (grid values Q, rounded columns T,
-    loss [N], gs [N, K / group])."""
+    loss [N], gs [N, K / group]); gm: the largest |gs| of the refits."""
     N, K = W.shape
     gs = np.zeros((N, K // group))
 
@@ -231,7 +253,7 @@ def gptq_groups(W, U, ws, search, rnd, group=32):
     Q, T, loss = _gptq_pass(W, U, np.zeros((N, K)), rnd, first, group)
     d = 1.0 / np.diag(U) ** 2
     for _ in range(LS_ROUNDS):
-        gs2 = ls_group_scales(T, Q, d, ws, gs, group)
+        gs2 = ls_group_scales(T, Q, d, ws, gs, group, gm)
         Q2, T2, loss2 = _gptq_pass(W, U, np.repeat(gs2 * ws[:, None], group, 1), rnd)
         m = loss2 < loss
         gs, Q, T = (np.where(m[:, None], a, b) for a, b in ((gs2, gs), (Q2, Q), (T2, T)))
@@ -258,17 +280,13 @@ def _rotation(rotate, K):
 def _site_error(site, ws, s, fmt, rot=None):
     """Squared output error of Q(R x / s) . Q(W * s R^-1)^T against x . W^T on the site's row sample
     (R: the rotation, or none)."""
-    from .quantize import quant_rows_s4, rotate_cols, rotate_rows, unpack_s4
+    from .quantize import rotate_cols, rotate_rows
     x = site.sample
     err = 0.0
     xq = qdq_rows(x / s if rot is None else rotate_rows(x / s, *rot))
     for w in ws:
         ww = w * s[None, :] if rot is None else rotate_cols(w * s[None, :], *rot)
-        if fmt == "s4":
-            p, gs, rs = quant_rows_s4(ww, "calibrate")
-            wq = unpack_s4(p).astype(np.float64) * np.repeat(gs.astype(np.float64), 32, 1) * rs[:, None]
-        else:
-            wq = qdq_rows(ww)
+        wq = rtn_dequant(ww, fmt, "calibrate")
         err += ((xq @ wq.T - x @ w.T) ** 2).sum()
     return err
 
@@ -285,18 +303,21 @@ def _choose(site, ws, fmt, rot=None):
 
 def calibrate(spec, chunks, formats, log=None, rotate=False, rotate_att=False):
     """-> (spec', {matvec name: quantized weights}, att_layers): spec' is spec with the smoothing folded
-    in (float-equivalent, unrotated); formats: matvec name -> s8 | s4 (what quantize will emit);
+    in (float-equivalent, unrotated); formats: matvec name -> s8 | s4 | s4nl (what quantize will emit);
     rotate: as quantize's (w_down's quantized weights are then of its rotated columns); rotate_att:
     rotate the attention output of the layers where that lowers the simulated output error of wo on
     calibration rows (_site_error, weights rounded to nearest), att_layers, as quantize's rotate_att
     (wo's quantized weights of its rotated columns there)."""
     from .quantize import rotate_cols, rotate_rows
     spec = copy.deepcopy(spec)
+    from . import int4nl
     for n, f in formats.items():
         K = _weight(spec, n).shape[1]
         if f == "s4" and (K % 32 or K * 8 * 128 * 127 >= 2 ** 31):
             raise TslError(f"{n}: int4 needs K divisible by 32 and small enough for the int32 accumulator, "
                            f"K = {K}; use --weights int8")
+        if f == "s4nl":
+            int4nl.check(K, n)
     sites = collect(spec, chunks)
     notes = []
     for li, (L, S) in enumerate(zip(spec.layers, sites)):
@@ -341,12 +362,26 @@ def calibrate(spec, chunks, formats, log=None, rotate=False, rotate_att=False):
 
 
 def dequant(qw):
-    """quantized weights (as quantize takes them) -> float64 [N, K]"""
+    """quantized weights (as quantize takes them: s8, s4 or s4nl tuples) -> float64 [N, K]"""
+    from . import int4nl
     from .quantize import unpack_s4
     if len(qw) == 2:
         return qw[0].astype(np.float64) * qw[1].astype(np.float64)[:, None]
+    if len(qw) == 4:
+        return int4nl.dequant(qw)
     q, gs, ws = qw
     return unpack_s4(q).astype(np.float64) * np.repeat(gs.astype(np.float64), 32, 1) * ws.astype(np.float64)[:, None]
+
+
+def rtn_dequant(w, fmt, where):
+    """w [N, K] rounded to nearest in fmt (s8 per row, s4, s4nl), dequantized: float64"""
+    from . import int4nl
+    from .quantize import quant_rows_s4
+    if fmt == "s4":
+        return dequant(quant_rows_s4(w, where))
+    if fmt == "s4nl":
+        return int4nl.dequant(int4nl.quant_rows(w, where))
+    return qdq_rows(np.asarray(w, np.float64))
 
 
 def kld_sim(ref_spec, spec, chunks, formats, prequant=None, float_rest=False, mlp_residual=True, refs=None,
@@ -359,7 +394,7 @@ def kld_sim(ref_spec, spec, chunks, formats, prequant=None, float_rest=False, ml
     rotate_att: the layers whose wo and attention output are rotated likewise.
     A numpy simulation of the build, not the build itself."""
     from .evaluate import log_softmax
-    from .quantize import quant_rows_s4, rotate_cols, rotate_rows
+    from .quantize import rotate_cols, rotate_rows
     prequant = prequant or {}
     deq = {}
     rots = [None if "down" in L.qw or L.w_down is None else _rotation(rotate, L.w_down.shape[1]) for L in spec.layers]
@@ -369,8 +404,7 @@ def kld_sim(ref_spec, spec, chunks, formats, prequant=None, float_rest=False, ml
         li = int(name.split(".")[0][1:])
         rot = rots[li] if name.endswith(".w_down") else rots_o[li] if name.endswith(".wo") else None
         wr = w if rot is None else rotate_cols(w, *rot)
-        deq[id(w)] = dequant(prequant[name]) if name in prequant else \
-            dequant(quant_rows_s4(wr, name)) if f == "s4" else qdq_rows(np.asarray(wr, np.float64))
+        deq[id(w)] = dequant(prequant[name]) if name in prequant else rtn_dequant(wr, f, name)
     for L, rot, rot_o in zip(spec.layers, rots, rots_o):
         for w, r in ((L.w_down, rot), (L.wo, rot_o)):
             if r is not None and id(w) not in deq:

@@ -34,7 +34,7 @@ FWHT = ["tsl_fwht.h", "tsl_fwht_f32.c"]          # float programs with fwht ops 
 THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the worker pool
 GEMM = ["tsl_gemm.h", "tsl_gemm_s8.c", "tsl_gemm_s4.c"]   # boards with a prefill_tile: tsl_prefill
 GEMM_PAR = ["tsl_gemm_par.h", "tsl_gemm_par.c"]        # both: the prefill kernels on the pool
-POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
+POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_matvec_s4nl_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
             "tsl_glu_f32", "tsl_attention_s8", "tsl_attention_f32"}      # what the pool splits (tsl_par_*: same bytes)
 APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
         "proto/tsl_device.h", "proto/tsl_console.h", "proto/tsl_console.c", "uart/tsl_uart.c", "uart/tsl_app_serial.c"]
@@ -47,6 +47,8 @@ def arch_hash(meta):
     arch = {k: meta[k] for k in keys}
     if meta.get("numerics", "float") != "float":     # another blob layout (float builds: hash as before)
         arch["numerics"] = meta["numerics"]
+    if meta.get("int4_grid"):                # the non-linear int4 grid's levels: another blob layout
+        arch["int4_grid"] = meta["int4_grid"]
     if meta.get("rotate"):                   # the rotation's sign tables: another blob layout
         arch["rotate"] = meta["rotate"]
     rings = [kv["slots"] for kv in meta.get("kv_layers", []) if kv["slots"] != meta["max_seq"]]
@@ -112,10 +114,7 @@ def _calls(prog, plan, woff, threads=False):
             fn, args = "tsl_quant_dynamic_f32", [a(op.ins[0]), a(op.outs[0]), t["n"]]
         elif k == "matvec":
             sx = _f(t["sx_const"]) if t["sx"] is None else f"*{a(t['sx'])}"
-            if t["fmt"] == "s4":
-                fn, args = "tsl_matvec_s4_f32", [a(op.ins[0]), sx, w(t["w_w"]), w(t["gs_w"]), w(t["ws_w"])]
-            else:
-                fn, args = "tsl_matvec_s8_f32", [a(op.ins[0]), sx, w(t["w_w"]), w(t["ws_w"])]
+            fn, args = f"tsl_matvec_{t['fmt']}_f32", [a(op.ins[0]), sx, *_wargs(t, w), w(t["ws_w"])]
             args += [w(t["bias_w"]), a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
         elif k == "rope":
             fn, args = "tsl_rope_split_f32", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"], *_rope_rows(t, w),
@@ -177,8 +176,7 @@ def _int_call(op, t, a, w):
         lhs = f"*{a(op.outs[1])} = "
         fn, args = "tsl_iquant_s8", [a(op.ins[0]), a(op.outs[0]), t["n"]]
     elif k == "i_matvec":
-        gs = [w(t["gs_w"])] if t.get("fmt") == "s4" else []
-        fn, args = f"tsl_imatvec_{t.get('fmt', 's8')}", [a(op.ins[0]), a(t["sx"]), w(t["w_w"]), *gs, w(t["wfx_w"]),
+        fn, args = f"tsl_imatvec_{t.get('fmt', 's8')}", [a(op.ins[0]), a(t["sx"]), *_wargs(t, w), w(t["wfx_w"]),
                                                          w(t["bias_w"]), a(op.outs[0]), t["N"], t["K"], t["accumulate"]]
     elif k == "i_rope":
         fn, args = "tsl_irope_split", [a(op.outs[0]), t["n_heads"], t["hs"], t["rot"], *_rope_rows(t, w),
@@ -204,6 +202,12 @@ def _int_call(op, t, a, w):
     else:
         raise AssertionError(k)
     return lhs, fn, args
+
+
+def _wargs(t, w):
+    """a matvec's weight arguments ahead of its scales, by format: values; s4 + group scales; s4nl +
+    levels and group scales"""
+    return [w(t["w_w"])] + [w(t[k]) for k in ("kv_w", "gs_w") if t.get(k)]
 
 
 def _f(v):
@@ -243,9 +247,8 @@ def _prefill(prog, plan, woff, threads):
             steps.append(dict(kind="last", i=i, name=op.name))
         elif op.kind == "matvec":
             pre = ("tsl_par_" if threads else "tsl_") + f"gemm_{t['fmt']}_f32"
-            args = (["m->pool"] if threads else []) + ["xs", "sx", w(t["w_w"])] + \
-                ([w(t["gs_w"])] if t["fmt"] == "s4" else []) + [w(t["ws_w"]), w(t["bias_w"]), "ds", "nt", t["N"], t["K"],
-                                                                 t["accumulate"]]
+            args = (["m->pool"] if threads else []) + ["xs", "sx", *_wargs(t, w), w(t["ws_w"]), w(t["bias_w"]), "ds",
+                                                       "nt", t["N"], t["K"], t["accumulate"]]
             steps.append(dict(kind="gemm", i=i, name=op.name, x=sl(op.ins[0]), dst=sl(op.outs[0]),
                               sx=_f(t["sx_const"]) if t["sx"] is None else "*" + sl(t["sx"], "float"),
                               call=f"{pre}({', '.join(map(str, args))})"))

@@ -28,15 +28,17 @@ def _al(n):
 
 
 def tensor_bytes(N, K, fmt):
-    """Blob bytes of one matvec weight: values, group scales (int4), row scales."""
-    return _al(N * K) + _al(4 * N) if fmt == "s8" else _al(N * K // 2) + _al(N * K // 32) + _al(4 * N)
+    """Blob bytes of one matvec weight: values, levels (s4nl), group scales (int4), row scales."""
+    if fmt == "s8":
+        return _al(N * K) + _al(4 * N)
+    return _al(N * K // 2) + (_al(16) if fmt == "s4nl" else 0) + _al(N * K // 32) + _al(4 * N)
 
 
 def contributions(spec, chunks, formats):
-    """matvec name -> mean KLD (calibration text) with that tensor alone in int4 (rounded to
-    nearest), the rest float."""
+    """matvec name -> mean KLD (calibration text) with that tensor alone in its int4 format of `formats`
+    (rounded to nearest), the rest float."""
     refs = float_logprobs(spec, chunks)
-    return {name: kld_sim(spec, spec, chunks, {name: "s4"}, float_rest=True, refs=refs) for name in formats}
+    return {name: kld_sim(spec, spec, chunks, {name: f}, float_rest=True, refs=refs) for name, f in formats.items()}
 
 
 def choose(spec, chunks, weights, s4_ok, cap):
@@ -49,7 +51,7 @@ def choose(spec, chunks, weights, s4_ok, cap):
     used = sum(tensor_bytes(*weights[n].shape, f) for n, f in formats.items())
     if s4_ok:
         contrib = contributions(spec, [c[:CONTRIB_TOKENS] for c in chunks[:1]], s4_ok)
-        extra = {n: tensor_bytes(*weights[n].shape, "s8") - tensor_bytes(*weights[n].shape, "s4") for n in s4_ok}
+        extra = {n: tensor_bytes(*weights[n].shape, "s8") - tensor_bytes(*weights[n].shape, f) for n, f in s4_ok.items()}
         for n in sorted(s4_ok, key=lambda n: -contrib[n] / extra[n]):
             if used + extra[n] <= cap:
                 formats[n], used = "s8", used + extra[n]
@@ -61,27 +63,29 @@ def matvec_weights(spec):
             if getattr(L, n) is not None}
 
 
-def mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight=MIXED_BPW):
-    """--weights mixed: choose() within bytes_per_weight of the whole weights blob per parameter."""
+def mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight=MIXED_BPW, s4="s4"):
+    """--weights mixed: choose() within bytes_per_weight of the whole weights blob per parameter; s4: the
+    int4 format (s4 | s4nl)."""
     from .quantize import quantize
     weights = matvec_weights(spec)
     prog = quantize(spec, max_seq, "int8", mlp_residual=mlp_residual)
     other = sum(_al(a.nbytes) for k, a in prog.weights.items() if k.rsplit(".", 1)[0] not in weights)
     cap = int(bytes_per_weight * spec.n_params()) - other
-    s4_ok = {n: "s4" for n, w in weights.items() if w_ok(w)}
+    s4_ok = {n: s4 for n, w in weights.items() if w_ok(w, s4)}
     if cap < sum(tensor_bytes(*weights[n].shape, s4_ok.get(n, "s8")) for n in weights):
         raise TslError(f"--weights mixed: even all-int4 weights exceed {bytes_per_weight} bytes per weight")
     return choose(spec, chunks, weights, s4_ok, cap)[0]
 
 
-def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log, rotate_att=()):
-    """-> (max_seq, "mixed" | "int8" | "int4", formats); rotate_att: as quantize's (its float buffers)"""
+def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log, rotate_att=(), s4="s4"):
+    """-> (max_seq, "mixed" | "int8" | "int4", formats); rotate_att: as quantize's (its float buffers); s4: the
+    int4 format (s4 | s4nl)"""
     from .plan import plan
     from .quantize import quantize
     weights = matvec_weights(spec)
     flash = board.flash_bytes - FLASH_RESERVE if board.flash_bytes else 0
     ram = board.ram_bytes + board.psram_bytes - RAM_RESERVE if board.ram_bytes else 0
-    s4_all = {n: "s4" for n in weights if w_ok(weights[n])}
+    s4_all = {n: s4 for n in weights if w_ok(weights[n], s4)}
     contexts = [asked_seq] if asked_seq else [c for c in CONTEXTS if c <= limit] or [limit]
     chosen = None
     for S in contexts:
@@ -102,7 +106,7 @@ def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log, rotate_att=())
     cap = flash or (ram - model_ram if ram else 0)          # bytes the weights may take; 0: no limit
     formats, used = choose(spec, chunks, weights, s4_all, cap - other if cap else 0)
     used += other
-    n4 = sum(f == "s4" for f in formats.values())
+    n4 = sum(f != "s8" for f in formats.values())
     label = "int8" if n4 == 0 else "int4" if n4 == len(formats) else "mixed"
     log(f"fit {board.name}: context {S}, {len(formats) - n4} matvecs int8, {n4} int4"
         + (f" ({', '.join(n for n, f in formats.items() if f == 's8')} int8)" if label == "mixed" else "")
@@ -112,8 +116,9 @@ def fit(spec, board, chunks, asked_seq, limit, mlp_residual, log, rotate_att=())
     return S, label, formats
 
 
-def w_ok(w):
-    """Whether int4 can hold a weight [N, K]: K a multiple of 32, the int32 accumulator safe."""
+def w_ok(w, s4="s4"):
+    """Whether int4 (s4 | s4nl) can hold a weight [N, K]: K a multiple of 32, the int32 accumulator safe."""
+    from .int4nl import gmax
     K = w.shape[1]
-    return K % 32 == 0 and K * 8 * 128 * 127 < 2 ** 31
+    return K % 32 == 0 and (gmax(K) >= 1 if s4 == "s4nl" else K * 8 * 128 * 127 < 2 ** 31)
 

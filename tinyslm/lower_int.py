@@ -16,8 +16,9 @@ Rotation (quantize's fwht): tsl_ifwht halves each butterfly, so its output is H 
 H D x; the row scales of the matvecs reading it (through quant, and dequant_sub's residual) are
 multiplied by block (exact: a power of two) to read the same product.
 Soft caps: cap * tanh(x / cap) = cap * (2 sigma(2x / cap) - 1) through the SiLU gate table (sigma).
-int4 matvecs: the int32 sums sum_g gs[n][g] * (w4[n][g] . x[g]) of tsl_matvec_s4_s32 (every ISA path
-the same), then the int8 epilogue with (mult, shift) of the per-channel scale.
+int4 matvecs: the int32 sums sum_g gs[n][g] * (w4[n][g] . x[g]) of tsl_matvec_s4_s32 (s4nl: kv[w4] of
+tsl_matvec_s4nl_s32; every ISA path the same), then the int8 epilogue with (mult, shift) of the
+per-channel scale.
 Not lowered (TslError naming the op): a constant activation scale.
 """
 import math
@@ -124,14 +125,14 @@ class _Lower:
         self.emit(op, "i_fwht", n=a["n"], block=a["block"], signs_w=self.keep(a["signs_w"]))
 
     def matvec(self, op, a):
-        if a["fmt"] not in ("s8", "s4"):
+        if a["fmt"] not in ("s8", "s4", "s4nl"):
             raise TslError(f"op {op.name}: weight format {a['fmt']} has no integer lowering")
         if a["sx"] is None:
             raise TslError(f"op {op.name}: a constant activation scale has no integer lowering")
         bias = None
         if a["bias_w"] is not None:
             bias = self.w(a["bias_w"] + ".q", lambda: q16(self.src.weights[a["bias_w"]], f"op {op.name} bias"))
-        s4 = dict(gs_w=self.keep(a["gs_w"])) if a["fmt"] == "s4" else {}
+        s4 = {k: self.keep(a[k]) for k in ("kv_w", "gs_w") if a.get(k)}
         blk = self.rot.get(op.ins[0], 1)                # the input's halved rotation: rows read block times it
         wfx = self.w(a["ws_w"] + (f".fx{blk}" if blk > 1 else ".fx"),
                      lambda: fx_rows(np.asarray(self.src.weights[a["ws_w"]], np.float64) * blk))

@@ -16,7 +16,7 @@ def log(msg, quiet=False):
 
 def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False,
                   activations="int8", calibrate=None, fit=False, mlp_residual=None, numerics=None, rotate=None,
-                  bytes_per_weight=None):
+                  bytes_per_weight=None, int4="uniform"):
     """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int4 | mixed | None
     (int4 if the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize); calibrate: a text
     file to calibrate the weights on (calibrate.py; "default": the model's data/train.txt); fit: choose the per-tensor
@@ -28,7 +28,9 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     once (not mlp_residual: example KLD 0.000345 vs 0.000682; with the second pass it changes little); calibrated and
     unless rotate is False, the attention output is rotated too in the layers where calibration measures that it
     helps, on float numerics (the integer step has no lowering of it; see calibrate.calibrate);
-    bytes_per_weight: the budget of weights="mixed" (fit.MIXED_BPW if None)."""
+    bytes_per_weight: the budget of weights="mixed" (fit.MIXED_BPW if None); int4: the grid of every int4 tensor
+    (int4, mixed, fit): uniform (levels -8..7) or nl (16 int8 levels per tensor, int4nl.py); the graph's own int4
+    weights keep their grid."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
@@ -45,6 +47,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     rotate_att = rotate is not False and numerics == "float"     # where calibration measures it helps (no int lowering)
     rotate = not mlp_residual if rotate is None else rotate
     formats = prequant = None
+    s4 = "s4nl" if int4 == "nl" else "s4"
     att_layers = ()                                                           # calibration chooses them
     if calibrate or fit:                                                      # weights calibrated on text (GPTQ, smoothing)
         from . import calibrate as calib
@@ -52,12 +55,12 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         chunks = calib.load_chunks(calibrate, model_path, tok, max_seq)
         if fit:
             max_seq, weights, formats = fitting.fit(spec, B, chunks, asked_seq, max_seq, mlp_residual, log=lambda m: log(m, quiet),
-                                                    rotate_att=range(spec.n_layers) if rotate_att else ())
+                                                    rotate_att=range(spec.n_layers) if rotate_att else (), s4=s4)
         elif weights == "mixed":
-            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight or fitting.MIXED_BPW)
+            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight or fitting.MIXED_BPW, s4)
             log(f"mixed: {sum(f == 's8' for f in formats.values())} of {len(formats)} matvecs int8 "
                 f"({', '.join(n for n, f in formats.items() if f == 's8')}), the rest int4", quiet)
-        formats = formats or calib.formats_for(spec, weights)
+        formats = formats or calib.formats_for(spec, weights, s4)
         fspec, (spec, prequant, att_layers) = spec, calib.calibrate(spec, chunks, formats, log=lambda m: log(m, quiet),
                                                              rotate=rotate, rotate_att=rotate_att)
         kld = calib.kld_sim(fspec, spec, chunks[:4], formats, prequant, mlp_residual=mlp_residual, rotate=rotate,
@@ -66,11 +69,12 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
             f"{sum(len(c) for c in chunks[:4])} calibration tokens)", quiet)
         del fspec
     prog = quantize.quantize(spec, max_seq, weights, activations, mlp_residual, formats, prequant,
-                             B.cores, rotate, att_layers)                     # float model -> integer IR
+                             B.cores, rotate, att_layers, s4)                 # float model -> integer IR
     del spec                                                                  # its float weights: no longer needed
     if numerics == "int":
         prog = lower_int.lower_int(prog)                                      # float ops -> integer-only ops (no FPU)
-    log(f"quantized to {weights} ({time.time() - t0:.1f}s)", quiet)
+    log(f"quantized to {weights}{' (int4 on a non-linear grid)' if prog.meta.get('int4_grid') else ''} "
+        f"({time.time() - t0:.1f}s)", quiet)
     gw = prog.meta["graph_weights"]
     if gw["kept"] or gw["requantized"]:
         log(f"graph's integer weights: {gw['kept']} projections kept as they are"

@@ -77,14 +77,19 @@ class Reference:
     def op_matvec(self, op, a, token, pos):
         x = self.buf[op.ins[0]]
         sx = f32(a["sx_const"]) if a["sx"] is None else self.buf[a["sx"]][0]
-        if a["fmt"] == "s4":
-            acc = nx.matvec_s4_s32(x, self.W[a["w_w"]].reshape(a["N"], -1),
-                                   self.W[a["gs_w"]].reshape(a["N"], -1), 32)
-        else:
-            acc = nx.matvec_s8_s32(x, self.W[a["w_w"]].reshape(a["N"], a["K"]))
+        acc = self._acc(x, a)
         bias = None if a["bias_w"] is None else self.W[a["bias_w"]]
         out = self.buf[op.outs[0]]
         out[:] = nx.epilogue(acc, sx, self.W[a["ws_w"]], bias, out if a["accumulate"] else None)
+
+    def _acc(self, x, a):
+        """the int32 sums of a matvec, in its format (s8 | s4 | s4nl)"""
+        f, w = a.get("fmt", "s8"), self.W[a["w_w"]].reshape(a["N"], -1)
+        if f == "s4":
+            return nx.matvec_s4_s32(x, w, self.W[a["gs_w"]].reshape(a["N"], -1), 32)
+        if f == "s4nl":
+            return nx.matvec_s4nl_s32(x, w, self.W[a["kv_w"]], self.W[a["gs_w"]].reshape(a["N"], -1), 32)
+        return nx.matvec_s8_s32(x, w)
 
     def op_rope(self, op, a, token, pos):
         self._rope(op, a, pos, nx)
@@ -171,11 +176,7 @@ class Reference:
 
     def op_i_matvec(self, op, a, token, pos):
         x = self.buf[op.ins[0]]
-        if a.get("fmt") == "s4":
-            acc = nx.matvec_s4_s32(x, self.W[a["w_w"]].reshape(a["N"], -1), self.W[a["gs_w"]].reshape(a["N"], -1),
-                                   ni.S4_GROUP)
-        else:
-            acc = nx.matvec_s8_s32(x, self.W[a["w_w"]].reshape(a["N"], a["K"]))
+        acc = self._acc(x, a)
         st = ni.step(int(self.buf[a["sx"]][0]))
         v = nx.requant_sat(acc, *nx.fx_mul_rows(st, self.W[a["wfx_w"]].reshape(-1, 2)))
         if a["bias_w"] is not None:

@@ -43,7 +43,7 @@ def per_token(prog, board=None):
     them again), their MACs, and the KV cache read at full context; with the board's peak DRAM
     bandwidth (boards/<name>.toml dram_bytes_per_s), the bound that streaming puts on tokens/s."""
     mv = [o for o in prog.ops if o.kind == "matvec"]
-    wbytes = sum(prog.weights[o.attrs[k]].nbytes for o in mv for k in ("w_w", "ws_w", "gs_w", "bias_w")
+    wbytes = sum(prog.weights[o.attrs[k]].nbytes for o in mv for k in ("w_w", "ws_w", "gs_w", "kv_w", "bias_w")
                  if o.attrs.get(k))
     macs = sum(o.attrs["N"] * o.attrs["K"] for o in mv)
     kv = sum(b.nbytes for b in prog.bufs.values() if b.kind == "kv")
