@@ -111,6 +111,22 @@ def test_mixed_at_int4_size(example, tmp_path, int4_pair, held, half_calibration
     assert m["kld"] <= 0.95 * c["kld"], (m["kld"], c["kld"])
 
 
+def test_mixed_at_int4_size_nl(example, tmp_path, int4_pair, held, half_calibration):
+    """--weights mixed --bytes-per-weight 0.62 --int4 nl: the build that meets issue 13's int4 goal on
+    20,000 tokens (0.007655 against the goal's 0.0079; benchmarks/quality.py). Measured here: mean KLD
+    0.008236 (0.77x the uniform int4 build's 0.010707), top-1 94.66 %."""
+    from tinyslm.pipeline import compile_model, load_build
+    compile_model(example, tmp_path / "m", "host", 256, "mixed", quiet=True, calibrate="default", bytes_per_weight=0.62,
+                  int4="nl")
+    man, prog = load_build(tmp_path / "m")
+    assert man["weights"]["bytes"] <= 0.62 * man["model"]["n_params"]
+    assert {o.attrs["fmt"] for o in prog.ops if o.kind == "matvec"} == {"s4nl", "s8"}
+    m, c = _score(tmp_path / "m", held), int4_pair["calibrated"]
+    print(round(m["kld"], 6), round(m["top1"], 4), round(c["kld"], 6))
+    assert m["kld"] <= 0.8 * c["kld"], (m["kld"], c["kld"])
+    assert m["top1"] >= c["top1"], (m["top1"], c["top1"])
+
+
 @pytest.fixture(scope="module")
 def mixed_build(example, tmp_path_factory, held, half_calibration):
     from tinyslm.pipeline import compile_model
