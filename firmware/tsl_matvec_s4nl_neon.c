@@ -10,10 +10,12 @@
  * share the x loads; the N % 4 rows go one by one. The last G % 4 groups make a part block,
  * weights and scales copied next to zeros (x of the missing groups is zero: their levels kv[0]
  * meet zero x).
- * Per row and block of 4 x 32 MACs: dotprod, 1 LD4 + 4 x (AND, USHR, 2 TBL, 2 SDOT) + MOVI + MLA
- * + the scales' share (about 2.5) = 30 (the uniform grid: 22). Plain NEON, per v_r: AND, USHR,
- * 2 TBL, SMULL, SMULL2, SMLAL, SMLAL2 (int16 lanes of 2 products, |.| <= 2 * 127 * 128 = 32512),
- * 2 SADALP into int32; ADDP per block: 44.
+ * Per row and block of 4 x 32 MACs (GCC 12 -O2): dotprod 32 instructions, 1 LD4 + 4 x (AND, USHR,
+ * 2 TBL, 2 SDOT) + a zeroing + MLA, then the scales' share (LD1 lanes, SXTL) and the loop (the
+ * uniform grid's asm: 22.5). Plain NEON 51: per v_r AND, USHR, 2 TBL, SMULL, SMULL2, SMLAL, SMLAL2
+ * (int16 lanes of 2 products, |.| <= 2 * 127 * 128 < 2^15) and 2 SADALP into int32; ADDP + MLA per
+ * block; GCC spills an accumulator or two. Whole calls, N = 512..1536, K = 512 (qemu TCG count):
+ * 0.27 instructions per MAC on dotprod (uniform grid 0.19), 0.42 on plain NEON (0.30).
  * Bounds: a lane holds one group's partial dot (< 2^19); the row sums < 2^31 by the compiler's
  * gmax (tsl_matvec_s4nl_isa.h), so the chunking (TSL_NEON_S4_KC, x on the stack) adds exactly. */
 #include "tsl_matvec_s4nl_isa.h"
@@ -41,11 +43,23 @@ TSL_INLINE void tsl_s4nl_x(const int8_t *xr, int8x16_t *xv)
     TSL_UNROLL for (int i = 0; i < 4; i++) { xv[i] = a.val[i]; xv[4 + i] = b.val[i]; }
 }
 
+#if !defined(TSL_NEON_DOTPROD)
+/* the levels of 16 code bytes p times x (xe even k, xo odd), lane by lane in int16: a low and a high
+ * nibble's products per lane, |.| <= 2 * 127 * 128 < 2^15 (a third could overflow) */
+TSL_INLINE void tsl_s4nl_mul(const uint8x16_t p, const int8x16_t xe, const int8x16_t xo, const int8x16_t kt,
+                             int16x8_t *s01, int16x8_t *s23)
+{
+    const int8x16_t lo = vqtbl1q_s8(kt, vandq_u8(p, vdupq_n_u8(15))), hi = vqtbl1q_s8(kt, vshrq_n_u8(p, 4));
+    *s01 = vmlal_s8(vmull_s8(vget_low_s8(lo), vget_low_s8(xe)), vget_low_s8(hi), vget_low_s8(xo));
+    *s23 = vmlal_high_s8(vmull_high_s8(lo, xe), hi, xo);
+}
+#endif
+
 /* the 4 group dots of one block (v from tsl_s4nl_ld4, xv its 8 rearranged x vectors, kt = kv) */
 TSL_INLINE int32x4_t tsl_s4nl_dot4(const int32x4x4_t v, const int8x16_t *xv, const int8x16_t kt)
 {
-    const uint8x16_t m = vdupq_n_u8(15);
 #if defined(TSL_NEON_DOTPROD)
+    const uint8x16_t m = vdupq_n_u8(15);
     int32x4_t d = vdupq_n_s32(0);
     TSL_UNROLL for (int r = 0; r < 4; r++) {
         const uint8x16_t p = vreinterpretq_u8_s32(v.val[r]);
@@ -54,15 +68,13 @@ TSL_INLINE int32x4_t tsl_s4nl_dot4(const int32x4x4_t v, const int8x16_t *xv, con
     }
     return d;
 #else
-    int32x4_t a01, a23;   /* lanes: g0 g0 g1 g1 | g2 g2 g3 g3 */
-    TSL_UNROLL for (int r = 0; r < 4; r++) {
-        const uint8x16_t p = vreinterpretq_u8_s32(v.val[r]);
-        const int8x16_t lo = vqtbl1q_s8(kt, vandq_u8(p, m)), hi = vqtbl1q_s8(kt, vshrq_n_u8(p, 4));
-        const int8x16_t xe = xv[2 * r], xo = xv[2 * r + 1];
-        const int16x8_t s01 = vmlal_s8(vmull_s8(vget_low_s8(lo), vget_low_s8(xe)), vget_low_s8(hi), vget_low_s8(xo));
-        const int16x8_t s23 = vmlal_high_s8(vmull_high_s8(lo, xe), hi, xo);
-        a01 = r ? vpadalq_s16(a01, s01) : vpaddlq_s16(s01);
-        a23 = r ? vpadalq_s16(a23, s23) : vpaddlq_s16(s23);
+    int16x8_t s01, s23;   /* int16 lanes: g0 x 4, g1 x 4 | g2, g3 */
+    tsl_s4nl_mul(vreinterpretq_u8_s32(v.val[0]), xv[0], xv[1], kt, &s01, &s23);
+    int32x4_t a01 = vpaddlq_s16(s01), a23 = vpaddlq_s16(s23);   /* lanes: g0 g0 g1 g1 | g2 g2 g3 g3 */
+    TSL_UNROLL for (int r = 1; r < 4; r++) {
+        tsl_s4nl_mul(vreinterpretq_u8_s32(v.val[r]), xv[2 * r], xv[2 * r + 1], kt, &s01, &s23);
+        a01 = vpadalq_s16(a01, s01);
+        a23 = vpadalq_s16(a23, s23);
     }
     return vpaddq_s32(a01, a23);
 #endif
