@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from tinyslm import calibrate
 from tinyslm import numerics as nx
-from tinyslm.codegen import MATVEC_S4
+from tinyslm.codegen import MATVEC_S4, MATVEC_S4NL
 from tinyslm.quantize import quant_rows_s4, unpack_s4
 
 rng = np.random.default_rng(11)
@@ -73,7 +73,7 @@ def s4_lib(tmp_path_factory):
     d = tmp_path_factory.mktemp("s4")
     so = d / "t.so"
     subprocess.run(["cc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Werror", "-ffp-contract=off", "-I",
-                    str(ROOT / "firmware"), "-o", str(so), *[str(ROOT / "firmware" / f) for f in MATVEC_S4
+                    str(ROOT / "firmware"), "-o", str(so), *[str(ROOT / "firmware" / f) for f in MATVEC_S4 + MATVEC_S4NL
                                                              if f.endswith(".c")]], check=True)
     ffi = cffi.FFI()
     ffi.cdef("void tsl_matvec_s4_s32(const int8_t *x, const uint8_t *w, const int8_t *gs, int32_t *dst, "

@@ -9,7 +9,7 @@ import pytest
 from conftest_tools import require_tool, require_toolchain
 from tinyslm import procs, targets
 from tinyslm.boards import ROOT, load_board
-from tinyslm.codegen import MATVEC_S4
+from tinyslm.codegen import MATVEC_S4, MATVEC_S4NL
 
 FIRMWARE = ROOT / "firmware"
 SHAPES = [(T, N, K) for K in (0, 32, 64, 96, 160, 224, 576, 1056) for N in (1, 5, 37, 131) for T in (1, 2, 3, 4, 5, 7, 16)
@@ -78,7 +78,7 @@ def test_gemm_s4_is_the_matvec(board, tmp_path):
         require_tool(B.emulator["cmd"][0], B.emulator.get("install", ""))
     src = tmp_path / "gemm_s4.c"
     src.write_text(MAIN % dict(SHAPES=", ".join(f"{{{T}, {N}, {K}}}" for T, N, K in SHAPES)))
-    srcs = [src, FIRMWARE / "tsl_gemm_s4.c"] + [FIRMWARE / f for f in MATVEC_S4 if f.endswith(".c")]
+    srcs = [src, FIRMWARE / "tsl_gemm_s4.c"] + [FIRMWARE / f for f in MATVEC_S4 + MATVEC_S4NL if f.endswith(".c")]
     exe = targets.build(B, srcs, [FIRMWARE], tmp_path / "b", name="gemm_s4", extra_cflags=["-Wall", "-Werror"])
     r = procs.run(targets.emulator_cmd(B, exe, False), timeout=600)
     assert r.returncode == 0, r.stderr

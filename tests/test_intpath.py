@@ -21,7 +21,7 @@ from tinyslm import lower_int, onnxfile
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
 from tinyslm.boards import list_boards, load_board
-from tinyslm.codegen import MATVEC_S4
+from tinyslm.codegen import MATVEC_S4, MATVEC_S4NL
 
 SHIM = r"""
 #include "tsl_int_ops.c"
@@ -67,7 +67,7 @@ def lib(tmp_path_factory):
     subprocess.run(["cc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Werror", "-ffp-contract=off",
                     "-I", str(ROOT / "firmware"), "-o", str(so), str(d / "shim.c"),
                     str(ROOT / "firmware" / "tsl_matvec_s8.c"),
-                    *[str(ROOT / "firmware" / f) for f in MATVEC_S4 if f.endswith(".c")]], check=True)
+                    *[str(ROOT / "firmware" / f) for f in MATVEC_S4 + MATVEC_S4NL if f.endswith(".c")]], check=True)
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     L = ffi.dlopen(str(so))

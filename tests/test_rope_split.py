@@ -16,7 +16,7 @@ import kernel_cases as kc
 from conftest import ROOT
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
-from tinyslm.codegen import MATVEC_S4
+from tinyslm.codegen import MATVEC_S4, MATVEC_S4NL
 from tinyslm.model import rope_split_tables, rope_step
 
 f32 = np.float32
@@ -88,7 +88,7 @@ def test_split_q15_c_equals_mirror(tmp_path):
     so = tmp_path / "t.so"
     subprocess.run(["cc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Werror", "-ffp-contract=off",
                     "-I", str(FIRMWARE), "-o", str(so), str(tmp_path / "shim.c"), str(FIRMWARE / "tsl_matvec_s8.c"),
-                    *[str(FIRMWARE / f) for f in MATVEC_S4 if f.endswith(".c")]], check=True)
+                    *[str(FIRMWARE / f) for f in MATVEC_S4 + MATVEC_S4NL if f.endswith(".c")]], check=True)
     ffi = cffi.FFI()
     ffi.cdef("void tsl_irope_split(int32_t *v, int32_t n_heads, int32_t hs, int32_t rot, const int32_t *cos_hi, "
              "const int32_t *sin_hi, const int16_t *cos_lo, const int16_t *sin_lo, int32_t interleaved);")

@@ -22,7 +22,7 @@ from conftest_tools import require_tool, require_toolchain
 from tinyslm import numerics as nx
 from tinyslm import numerics_int as ni
 from tinyslm.boards import load_board
-from tinyslm.codegen import MATVEC_S4
+from tinyslm.codegen import MATVEC_S4, MATVEC_S4NL
 from tinyslm.quantize import rot_block, rot_signs, rotate_cols, rotate_rows
 
 rng = np.random.default_rng(13)
@@ -43,7 +43,7 @@ def lib(tmp_path_factory):
     fw = ROOT / "firmware"
     subprocess.run(["cc", "-O2", "-fPIC", "-shared", "-std=c99", "-Wall", "-Werror", "-ffp-contract=off", "-I", str(fw),
                     "-o", str(so), str(fw / "tsl_fwht_f32.c"), str(fw / "tsl_int_ops.c"), str(fw / "tsl_matvec_s8.c"),
-                    *[str(fw / f) for f in MATVEC_S4 if f.endswith(".c")]], check=True)
+                    *[str(fw / f) for f in MATVEC_S4 + MATVEC_S4NL if f.endswith(".c")]], check=True)
     ffi = cffi.FFI()
     ffi.cdef("void tsl_fwht_f32(float *x, int32_t n, int32_t block, const uint8_t *signs);"
              "void tsl_ifwht(int32_t *x, int32_t n, int32_t block, const uint8_t *signs);")
