@@ -10,7 +10,8 @@ AArch64 bare metal). Instructions per counter tick are calibrated in the same ru
 length, so the table does not depend on the emulated clock. Boards whose emulator cannot count
 (rpi5/rpi4 under qemu-user) are measured on their bare-metal stand-in (bench_stand_in); rp2040,
 which qemu lacks, has its own (M0+) build run on the M3 of its stand-in.
-Both paths of a board are built and run side by side in this run. "kernels" is the path tsl_arch.h
+Both paths of a board are built and run side by side in this run. matvec_s5nl (int5) has only the
+portable path so far: its "kernels" column is the portable C built with the board's flags. "kernels" is the path tsl_arch.h
 selects for the core: SIMD on DSP, Helium and NEON cores, plain C or assembly on rv32imc, Xtensa,
 M0+ and M3 (named in the table). For comparison on the M3: CMSIS-NN's plain-C
 arm_nn_vec_mat_mult_t_s8 (GCC 12 -O3, 512x256), 3.49 instructions per MAC, measured the same way
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinyslm import targets  # noqa: E402
-from tinyslm.codegen import MATVEC_S4  # noqa: E402
+from tinyslm.codegen import MATVEC_S4, MATVEC_S4NL  # noqa: E402
 from tinyslm.boards import list_boards, load_board  # noqa: E402
 from tinyslm.errors import TslError  # noqa: E402
 
@@ -44,7 +45,8 @@ SRC = r"""
 #define HS %(HS)d
 #define H %(H)d
 static int8_t w8[N * K], x8[K], kc[H * T * HS], vc[H * T * HS], out8[H * HS], qq[HS];
-static uint8_t w4[N * K / 2];
+static uint8_t w4[N * K / 2], w5[N * K * 5 / 8];
+static int8_t kv[32];
 static int8_t gs[N * K / TSL_S4_GROUP];
 static int32_t acc[N], pw[T], pacc[H * HS];
 static float ws[N], dst[N], q[H * HS], ks[H * T], vs[H * T], sc[T], ch[H];
@@ -84,6 +86,8 @@ int main(void)
 #endif
     for (int i = 0; i < N * K; i++) w8[i] = (int8_t)(rnd() %% 255u) - 127;
     for (int i = 0; i < N * K / 2; i++) w4[i] = (uint8_t)rnd();
+    for (int i = 0; i < N * K * 5 / 8; i++) w5[i] = (uint8_t)rnd();
+    for (int i = 0; i < 32; i++) kv[i] = (int8_t)(i * 8 - 127);
     for (int i = 0; i < N * K / TSL_S4_GROUP; i++) gs[i] = (int8_t)(1u + rnd() %% 127u) * ((rnd() & 1u) ? 1 : -1);
     for (int i = 0; i < K; i++) x8[i] = (int8_t)(rnd() %% 255u) - 127;
     for (int i = 0; i < N; i++) ws[i] = 0.001f;
@@ -98,18 +102,20 @@ int main(void)
     TIME("matvec_s8_s32", N * K, tsl_matvec_s8_s32(x8, w8, acc, N, K));
     TIME("matvec_s8_f32", N * K, tsl_matvec_s8_f32(x8, 0.01f, w8, ws, 0, dst, N, K, 0));
     TIME("matvec_s4_f32", N * K, tsl_matvec_s4_f32(x8, 0.01f, w4, gs, ws, 0, dst, N, K, 0));
+    TIME("matvec_s4nl_f32", N * K, tsl_matvec_s4nl_f32(x8, 0.01f, w4, kv, gs, ws, 0, dst, N, K, 0));
+    TIME("matvec_s5nl_f32", N * K, tsl_matvec_s5nl_f32(x8, 0.01f, w5, kv, gs, ws, 0, dst, N, K, 0));
     TIME("attention_s8", 2 * H * T * HS, tsl_attention_s8(q, kc, ks, vc, vs, out8, H, H, HS, T, T - 1, 0.125f, 0.0f, NULL, qq, sc, pw, pacc, ch));
     return 0;
 }
 """
-KERNELS = ["matvec_s8_s32", "matvec_s8_f32", "matvec_s4_f32", "attention_s8"]
+KERNELS = ["matvec_s8_s32", "matvec_s8_f32", "matvec_s4_f32", "matvec_s4nl_f32", "matvec_s5nl_f32", "attention_s8"]
 FIRMWARE = ROOT / "firmware"
 
 
 def measure(board, workdir, portable):
     src = Path(workdir) / "bench.c"
     src.write_text(SRC % dict(N=N, K=K, T=T, HS=HS, H=H, CALIB=CALIB))
-    kern = [FIRMWARE / f for f in ("tsl_matvec_s8.c", *[s for s in MATVEC_S4 if s.endswith(".c")], "tsl_attention_s8.c",
+    kern = [FIRMWARE / f for f in ("tsl_matvec_s8.c", *[s for s in MATVEC_S4 + MATVEC_S4NL if s.endswith(".c")], "tsl_attention_s8.c",
                                     "tsl_elementwise_f32.c")]
     exe = targets.build(board, [src, *kern], [FIRMWARE], Path(workdir) / ("portable" if portable else "simd"),
                         defines={"TSL_PORTABLE": None} if portable else None, name="bench")
@@ -151,7 +157,7 @@ def main():
     names = args or [n for n in list_boards() if load_board(n).emulated and load_board(n).kind != "host"
                              and not n.startswith("virt-")]
     print(f"instructions per MAC, qemu -icount shift=0; matvec {N}x{K}, attention {H} heads x {T} positions x {HS}")
-    hdr = f"{'board':<22}{'kernel':<15}{'portable':>10}{'kernels':>9}{'ratio':>8}  kernel path"
+    hdr = f"{'board':<22}{'kernel':<17}{'portable':>10}{'kernels':>9}{'ratio':>8}  kernel path"
     print(hdr)
     print("-" * len(hdr))
     for label, b in bench_boards(names):
@@ -163,7 +169,7 @@ def main():
                 print(f"{label:<22}skipped: {str(e).splitlines()[0]}")
                 continue
         for k in KERNELS:
-            print(f"{label:<22}{k:<15}{port[k]:>10.3f}{simd[k]:>9.3f}{port[k] / simd[k]:>7.2f}x  {path}")
+            print(f"{label:<22}{k:<17}{port[k]:>10.3f}{simd[k]:>9.3f}{port[k] / simd[k]:>7.2f}x  {path}")
         print(f"{'':<22}({per_tick:.2f} instructions per counter tick)")
     print(f"CMSIS-NN arm_nn_vec_mat_mult_t_s8, plain C (no DSP), Cortex-M3, 512x256: {CMSIS_NN_M3} "
           "instructions per MAC (stored figure, issue 14)")

@@ -66,6 +66,11 @@ VARIANTS = [   # row, compile options. rotate (Hadamard rotations before int8): 
     ("tinyslm int4 size: mixed at 0.62 B/w, calibrated, non-linear grid",
      dict(weights="mixed", calibrate="default", bytes_per_weight=0.62, int4="nl")),
     ("tinyslm mixed, calibrated, non-linear grid", dict(weights="mixed", calibrate="default", int4="nl")),
+    ("tinyslm int5, calibrated", dict(weights="int5", calibrate="default")),
+    ("tinyslm mixed with int5, calibrated, non-linear grid", dict(weights="mixed", calibrate="default", int4="nl",
+                                                                  int5=True)),
+    ("tinyslm int4 size: mixed at 0.62 B/w with int5, calibrated, non-linear grid",
+     dict(weights="mixed", calibrate="default", bytes_per_weight=0.62, int4="nl", int5=True)),
 ]
 QUANTS = ["Q8_0", "Q4_0", "Q4_K_M"]     # llama-quantize types, default (no importance matrix)
 GOALS = {"int8": (0.00012, 1.07), "int4": (0.0079, 0.62), "mixed": (0.0033, 0.70)}

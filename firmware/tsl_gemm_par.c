@@ -11,7 +11,8 @@ typedef struct {
     const float *ws, *bias;
     float *const *dst;
     int32_t T, N, K, accumulate, rows;
-    const int8_t *kv;           /* s4nl: the tensor's levels; NULL: s4 or int8 */
+    const int8_t *kv;           /* s4nl, s5nl: the tensor's levels; NULL: s4 or int8 */
+    int32_t nl5;                /* kv's codes are s5nl's (w [N][K/32][20]) */
 } tsl_gemm_job;
 
 static void gemm_part(void *ctx, int32_t part)
@@ -22,7 +23,11 @@ static void gemm_part(void *ctx, int32_t part)
     float *d[TSL_GEMM_MAX_T];
     for (int32_t t = 0; t < j->T; t++) d[t] = j->dst[t] + n0;
     const float *bias = j->bias ? j->bias + n0 : NULL;
-    if (j->kv)
+    if (j->kv && j->nl5)
+        tsl_gemm_s5nl_f32(j->x, j->sx, (const uint8_t *)j->w + (size_t)n0 * (size_t)(j->K / 32 * 20), j->kv,
+                          j->gs + (size_t)n0 * (size_t)(j->K / TSL_S4_GROUP), j->ws + n0, bias, d, j->T, n1 - n0,
+                          j->K, j->accumulate);
+    else if (j->kv)
         tsl_gemm_s4nl_f32(j->x, j->sx, (const uint8_t *)j->w + (size_t)n0 * (size_t)(j->K / 2), j->kv,
                           j->gs + (size_t)n0 * (size_t)(j->K / TSL_S4_GROUP), j->ws + n0, bias, d, j->T, n1 - n0,
                           j->K, j->accumulate);
@@ -60,6 +65,14 @@ void tsl_par_gemm_s4nl_f32(tsl_pool *p, const int8_t *const *x, const float *sx,
                            const int8_t *gs, const float *ws, const float *bias, float *const *dst, int32_t T, int32_t N,
                            int32_t K, int32_t accumulate)
 {
-    tsl_gemm_job j = {x, sx, w, gs, ws, bias, dst, T, N, K, accumulate, 0, kv};
+    tsl_gemm_job j = {x, sx, w, gs, ws, bias, dst, T, N, K, accumulate, 0, kv, 0};
+    run(p, &j);
+}
+
+void tsl_par_gemm_s5nl_f32(tsl_pool *p, const int8_t *const *x, const float *sx, const uint8_t *w, const int8_t *kv,
+                           const int8_t *gs, const float *ws, const float *bias, float *const *dst, int32_t T, int32_t N,
+                           int32_t K, int32_t accumulate)
+{
+    tsl_gemm_job j = {x, sx, w, gs, ws, bias, dst, T, N, K, accumulate, 0, kv, 1};
     run(p, &j);
 }

@@ -195,3 +195,10 @@ void tsl_gemm_s4nl_f32(const int8_t *const *x, const float *sx, const uint8_t *w
 {
     for (int32_t t = 0; t < T; t++) tsl_matvec_s4nl_f32(x[t], sx[t], w, kv, gs, ws, bias, dst[t], N, K, accumulate);
 }
+
+void tsl_gemm_s5nl_f32(const int8_t *const *x, const float *sx, const uint8_t *w, const int8_t *kv, const int8_t *gs,
+                       const float *ws, const float *bias, float *const *dst, int32_t T, int32_t N, int32_t K,
+                       int32_t accumulate)
+{
+    for (int32_t t = 0; t < T; t++) tsl_matvec_s5nl_f32(x[t], sx[t], w, kv, gs, ws, bias, dst[t], N, K, accumulate);
+}

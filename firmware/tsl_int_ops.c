@@ -173,6 +173,19 @@ void tsl_imatvec_s4nl(const int8_t *x, const int32_t *amax, const uint8_t *w, co
     }
 }
 
+void tsl_imatvec_s5nl(const int8_t *x, const int32_t *amax, const uint8_t *w, const int8_t *kv, const int8_t *gs,
+                      const int32_t *wfx, const int32_t *bias, int32_t *dst, int32_t N, int32_t K, int32_t accumulate)
+{
+    int32_t acc[TSL_IROW_BLOCK];
+    const tsl_fx sx = tsl_istep(*amax);
+    const int32_t G = K / TSL_S4_GROUP;
+    for (int32_t n0 = 0; n0 < N; n0 += TSL_IROW_BLOCK) {
+        const int32_t nb = N - n0 < TSL_IROW_BLOCK ? N - n0 : TSL_IROW_BLOCK;
+        tsl_matvec_s5nl_s32(x, w + (intptr_t)n0 * G * 20, kv, gs + (intptr_t)n0 * G, acc, nb, K);
+        tsl_epilogue_q(acc, sx, wfx + 2 * n0, bias ? bias + n0 : 0, dst + n0, nb, accumulate);
+    }
+}
+
 #define TSL_ROPE_SPAN 32            /* pairs whose cos, sin rows sit on the stack at a time */
 
 /* pairs j0 .. j0 + n - 1 of every head (of rot / 2 = half) rotated by Q15 cs, sn [n] */

@@ -44,6 +44,9 @@ void tsl_imatvec_s8(const int8_t *x, const int32_t *amax, const int8_t *w, const
 /* tsl_imatvec_s8's epilogue on the int4 sums of tsl_matvec_s4nl_s32 (w, kv, gs as tsl_matvec_s4nl_f32) */
 void tsl_imatvec_s4nl(const int8_t *x, const int32_t *amax, const uint8_t *w, const int8_t *kv, const int8_t *gs,
                       const int32_t *wfx, const int32_t *bias, int32_t *dst, int32_t N, int32_t K, int32_t accumulate);
+/* the same on the sums of tsl_matvec_s5nl_s32 (w, kv, gs as tsl_matvec_s5nl_f32) */
+void tsl_imatvec_s5nl(const int8_t *x, const int32_t *amax, const uint8_t *w, const int8_t *kv, const int8_t *gs,
+                      const int32_t *wfx, const int32_t *bias, int32_t *dst, int32_t N, int32_t K, int32_t accumulate);
 /* tsl_imatvec_s8's epilogue on the int4 sums of tsl_matvec_s4_s32 (w, gs as tsl_matvec_s4_f32) */
 void tsl_imatvec_s4(const int8_t *x, const int32_t *amax, const uint8_t *w, const int8_t *gs, const int32_t *wfx,
                     const int32_t *bias, int32_t *dst, int32_t N, int32_t K, int32_t accumulate);

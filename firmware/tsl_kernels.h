@@ -44,6 +44,12 @@ void tsl_matvec_s4nl_f32(const int8_t *x, float sx, const uint8_t *w, const int8
                          const float *ws, const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
 void tsl_matvec_s4nl_s32(const int8_t *x, const uint8_t *w, const int8_t *kv, const int8_t *gs, int32_t *dst,
                          int32_t N, int32_t K);
+/* 5-bit codes on the same kind of grid (s5nl, tsl_matvec_s5nl.c): w [N][K/32][20] (per group 16 bytes
+ * of nibbles as s4nl's, then bit 4 of each code as a little-endian uint32), kv 32 int8 levels. */
+void tsl_matvec_s5nl_f32(const int8_t *x, float sx, const uint8_t *w, const int8_t *kv, const int8_t *gs,
+                         const float *ws, const float *bias, float *dst, int32_t N, int32_t K, int32_t accumulate);
+void tsl_matvec_s5nl_s32(const int8_t *x, const uint8_t *w, const int8_t *kv, const int8_t *gs, int32_t *dst,
+                         int32_t N, int32_t K);
 
 /* q[i] = tsl_quant_f32(x[i] * (127 / amax)), amax = max |x|; returns amax / 127 (0 if amax == 0). */
 float tsl_quant_dynamic_f32(const float *x, int8_t *q, int32_t n);

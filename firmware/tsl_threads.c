@@ -17,7 +17,7 @@ struct tsl_job {
     float *amax;                    /* quant: each part's max |x| [parts], on the caller's stack
                                      * (the job stays small: set up per op with no memset) */
     void (*fn)(void *ctx, int32_t part);    /* tsl_pool_run: the caller's function (ctx in a) */
-    const void *kv;                 /* s4nl: the tensor's levels */
+    const void *kv;                 /* s4nl, s5nl: the tensor's levels */
 };
 
 int32_t tsl_pool_split(int32_t N, int32_t cost, int32_t n, int32_t *rows)
@@ -235,6 +235,22 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
                            int32_t accumulate)
 {
     tsl_job j = {part_mv_s4, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, NULL, NULL};
+    run_job(p, &j, K > 0 ? K : 1);
+}
+
+static void part_mv_s5nl(const tsl_job *j, int32_t n0, int32_t n1)
+{
+    const float *bias = (const float *)j->c;
+    tsl_matvec_s5nl_f32((const int8_t *)j->a, j->sx, (const uint8_t *)j->b + (size_t)n0 * (size_t)(j->K / 32 * 20),
+                        (const int8_t *)j->kv, (const int8_t *)j->d + (size_t)n0 * (size_t)(j->K / TSL_S4_GROUP),
+                        (const float *)j->e + n0, bias ? bias + n0 : NULL, (float *)j->dst + n0, n1 - n0, j->K, j->flag);
+}
+
+void tsl_par_matvec_s5nl_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t *w, const int8_t *kv,
+                             const int8_t *gs, const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
+                             int32_t accumulate)
+{
+    tsl_job j = {part_mv_s5nl, x, w, bias, gs, ws, dst, sx, N, K, accumulate, 0, NULL, NULL, kv};
     run_job(p, &j, K > 0 ? K : 1);
 }
 

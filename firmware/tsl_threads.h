@@ -61,6 +61,9 @@ void tsl_par_matvec_s4_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t
 void tsl_par_matvec_s4nl_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t *w, const int8_t *kv,
                              const int8_t *gs, const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
                              int32_t accumulate);
+void tsl_par_matvec_s5nl_f32(tsl_pool *p, const int8_t *x, float sx, const uint8_t *w, const int8_t *kv,
+                             const int8_t *gs, const float *ws, const float *bias, float *dst, int32_t N, int32_t K,
+                             int32_t accumulate);
 
 /* tsl_attention_s8 over the pool: ranges of heads, part i on scratch slice i (qq [slices][hs],
  * sc and pw [slices][max_seq]; acc and ch are per head already), at most `slices` parts (one if under

@@ -136,6 +136,30 @@ def make_cases(seed=0):
                   build=lambda A, x=x, w4=w4, kv=kv, gs=gs, N=N, K=K:
                   f"tsl_matvec_s4nl_s32({A(x, 'int8_t')}, {A(w4, 'uint8_t')}, {A(kv, 'int8_t')}, {A(gs, 'int8_t')}, "
                   f"(int32_t *)out, {N}, {K});")
+    # int5 (s5nl): 20 bytes per group (nibbles, then the fifth bits), 32 levels with both extremes
+    for i, (K, N) in enumerate([(32, 1), (64, 3), (96, 5), (0, 2), (160, 7), (352, 3), (1024, 4), (64, 130), (8192, 2)]):
+        pat = PATTERNS[i % 4]
+        x = _s8(rng, K, pat, "x")
+        w5 = {"random": rng.integers(0, 256, (N, K * 5 // 8)), "min": np.full((N, K * 5 // 8), 0x00),
+              "max": np.full((N, K * 5 // 8), 0xFF), "mixed": np.full((N, K * 5 // 8), 0xF0)}[pat].astype(np.uint8)
+        kv = np.sort(rng.integers(-127, 128, 32)).astype(np.int8)
+        kv[0], kv[-1] = -127, 127
+        gm = max(1, min(127, (2 ** 31 - 1) // (max(K, 1) * 127 * 128)))
+        gs = (rng.integers(1, gm + 1, (N, K // S4_GROUP)) * rng.choice([-1, 1], (N, K // S4_GROUP)) if pat == "random"
+              else np.full((N, K // S4_GROUP), -gm if i % 2 else gm)).astype(np.int8)
+        sx, ws = f32(0.01), rng.uniform(0.001, 0.02, N).astype(f32)
+        b = _f(rng, N) if i % 2 else None
+        acc = nx.matvec_nl_s32(x, w5, kv, gs, S4_GROUP)
+        B.add(f"matvec_s5nl_f32 K={K} N={N} {pat}", nx.epilogue(acc, sx, ws, b).astype(f32),
+              build=lambda A, x=x, w5=w5, kv=kv, gs=gs, sx=sx, ws=ws, b=b, N=N, K=K:
+              f"tsl_matvec_s5nl_f32({A(x, 'int8_t')}, {_cf(sx)}, {A(w5, 'uint8_t')}, {A(kv, 'int8_t')}, "
+              f"{A(gs, 'int8_t')}, {A(ws, 'float')}, {A(b, 'float') if b is not None else '0'}, (float *)out, "
+              f"{N}, {K}, 0);")
+        if i % 3 == 0:
+            B.add(f"matvec_s5nl_s32 K={K} N={N} {pat}", acc,
+                  build=lambda A, x=x, w5=w5, kv=kv, gs=gs, N=N, K=K:
+                  f"tsl_matvec_s5nl_s32({A(x, 'int8_t')}, {A(w5, 'uint8_t')}, {A(kv, 'int8_t')}, {A(gs, 'int8_t')}, "
+                  f"(int32_t *)out, {N}, {K});")
     # attention: GQA groups, head sizes around the vector widths, first and last positions; rings
     # (pos beyond the S slots: a sliding window), soft-capped scores, ALiBi biases
     for H, n_kv, hs, S, pos, sat, cap, alibi in [

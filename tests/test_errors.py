@@ -78,6 +78,7 @@ def test_int4_group_does_not_divide(tmp_path):
 
 
 @pytest.mark.parametrize("args, needles", [
+    (["--int5"], ["--int5", "--weights mixed", "--weights int5"]),
     (["--bytes-per-weight", "0.62"], ["--bytes-per-weight", "--weights mixed"]),
     (["--weights", "mixed", "--bytes-per-weight", "0.4"], ["--bytes-per-weight", "0.4", "[0.5, 1.2]"]),
     (["--weights", "mixed", "--bytes-per-weight", "0.55"], ["--weights mixed", "all-int4", "0.55 bytes per weight"])])

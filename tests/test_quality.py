@@ -97,33 +97,35 @@ def test_calibrated_int4_levels(int4_pair):
 
 
 def test_mixed_at_int4_size(example, tmp_path, int4_pair, held, half_calibration):
-    """--weights mixed --bytes-per-weight 0.62: int4's size (issue 13's int4 bar), a few tensors int8.
-    Measured here: 2 of 28 int8 (l0.wv, l2.wv), mean KLD 0.009915 against int4's 0.010727 (20,000
-    tokens, 8,192 calibration tokens: RESULT)."""
+    """--weights mixed --int5 --bytes-per-weight 0.62: int4's size (issue 13's int4 bar), a few tensors int5 or
+    int8. Measured here: 7 of 28 int5 (the v, k and o projections of layers 0 and 2, l3.wv), mean KLD
+    0.009035 against int4's 0.010707 (int4 and int8 only: 2 int8, 0.009915)."""
     from tinyslm.pipeline import compile_model, load_build
-    compile_model(example, tmp_path / "m", "host", 256, "mixed", quiet=True, calibrate="default", bytes_per_weight=0.62)
+    compile_model(example, tmp_path / "m", "host", 256, "mixed", quiet=True, calibrate="default", bytes_per_weight=0.62,
+                  int5=True)
     man, prog = load_build(tmp_path / "m")
     assert man["weights"]["bytes"] <= 0.62 * man["model"]["n_params"]
-    s8 = {o.name for o in prog.ops if o.kind == "matvec" and o.attrs["fmt"] == "s8" and o.name != "lm_head"}
+    up = {o.name: o.attrs["fmt"] for o in prog.ops if o.kind == "matvec" and o.attrs["fmt"] in ("s8", "s5nl")
+          and o.name != "lm_head"}
     m, c = _score(tmp_path / "m", held), int4_pair["calibrated"]
-    print(round(m["kld"], 6), sorted(s8))
-    assert 0 < len(s8) <= 4, s8
-    assert m["kld"] <= 0.95 * c["kld"], (m["kld"], c["kld"])
+    print(round(m["kld"], 6), sorted(up.items()))
+    assert 0 < len(up) <= 12, up
+    assert m["kld"] <= 0.9 * c["kld"], (m["kld"], c["kld"])
 
 
 def test_mixed_at_int4_size_nl(example, tmp_path, int4_pair, held, half_calibration):
-    """--weights mixed --bytes-per-weight 0.62 --int4 nl: the build that meets issue 13's int4 goal on
-    20,000 tokens (0.007655 against the goal's 0.0079; benchmarks/quality.py). Measured here: mean KLD
-    0.008236 (0.77x the uniform int4 build's 0.010707), top-1 94.66 %."""
+    """--weights mixed --int5 --bytes-per-weight 0.62 --int4 nl: the build that meets issue 13's int4 goal on
+    20,000 tokens (benchmarks/quality.py; the README's table). Measured here: mean KLD 0.006793 (0.63x
+    the uniform int4 build's 0.010707; int4 and int8 only: 0.008236), top-1 95.04 %."""
     from tinyslm.pipeline import compile_model, load_build
     compile_model(example, tmp_path / "m", "host", 256, "mixed", quiet=True, calibrate="default", bytes_per_weight=0.62,
-                  int4="nl")
+                  int4="nl", int5=True)
     man, prog = load_build(tmp_path / "m")
     assert man["weights"]["bytes"] <= 0.62 * man["model"]["n_params"]
-    assert {o.attrs["fmt"] for o in prog.ops if o.kind == "matvec"} == {"s4nl", "s8"}
+    assert {"s4nl", "s8"} <= {o.attrs["fmt"] for o in prog.ops if o.kind == "matvec"} <= {"s4nl", "s5nl", "s8"}
     m, c = _score(tmp_path / "m", held), int4_pair["calibrated"]
     print(round(m["kld"], 6), round(m["top1"], 4), round(c["kld"], 6))
-    assert m["kld"] <= 0.8 * c["kld"], (m["kld"], c["kld"])
+    assert m["kld"] <= 0.7 * c["kld"], (m["kld"], c["kld"])
     assert m["top1"] >= c["top1"], (m["top1"], c["top1"])
 
 
@@ -131,26 +133,26 @@ def test_mixed_at_int4_size_nl(example, tmp_path, int4_pair, held, half_calibrat
 def mixed_build(example, tmp_path_factory, held, half_calibration):
     from tinyslm.pipeline import compile_model
     d = tmp_path_factory.mktemp("q13m") / "mixed"
-    compile_model(example, d, "host", 256, "mixed", quiet=True, calibrate="default")
+    compile_model(example, d, "host", 256, "mixed", quiet=True, calibrate="default", int5=True)
     return _score(d, held)
 
 
 def test_mixed_levels(mixed_build, int4_pair, held):
-    """--weights mixed (calibrated; two MLP passes), within 0.70 bytes per weight. Measured here: mean
-    KLD 0.006047, top-1 94.85 %, perplexity 10.326, the float model's 10.253 (+0.71 %) (20,000 tokens, 8,192
-    calibration tokens: 0.005825 at 0.698). Perplexity is no ranking at these gaps (int4's 10.299 is
-    below mixed's at 1.8x its KLD): it is held near the float model's."""
+    """--weights mixed --int5 (calibrated; two MLP passes; int4, int5 and int8 tensors), within 0.70 bytes per
+    weight: issue 13's mixed goal. Measured here: mean KLD 0.002730, top-1 96.50 %, perplexity 10.273,
+    the float model's 10.253 (+0.19 %) (int4 and int8 only: 0.006047, 94.85 %, +0.71 %). Perplexity is no
+    ranking at these gaps: it is held near the float model's."""
     from tinyslm.pipeline import load_build
     m, c = mixed_build, int4_pair["calibrated"]
     print({k: round(m[k], 6) for k in ("kld", "top1", "ppl")})
     man, _ = load_build(m["dir"])
     assert man["weights"]["bytes"] <= 0.70 * man["model"]["n_params"]
-    assert m["kld"] <= 0.6 * c["kld"], (m["kld"], c["kld"])
-    assert m["kld"] <= 0.0064, m["kld"]
-    assert m["top1"] >= 0.94, m["top1"]
+    assert m["kld"] <= 0.3 * c["kld"], (m["kld"], c["kld"])
+    assert m["kld"] <= 0.0031, m["kld"]
+    assert m["top1"] >= 0.96, m["top1"]
     f = _float_ppl(held)
     print("float perplexity", round(f, 6))
-    assert abs(m["ppl"] / f - 1) <= 0.009, (m["ppl"], f)
+    assert abs(m["ppl"] / f - 1) <= 0.004, (m["ppl"], f)
 
 
 @pytest.fixture(scope="module")

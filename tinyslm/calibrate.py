@@ -117,8 +117,10 @@ def load_chunks(path, model_path, tok, max_seq, max_tokens=None):
 
 
 def formats_for(spec, weights, s4="s4"):
-    """matvec name -> s8 | s4 (s4: the int4 format, s4 or s4nl) for --weights int8 | int4 (mixed: fit.mixed)."""
-    return {f"l{li}.{n}": s4 if weights == "int4" else "s8" for li, L in enumerate(spec.layers)
+    """matvec name -> s8 | s5nl | s4 (s4: the int4 format, s4 or s4nl) for --weights int8 | int5 | int4 (mixed:
+    fit.mixed)."""
+    f = {"int4": s4, "int5": "s5nl"}.get(weights, "s8")
+    return {f"l{li}.{n}": f for li, L in enumerate(spec.layers)
             for n, _ in MATVECS if getattr(L, n) is not None}
 
 
@@ -200,7 +202,8 @@ def ls_group_scales(T, Q, d, ws, gs, group=32, gm=127):
 def gptq(w, factor, fmt, group=32):
     """w [N, K] float, inverse_factor(X^T X) -> quantized weights in the kernels' format:
     s8: (int8 [N, K], float32 [N]); s4: (packed uint8 [N, K/2], int8 group scales [N, K/32], float32 [N]);
-    s4nl: (codes uint8 [N, K/2], int8 levels [16], int8 group scales, float32 [N]) (gptq_nl).
+    s4nl: (codes uint8 [N, K/2], int8 levels [16], int8 group scales, float32 [N]) (gptq_nl); s5nl
+    the same with codes [N, 5K/8] and 32 levels (int4nl.py).
     int4: the first pass picks each group's scale when it is reached (quantize.s4_group_scales); then
     LS_ROUNDS times the scales are refit by least squares (ls_group_scales) on the columns the codes
     rounded, weighted by 1 / U_ii^2 (each column's share of the loss), and GPTQ reruns with them fixed;
@@ -214,22 +217,22 @@ def gptq(w, factor, fmt, group=32):
         ws = _s8_row_scales(W, np.diag(H)[None, :])
         Q, _, _ = _gptq_pass(W, U, np.repeat(ws[:, None], K, 1), _grid(-127, 127))
         return Q.astype(np.int8), ws.astype(np.float32)
-    if fmt == "s4nl":
-        return gptq_nl(W, U, group)
+    if fmt in ("s4nl", "s5nl"):
+        return gptq_nl(W, U, group, fmt)
     amax = np.abs(W).max(1)
     ws = np.where(amax > 0, amax / 8 / 127.0, 1.0).astype(np.float32).astype(np.float64)
     Q, _, _, gs = gptq_groups(W, U, ws, s4_group_scales, _grid(-8, 7), group)
     return _pack_s4(Q.astype(np.int8)), gs.astype(np.int8), ws.astype(np.float32)
 
 
-def gptq_nl(W, U, group=32):
+def gptq_nl(W, U, group=32, fmt="s4nl"):
     """gptq_groups on the non-linear grid, from IQ4_NL's levels; after each run the levels are refit
     (int4nl.refit, columns weighted by 1 / U_ii^2) for the next; the run of least loss is kept."""
     from . import int4nl
     K = W.shape[1]
     gm, ws = int4nl.gmax(K), int4nl.row_scales(W, K)
     d = 1.0 / np.diag(U) ** 2
-    kv, best = int4nl.IQ4_NL.copy(), None
+    kv, best = int4nl.LEVELS[fmt].copy(), None
     for _ in range(int4nl.KV_ROUNDS + 1):
         Q, T, loss, gs = gptq_groups(W, U, ws, int4nl.searcher(kv, gm), lambda v, kv=kv: int4nl.nearest(v, kv),
                                      group, gm)
@@ -316,7 +319,7 @@ def calibrate(spec, chunks, formats, log=None, rotate=False, rotate_att=False):
         if f == "s4" and (K % 32 or K * 8 * 128 * 127 >= 2 ** 31):
             raise TslError(f"{n}: int4 needs K divisible by 32 and small enough for the int32 accumulator, "
                            f"K = {K}; use --weights int8")
-        if f == "s4nl":
+        if f in ("s4nl", "s5nl"):
             int4nl.check(K, n)
     sites = collect(spec, chunks)
     notes = []
@@ -379,8 +382,8 @@ def rtn_dequant(w, fmt, where):
     from .quantize import quant_rows_s4
     if fmt == "s4":
         return dequant(quant_rows_s4(w, where))
-    if fmt == "s4nl":
-        return int4nl.dequant(int4nl.quant_rows(w, where))
+    if fmt in ("s4nl", "s5nl"):
+        return int4nl.dequant(int4nl.quant_rows(w, where, fmt))
     return qdq_rows(np.asarray(w, np.float64))
 
 

@@ -23,6 +23,8 @@ def cmd_compile(a):
         raise TslError(f"--fit {a.fit} and --board {a.board}: give one board")
     if a.weights == "mixed" and a.fit:
         raise TslError("--weights mixed and --fit: --fit chooses the formats itself")
+    if a.int5 and a.weights != "mixed" and not a.fit:
+        raise TslError("--int5: it widens the choice of --weights mixed and --fit (for int5 everywhere: --weights int5)")
     if a.bytes_per_weight is not None and a.weights != "mixed":
         raise TslError("--bytes-per-weight: it is the budget of --weights mixed (give both)")
     print(f"tinyslm {__version__}: compiling {a.model} for {board}", flush=True)
@@ -30,7 +32,7 @@ def cmd_compile(a):
                   calibrate=a.calibrate or (a.weights == "mixed" and "default") or None, fit=bool(a.fit),
                   mlp_residual=None if a.mlp_passes is None else a.mlp_passes == 2, numerics=a.numerics,
                   rotate=None if a.rotate == "auto" else a.rotate == "on", bytes_per_weight=a.bytes_per_weight,
-                  int4=a.int4)
+                  int4=a.int4, int5=a.int5)
 
 
 def cmd_verify(a):
@@ -262,9 +264,11 @@ def parser():
     s.add_argument("-o", "--out", default="build/model", help="output directory (default: build/model)")
     s.add_argument("--max-seq", type=_int_in(1, 2 ** 63), default=None,
                    help=f"KV cache length, 1 to {MAX_SEQ} (default: 256 or the model's limit)")
-    s.add_argument("--weights", choices=["int8", "int4", "mixed"], default=None,
-                   help="weight format (default: int4 if the graph carries int4 weights, else int8); mixed: "
-                        "int4 with the tensors that matter most in int8 (calibrated)")
+    s.add_argument("--weights", choices=["int8", "int5", "int4", "mixed"], default=None,
+                   help="weight format (default: int4 if the graph carries int4 weights, else int8); int5: 5-bit "
+                        "codes into 32 int8 levels per tensor (0.66 bytes per weight; NEON and portable kernels so far); "
+                        "mixed: each tensor int4 or int8 (int5 too with --int5) by its measured KLD per byte "
+                        "(calibrated)")
     s.add_argument("--bytes-per-weight", type=_finite(0.5, 1.2), default=None, metavar="B",
                    help="--weights mixed: the weights blob's bytes per parameter that the int8 tensors may fill "
                         "(default 0.70; 0.62: int4's size, example KLD 0.0096 against all-int4's 0.0106)")
@@ -273,6 +277,10 @@ def parser():
                         "times the group scale) or nl (each tensor's 16 int8 levels, from llama.cpp's IQ4_NL and "
                         "refitted: 16 bytes more per tensor, example calibrated KLD about 0.8x uniform's); the "
                         "graph's own int4 weights keep their grid")
+    s.add_argument("--int5", action="store_true",
+                   help="--weights mixed and --fit may also choose int5 for a tensor (5-bit codes into 32 levels: "
+                        "example mixed KLD 0.0026 against 0.0047 without; int5 has a NEON path, elsewhere the "
+                        "portable loop, about 6x the instructions of int4's DSP path on Cortex-M4)")
     s.add_argument("--tokenizer", help="tokenizer.json (default: next to the model, if present)")
     s.add_argument("--activations", choices=["int8", "int8x2"], default="int8", help=ACT_HELP)
     s.add_argument("--calibrate", nargs="?", const="default", metavar="FILE",

@@ -25,7 +25,8 @@ NP_C = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.
 MATVEC_S4 = ["tsl_matvec_s4_isa.h", "tsl_matvec_s4.c", "tsl_matvec_s4_arm.c", "tsl_matvec_s4_neon.c",
              "tsl_matvec_s4_x86.c", "tsl_matvec_s4_swar.c"]   # the int4 matvec: dispatch + one file per ISA family
 MATVEC_S4NL = ["tsl_matvec_s4nl_isa.h", "tsl_matvec_s4nl.c", "tsl_matvec_s4nl_arm.c", "tsl_matvec_s4nl_neon.c",
-               "tsl_matvec_s4nl_x86.c"]           # int4 on a non-linear grid (int4nl.py), the same layout
+               "tsl_matvec_s4nl_x86.c",           # int4 on a non-linear grid (int4nl.py), the same layout
+               "tsl_matvec_s5nl.c"]               # int5 on a non-linear grid (portable and NEON paths)
 RUNTIME = ["tsl_numerics.h", "tsl_arch.h", "tsl_kernels.h", "tsl_vec_f32.h", "tsl_epilogue.h", "tsl_matvec_s8.c", *MATVEC_S4, *MATVEC_S4NL,
            "tsl_attention_s8.c", "tsl_norm_f32.c", "tsl_elementwise_f32.c", "tsl_sampler.h",
            "tsl_sampler.c"]
@@ -34,7 +35,7 @@ FWHT = ["tsl_fwht.h", "tsl_fwht_f32.c"]          # float programs with fwht ops 
 THREADS = ["tsl_threads.h", "tsl_threads.c"]     # boards with cores > 1: the worker pool
 GEMM = ["tsl_gemm.h", "tsl_gemm_s8.c", "tsl_gemm_s4.c"]   # boards with a prefill_tile: tsl_prefill
 GEMM_PAR = ["tsl_gemm_par.h", "tsl_gemm_par.c"]        # both: the prefill kernels on the pool
-POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_matvec_s4nl_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
+POOL_OPS = {"tsl_matvec_s8_f32", "tsl_matvec_s4_f32", "tsl_matvec_s4nl_f32", "tsl_matvec_s5nl_f32", "tsl_quant_dynamic_f32", "tsl_dequant_sub_f32", "tsl_act_f32",
             "tsl_glu_f32", "tsl_attention_s8", "tsl_attention_f32"}      # what the pool splits (tsl_par_*: same bytes)
 APPS = ["tsl_app_verify.c", "proto/tsl_proto.h", "proto/tsl_proto.c", "proto/tsl_serial_app.c",
         "proto/tsl_device.h", "proto/tsl_console.h", "proto/tsl_console.c", "uart/tsl_uart.c", "uart/tsl_app_serial.c"]

@@ -1,4 +1,5 @@
-"""The non-linear int4 grid (--int4 nl, format s4nl): each nibble indexes one of 16 int8 levels of its tensor.
+"""The non-linear grids: int4 (--int4 nl, format s4nl), each nibble indexes one of 16 int8 levels of
+its tensor; int5 (--weights int5, and a tier of --weights mixed: format s5nl), 5-bit codes into 32.
 
 A weight [N, K] in s4nl: codes uint8 [N, K/2] (unsigned nibbles, even k in the low nibble), levels
 int8 [16] (ascending, max |level| = 127), group scales int8 [N, K/32] (signed, nonzero, as s4's) and
@@ -6,6 +7,9 @@ a row scale float32 [N]: w[n, k] = levels[code] * gs[n, k / 32] * ws[n]. 16 byte
 than s4, the same kernels' layout (firmware/tsl_matvec_s4nl.c).
 Levels start from llama.cpp's IQ4_NL table and are refitted per tensor (KV_ROUNDS times, by least
 squares on the codes chosen, each tensor keeping its round of least loss).
+A weight in s5nl: codes uint8 [N, 5K/8], per group of 32 k 20 bytes: 16 of low nibbles as s4nl's
+(k = 2j low, 2j + 1 high), then the 32 fifth bits as a little-endian uint32 (bit k); levels int8
+[32]; group scales and row scale as s4nl (firmware/tsl_matvec_s5nl.c). 5/8 + 1/32 bytes per weight.
 Accumulator: |level * x| <= 127 * 128, so the int32 row sum needs K * max|gs| * 127 * 128 < 2^31:
 the group scales stay within gmax(K) (127 up to K = 1032; K = 8192: 16), the row scale grows instead.
 """
@@ -15,6 +19,9 @@ from .errors import TslError
 
 GROUP = 32
 IQ4_NL = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], np.float64)
+# s5nl's starting levels: IQ4_NL's and the midpoints between them, and 127
+IQ5_NL = np.sort(np.concatenate([IQ4_NL, np.round((IQ4_NL[1:] + IQ4_NL[:-1]) / 2), [127.0]]))
+LEVELS = {"s4nl": IQ4_NL, "s5nl": IQ5_NL}
 KV_ROUNDS = 3
 RATIOS = np.linspace(0.7, 1.1, 13)     # clipping ratios of the group scale search
 
@@ -71,29 +78,46 @@ def refit(kv, Q, T, s, d):
 
 
 def pack(Q, kv, gs, ws):
-    """grid values Q [N, K] (levels of kv) -> (codes uint8 [N, K/2], levels int8 [16], gs int8, ws float32)"""
+    """grid values Q [N, K] (levels of kv: 16 or 32) -> (codes uint8 [N, K/2] or [N, 5K/8], levels int8
+    [16 | 32], gs int8, ws float32)"""
     c = np.searchsorted(kv, Q).astype(np.uint8)
-    return ((c[:, 0::2] | (c[:, 1::2] << 4)).astype(np.uint8), kv.astype(np.int8), gs.astype(np.int8),
-            ws.astype(np.float32))
+    nib = (c[:, 0::2] & 15) | ((c[:, 1::2] & 15) << 4)
+    if len(kv) == 32:
+        N, K = c.shape
+        hb = np.packbits((c >> 4).reshape(N, K // GROUP, GROUP), axis=2, bitorder="little")    # [N, G, 4]
+        nib = np.concatenate([nib.reshape(N, K // GROUP, GROUP // 2), hb], 2).reshape(N, -1)
+    return nib.astype(np.uint8), kv.astype(np.int8), gs.astype(np.int8), ws.astype(np.float32)
+
+
+def codes(p, nlev):
+    """packed codes [N, K/2] (16 levels) or [N, 5K/8] (32) -> int64 codes [N, K]"""
+    N = p.shape[0]
+    if nlev == 32:
+        g = p.reshape(N, -1, 20)
+        nib, hb = g[:, :, :16].reshape(N, -1), np.unpackbits(g[:, :, 16:], axis=2, bitorder="little").reshape(N, -1)
+    else:
+        nib, hb = p, None
+    c = np.empty((N, 2 * nib.shape[1]), np.int64)
+    c[:, 0::2], c[:, 1::2] = nib & 15, nib >> 4
+    return c if hb is None else c | (hb.astype(np.int64) << 4)
 
 
 def dequant(qw):
     """(codes, levels, gs, ws) -> float64 [N, K]"""
     p, kv, gs, ws = qw
-    c = np.empty((p.shape[0], 2 * p.shape[1]), np.int64)
-    c[:, 0::2], c[:, 1::2] = p & 15, p >> 4
+    c = codes(p, len(kv))
     return kv.astype(np.float64)[c] * np.repeat(gs.astype(np.float64), GROUP, 1) * ws.astype(np.float64)[:, None]
 
 
-def quant_rows(w, where):
-    """w [N, K] -> s4nl weights rounded to nearest (no calibration): per round each group's scale by
+def quant_rows(w, where, fmt="s4nl"):
+    """w [N, K] -> s4nl (or s5nl) weights rounded to nearest (no calibration): per round each group's scale by
     searcher, codes to the nearest level, then the levels refitted (d = 1); the round of least
     squared error is kept."""
     N, K = w.shape
     check(K, where)
     W = np.asarray(w, np.float64)
     ws = row_scales(W, K)
-    kv, best = IQ4_NL.copy(), None
+    kv, best = LEVELS[fmt].copy(), None
     cols = W.reshape(-1, GROUP)
     wsg = np.repeat(ws, K // GROUP)
     for _ in range(KV_ROUNDS + 1):

@@ -125,7 +125,7 @@ class _Lower:
         self.emit(op, "i_fwht", n=a["n"], block=a["block"], signs_w=self.keep(a["signs_w"]))
 
     def matvec(self, op, a):
-        if a["fmt"] not in ("s8", "s4", "s4nl"):
+        if a["fmt"] not in ("s8", "s4", "s4nl", "s5nl"):
             raise TslError(f"op {op.name}: weight format {a['fmt']} has no integer lowering")
         if a["sx"] is None:
             raise TslError(f"op {op.name}: a constant activation scale has no integer lowering")

@@ -233,9 +233,14 @@ def matvec_s4_s32(x, w4, gs, group):
 def matvec_s4nl_s32(x, w4, kv, gs, group):
     """acc_n = sum_g gs[n, g] * (kv[c[n, g]] . x[g]), c the unsigned nibbles of w4 (even k low), kv
     the tensor's 16 int8 levels (tinyslm/int4nl.py)."""
-    c = np.empty((w4.shape[0], x.shape[0]), np.int64)
-    c[:, 0::2], c[:, 1::2] = w4 & 15, w4 >> 4
-    w = kv.astype(np.int64)[c].reshape(w4.shape[0], -1, group)
+    return matvec_nl_s32(x, w4, kv, gs, group)
+
+
+def matvec_nl_s32(x, wc, kv, gs, group):
+    """acc_n = sum_g gs[n, g] * (kv[c[n, g]] . x[g]): s4nl (kv 16 levels, wc the nibbles [N, K/2]) or
+    s5nl (32 levels, wc [N, 5K/8]: per group 16 nibble bytes and the fifth bits, int4nl.codes)."""
+    from .int4nl import codes
+    w = kv.astype(np.int64)[codes(wc, len(kv))].reshape(wc.shape[0], -1, group)
     part = np.einsum("ngk,gk->ng", w, x.astype(np.int64).reshape(-1, group))
     return (part * gs.astype(np.int64)).sum(1).astype(np.int32)
 

@@ -16,8 +16,8 @@ def log(msg, quiet=False):
 
 def compile_model(model_path, out, board="host", max_seq=None, weights=None, tokenizer=None, quiet=False,
                   activations="int8", calibrate=None, fit=False, mlp_residual=None, numerics=None, rotate=None,
-                  bytes_per_weight=None, int4="uniform"):
-    """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int4 | mixed | None
+                  bytes_per_weight=None, int4="uniform", int5=False):
+    """ONNX file (or Hugging Face folder) -> C project in `out`; returns the manifest. weights: int8 | int5 | int4 | mixed | None
     (int4 if the graph carries int4 weights, else int8); activations: int8 | int8x2 (see quantize); calibrate: a text
     file to calibrate the weights on (calibrate.py; "default": the model's data/train.txt); fit: choose the per-tensor
     formats and the context length for the board (fit.py, calibrated); mlp_residual: the MLP product's second pass
@@ -30,7 +30,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     helps, on float numerics (the integer step has no lowering of it; see calibrate.calibrate);
     bytes_per_weight: the budget of weights="mixed" (fit.MIXED_BPW if None); int4: the grid of every int4 tensor
     (int4, mixed, fit): uniform (levels -8..7) or nl (16 int8 levels per tensor, int4nl.py); the graph's own int4
-    weights keep their grid."""
+    weights keep their grid; int5: whether mixed and fit may choose int5 (s5nl: 32 int8 levels per tensor)."""
     from .boards import load_board
     t0 = time.time()
     B = load_board(board)                                                     # target facts, from boards/*.toml
@@ -55,11 +55,13 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
         chunks = calib.load_chunks(calibrate, model_path, tok, max_seq)
         if fit:
             max_seq, weights, formats = fitting.fit(spec, B, chunks, asked_seq, max_seq, mlp_residual, log=lambda m: log(m, quiet),
-                                                    rotate_att=range(spec.n_layers) if rotate_att else (), s4=s4)
+                                                    rotate_att=range(spec.n_layers) if rotate_att else (), s4=s4,
+                                                    int5=int5)
         elif weights == "mixed":
-            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight or fitting.MIXED_BPW, s4)
-            log(f"mixed: {sum(f == 's8' for f in formats.values())} of {len(formats)} matvecs int8 "
-                f"({', '.join(n for n, f in formats.items() if f == 's8')}), the rest int4", quiet)
+            formats = fitting.mixed(spec, chunks, max_seq, mlp_residual, bytes_per_weight or fitting.MIXED_BPW, s4, int5)
+            n8, n5 = (sum(f == k for f in formats.values()) for k in ("s8", "s5nl"))
+            log(f"mixed: of {len(formats)} matvecs {n8} int8 ({', '.join(n for n, f in formats.items() if f == 's8')}), "
+                f"{n5} int5, the rest int4", quiet)
         formats = formats or calib.formats_for(spec, weights, s4)
         fspec, (spec, prequant, att_layers) = spec, calib.calibrate(spec, chunks, formats, log=lambda m: log(m, quiet),
                                                              rotate=rotate, rotate_att=rotate_att)
@@ -73,7 +75,7 @@ def compile_model(model_path, out, board="host", max_seq=None, weights=None, tok
     del spec                                                                  # its float weights: no longer needed
     if numerics == "int":
         prog = lower_int.lower_int(prog)                                      # float ops -> integer-only ops (no FPU)
-    log(f"quantized to {weights}{' (int4 on a non-linear grid)' if prog.meta.get('int4_grid') else ''} "
+    log(f"quantized to {weights}{' (non-linear grids)' if prog.meta.get('int4_grid') else ''} "
         f"({time.time() - t0:.1f}s)", quiet)
     gw = prog.meta["graph_weights"]
     if gw["kept"] or gw["requantized"]:

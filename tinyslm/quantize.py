@@ -29,7 +29,7 @@ from .model import kv_slots, layer_freqs, rope_split_tables
 from .numerics import ACTS, butterflies, sign_bits
 
 GROUP = 32            # int4 group length along K
-EXTRAS = {"s8": 0, "s4": 1, "s4nl": 2}   # arrays between a format's values and its row scales (prequant tuples)
+EXTRAS = {"s8": 0, "s4": 1, "s4nl": 2, "s5nl": 2}   # arrays between a format's values and its row scales (prequant tuples)
 ROT_SEED = 13         # the rotation's sign table: rot_signs(K, ROT_SEED), stored with the weights
 ROT_MAX_BLOCK = 1 << 12
 ROT_MIN_BLOCK = 8     # K with a smaller power-of-two factor: not rotated
@@ -170,7 +170,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
     """-> Program for one decode step of `spec` with a static KV cache of max_seq positions.
     activations: int8, or int8x2 (every norm output also sent a second time as its int8
     rounding error, as the MLP product always is with mlp_residual). formats: matvec name ->
-    s8 | s4 | s4nl, overriding `weights` per tensor (mixed); int4: the format of --weights int4, s4 or
+    s8 | s4 | s4nl | s5nl, overriding `weights` per tensor (mixed); int4: the format of --weights int4, s4 or
     s4nl (int4nl.py; the graph's own int4 weights stay s4); prequant: matvec name -> its quantized
     weights in that format, (int8, scale), (packed int4, group scales, scale) or (codes, levels, group
     scales, scale) (calibrate.py; with
@@ -210,7 +210,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
                 attrs["ws_w"] = P.weight(name + ".ws", (P.weights[shared[1]] * np.float32(mul)).astype(np.float32))
         elif name in prequant:
             q, *gs, s = prequant[name]
-            if len(gs) != EXTRAS[fmt] or q.shape != ((N, K // 2) if EXTRAS[fmt] else (N, K)):
+            if len(gs) != EXTRAS[fmt] or q.shape != {"s8": (N, K), "s5nl": (N, K * 5 // 8)}.get(fmt, (N, K // 2)):
                 raise AssertionError(f"{name}: prequantized weights are not {fmt} [{N}, {K}]")
             if len(gs) == 2:
                 attrs["kv_w"] = P.weight(name + ".kv", gs[0])
@@ -222,8 +222,8 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
             kept = honour_s4(qi) if fmt in ("s4", "s4nl") and qi and qi["kind"] == "int4" else None
             if kept:                                    # the graph's int4 grid, as it is
                 attrs["fmt"] = fmt = "s4"
-            if fmt == "s4nl":
-                q, kv, gs, s = int4nl.quant_rows(w, name)
+            if fmt in ("s4nl", "s5nl"):
+                q, kv, gs, s = int4nl.quant_rows(w, name, fmt)
                 attrs["kv_w"], attrs["gs_w"] = P.weight(name + ".kv", kv), P.weight(name + ".gs", gs)
             elif fmt == "s4":
                 q, gs, s = kept or quant_rows_s4(w, name)
@@ -309,7 +309,7 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
     first = [f for L in spec.layers if (f := layer_freqs(spec, L, max_seq)) is not None][:1]
     for f in first:                         # the first table ahead of the layers (weight order as before)
         rope_w(f)
-    wfmt = int4 if weights == "int4" else "s8"
+    wfmt = int4 if weights == "int4" else "s5nl" if weights == "int5" else "s8"
     kv_layers, rotated = [], []
 
     def rot_signs_w(n):
@@ -397,5 +397,5 @@ def quantize(spec, max_seq, weights="int8", activations="int8", mlp_residual=Tru
                   n_kv_heads=Hk, head_dim=hs, hidden=F, max_seq=max_seq, weights=weights, activations=activations,
                   act=spec.act, pos=spec.pos, n_params=spec.n_params(), kv_layers=kv_layers,
                   rotate=dict(seed=ROT_SEED, sites=rotated) if rotated else None, int4_group=GROUP,
-                  int4_grid="nl" if any(o.attrs.get("fmt") == "s4nl" for o in P.ops) else None, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
+                  int4_grid="nl" if any(o.attrs.get("fmt") in ("s4nl", "s5nl") for o in P.ops) else None, weight_layout="row-major [N][K]; int4: two per byte, even k low nibble")
     return P

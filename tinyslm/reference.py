@@ -83,12 +83,12 @@ class Reference:
         out[:] = nx.epilogue(acc, sx, self.W[a["ws_w"]], bias, out if a["accumulate"] else None)
 
     def _acc(self, x, a):
-        """the int32 sums of a matvec, in its format (s8 | s4 | s4nl)"""
+        """the int32 sums of a matvec, in its format (s8 | s4 | s4nl | s5nl)"""
         f, w = a.get("fmt", "s8"), self.W[a["w_w"]].reshape(a["N"], -1)
         if f == "s4":
             return nx.matvec_s4_s32(x, w, self.W[a["gs_w"]].reshape(a["N"], -1), 32)
-        if f == "s4nl":
-            return nx.matvec_s4nl_s32(x, w, self.W[a["kv_w"]], self.W[a["gs_w"]].reshape(a["N"], -1), 32)
+        if f in ("s4nl", "s5nl"):
+            return nx.matvec_nl_s32(x, w, self.W[a["kv_w"]], self.W[a["gs_w"]].reshape(a["N"], -1), 32)
         return nx.matvec_s8_s32(x, w)
 
     def op_rope(self, op, a, token, pos):
